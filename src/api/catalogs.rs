@@ -1,0 +1,88 @@
+//! `/v1/catalogs` and `/v1/catalogs/{catalog}`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+use crate::api::error::ApiError;
+use crate::api::extract::{ApiJson, ApiPath};
+use crate::api::models::{CatalogPut, CatalogView, CountsView};
+use crate::api::{blocking, AppState};
+use crate::catalog::model::{CatalogConfig, CatalogName};
+use crate::catalog::registry::{CatalogStatus, Created};
+
+fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView {
+    let (status, error, counts) = match status {
+        CatalogStatus::Loading => ("loading", None, None),
+        CatalogStatus::Failed(reason) => ("failed", Some(reason), None),
+        CatalogStatus::Ready(c) => (
+            "ready",
+            None,
+            Some(CountsView {
+                items: c.index.items,
+                users: c.users,
+                graph_points: c.index.graph_points,
+                tombstones: c.index.tombstones,
+                rebuilds: c.rebuilds,
+                rebuilding: c.rebuilding,
+            }),
+        ),
+    };
+    CatalogView {
+        name: name.to_string(),
+        dimension: config.dimension,
+        metric: config.metric.as_str(),
+        vector_type: config.vector_type.as_str(),
+        price_tiers: config.price_tiers,
+        status,
+        error,
+        counts,
+    }
+}
+
+/// `PUT /v1/catalogs/{catalog}`: 201 created, 200 identical, 409 different.
+pub async fn put(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<CatalogPut>,
+) -> Result<(StatusCode, Json<CatalogView>), ApiError> {
+    let name = CatalogName::parse(&name)?;
+    let config = body.into_config()?;
+    blocking(move || {
+        let created = state.catalogs.create(&name, config)?;
+        let (config, status) = state.catalogs.status(name.as_str())?;
+        let code = match created {
+            Created::New => StatusCode::CREATED,
+            Created::AlreadyExisted => StatusCode::OK,
+        };
+        Ok((code, Json(view(name.as_str(), config, status))))
+    })
+    .await
+}
+
+/// `GET /v1/catalogs`.
+pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let catalogs: Vec<CatalogView> = state
+        .catalogs
+        .list()
+        .into_iter()
+        .map(|(name, config, status)| view(name.as_str(), config, status))
+        .collect();
+    Json(serde_json::json!({ "catalogs": catalogs }))
+}
+
+/// `GET /v1/catalogs/{catalog}`.
+pub async fn get(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<CatalogView>, ApiError> {
+    let (config, status) = state.catalogs.status(&name)?;
+    Ok(Json(view(&name, config, status)))
+}
+
+/// `DELETE /v1/catalogs/{catalog}`.
+pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let parsed = CatalogName::parse(&name).map_err(|_| crate::error::Error::CatalogNotFound { name: name.clone() })?;
+    blocking(move || {
+        state.catalogs.delete(&parsed)?;
+        Ok(Json(serde_json::json!({ "deleted": parsed.as_str() })))
+    })
+    .await
+}

@@ -1,0 +1,110 @@
+//! Extractors whose rejections are our JSON errors, with the failing field
+//! named by its JSON path (via serde_path_to_error).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::api::error::ApiError;
+use crate::api::AppState;
+
+/// A JSON body, parsed with the failing field's path in errors.
+pub struct ApiJson<T>(pub T);
+
+fn field_or_body(path: &serde_path_to_error::Path) -> String {
+    let p = path.to_string();
+    if p.is_empty() || p == "." {
+        "body".into()
+    } else {
+        p
+    }
+}
+
+/// Parses JSON bytes into `T`, mapping serde's errors onto ours.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = field_or_body(e.path());
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        if message.starts_with("unknown field") {
+            ApiError::UnknownField { field, message }
+        } else {
+            ApiError::MalformedJson { field, message }
+        }
+    })?;
+    de.end().map_err(|e| ApiError::MalformedJson {
+        field: "body".into(),
+        message: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+            let json = content_type
+                .to_str()
+                .ok()
+                .and_then(|s| s.split(';').next())
+                .map(|s| {
+                    let s = s.trim().to_ascii_lowercase();
+                    s == "application/json" || (s.starts_with("application/") && s.ends_with("+json"))
+                })
+                .unwrap_or(false);
+            if !json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        let limit = state.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::MalformedJson {
+                    field: "body".into(),
+                    message: rejection.body_text(),
+                }
+            }
+        })?;
+        Ok(ApiJson(parse_json(&bytes)?))
+    }
+}
+
+/// Path parameters, with our error on failure.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::BadParameter {
+                field: "path".into(),
+                message: e.body_text(),
+            })
+    }
+}
+
+/// Query parameters, with our error on failure.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::BadParameter {
+                field: "query".into(),
+                message: e.body_text(),
+            })
+    }
+}

@@ -1,0 +1,70 @@
+//! HTTP API v1: one file per resource, wire types in `models`, the one
+//! error mapping in `error`. Handlers parse and validate input, then run
+//! the work on a blocking thread (RocksDB writes, graph inserts and
+//! searches must not stall the async workers).
+
+pub mod catalogs;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod items;
+pub mod models;
+pub mod recommend;
+pub mod search;
+pub mod users;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::catalog::registry::Catalogs;
+use crate::catalog::Catalog;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalogs: Arc<Catalogs>,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    fn catalog(&self, name: &str) -> Result<Arc<Catalog>, ApiError> {
+        Ok(self.catalogs.get(name)?)
+    }
+}
+
+/// Runs blocking work off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "blocking task failed");
+            Err(ApiError::Panic)
+        }
+    }
+}
+
+/// The v1 router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/catalogs", get(catalogs::list))
+        .route("/v1/catalogs/{catalog}", put(catalogs::put).get(catalogs::get).delete(catalogs::delete))
+        .route("/v1/catalogs/{catalog}/items", post(items::upsert))
+        .route("/v1/catalogs/{catalog}/items/delete", post(items::delete_many))
+        .route("/v1/catalogs/{catalog}/items/{id}", get(items::get).delete(items::delete_one))
+        .route("/v1/catalogs/{catalog}/users", post(users::upsert))
+        .route("/v1/catalogs/{catalog}/users/{id}", get(users::get).delete(users::delete))
+        .route("/v1/catalogs/{catalog}/search", post(search::search))
+        .route("/v1/catalogs/{catalog}/recommend/similar", post(recommend::similar))
+        .route("/v1/catalogs/{catalog}/recommend/upsell", post(recommend::upsell))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

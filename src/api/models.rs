@@ -1,0 +1,528 @@
+//! Wire types: the JSON shapes of API v1, and their conversion into domain
+//! types. Conversion is where input is validated, once; every error names
+//! the field by its JSON path.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::catalog::model::{check_id, check_price, CatalogConfig, Item, Metric, User, VectorType};
+use crate::error::{Error, Result};
+use crate::index::filter::{Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition};
+use crate::index::Hit;
+
+/// Largest `k` a query may ask for.
+pub const MAX_K: usize = 1000;
+/// Longest category, brand, tag or attribute key, in bytes.
+const MAX_LABEL_BYTES: usize = 256;
+/// Most tags per item.
+const MAX_TAGS: usize = 256;
+
+fn default_k() -> usize {
+    10
+}
+fn default_true() -> bool {
+    true
+}
+fn default_price_tiers() -> u8 {
+    4
+}
+
+/// Checks `k` in `1..=MAX_K`.
+pub fn check_k(k: usize) -> Result<usize> {
+    if k == 0 || k > MAX_K {
+        return Err(Error::invalid("k", format!("must be in 1..={MAX_K}")));
+    }
+    Ok(k)
+}
+
+fn check_label(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_LABEL_BYTES {
+        return Err(Error::invalid(field, format!("must be at most {MAX_LABEL_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricWire {
+    Cosine,
+    Dot,
+    L2,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorTypeWire {
+    F32,
+    F16,
+}
+
+/// `PUT /v1/catalogs/{catalog}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogPut {
+    pub dimension: usize,
+    #[serde(default = "default_metric")]
+    pub metric: MetricWire,
+    #[serde(default = "default_vector_type")]
+    pub vector_type: VectorTypeWire,
+    #[serde(default = "default_price_tiers")]
+    pub price_tiers: u8,
+}
+
+fn default_metric() -> MetricWire {
+    MetricWire::Cosine
+}
+fn default_vector_type() -> VectorTypeWire {
+    VectorTypeWire::F32
+}
+
+impl CatalogPut {
+    pub fn into_config(self) -> Result<CatalogConfig> {
+        let metric = match self.metric {
+            MetricWire::Cosine => Metric::Cosine,
+            MetricWire::Dot => Metric::Dot,
+            MetricWire::L2 => Metric::L2,
+        };
+        let vector_type = match self.vector_type {
+            VectorTypeWire::F32 => VectorType::F32,
+            VectorTypeWire::F16 => VectorType::F16,
+        };
+        CatalogConfig::new(self.dimension, metric, vector_type, self.price_tiers)
+    }
+}
+
+/// A catalog as shown by `GET`.
+#[derive(Debug, Serialize)]
+pub struct CatalogView {
+    pub name: String,
+    pub dimension: usize,
+    pub metric: &'static str,
+    pub vector_type: &'static str,
+    pub price_tiers: u8,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<CountsView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CountsView {
+    pub items: u64,
+    pub users: u64,
+    pub graph_points: u64,
+    pub tombstones: u64,
+    pub rebuilds: u64,
+    pub rebuilding: bool,
+}
+
+/// An item in `POST /items`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemWire {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub price: Option<f64>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub in_stock: Option<bool>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub price_tier: Option<u8>,
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+}
+
+impl ItemWire {
+    /// Validates the item as element `index` of a batch.
+    pub fn into_item(self, index: usize, config: &CatalogConfig) -> Result<Item> {
+        let at = |f: &str| format!("items[{index}].{f}");
+        check_id(&at("id"), &self.id)?;
+        let vector = config.prepare_vector(&at("vector"), self.vector)?;
+        let price = self.price.map(|p| check_price(&at("price"), p)).transpose()?;
+        if let Some(c) = &self.category {
+            check_label(&at("category"), c)?;
+        }
+        if let Some(b) = &self.brand {
+            check_label(&at("brand"), b)?;
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(Error::invalid(at("tags"), format!("at most {MAX_TAGS} tags")));
+        }
+        for (i, t) in self.tags.iter().enumerate() {
+            check_label(&at(&format!("tags[{i}]")), t)?;
+        }
+        if let Some(t) = self.price_tier {
+            if t == 0 || t > config.price_tiers {
+                return Err(Error::invalid(at("price_tier"), format!("must be in 1..={}", config.price_tiers)));
+            }
+        }
+        for key in self.attributes.keys() {
+            check_label(&at("attributes"), key)?;
+        }
+        let mut tags = self.tags;
+        tags.sort();
+        tags.dedup();
+        Ok(Item {
+            id: self.id,
+            vector,
+            price,
+            category: self.category,
+            brand: self.brand,
+            in_stock: self.in_stock.unwrap_or(true),
+            tags,
+            explicit_tier: self.price_tier,
+            attributes: self.attributes,
+        })
+    }
+}
+
+/// `POST /v1/catalogs/{catalog}/items`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsUpsert {
+    pub items: Vec<ItemWire>,
+}
+
+/// `POST /v1/catalogs/{catalog}/items/delete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsDelete {
+    pub ids: Vec<String>,
+}
+
+/// `?with_vector=true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetItemQuery {
+    #[serde(default)]
+    pub with_vector: bool,
+}
+
+/// An item as returned by `GET /items/{id}`.
+#[derive(Debug, Serialize)]
+pub struct ItemView {
+    pub id: String,
+    pub price: Option<f64>,
+    pub price_tier: Option<u8>,
+    /// `"explicit"` when set by the shop, `"derived"` when computed from prices.
+    pub price_tier_source: Option<&'static str>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub in_stock: bool,
+    pub tags: Vec<String>,
+    pub attributes: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A user in `POST /users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserWire {
+    pub id: String,
+    pub vector: Option<Vec<f32>>,
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+}
+
+impl UserWire {
+    pub fn into_user(self, index: usize, config: &CatalogConfig) -> Result<User> {
+        let at = |f: &str| format!("users[{index}].{f}");
+        check_id(&at("id"), &self.id)?;
+        let vector = self.vector.map(|v| config.prepare_vector(&at("vector"), v)).transpose()?;
+        Ok(User {
+            id: self.id,
+            vector,
+            attributes: self.attributes,
+        })
+    }
+}
+
+/// `POST /v1/catalogs/{catalog}/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersUpsert {
+    pub users: Vec<UserWire>,
+}
+
+/// A user as returned by `GET /users/{id}`.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub vector: Option<Vec<f32>>,
+    pub attributes: Map<String, Value>,
+}
+
+/// The filter object. Polymorphic fields are taken as raw JSON and parsed
+/// by hand so errors can say exactly what was expected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterWire {
+    category: Option<Value>,
+    brand: Option<Value>,
+    price: Option<PriceWire>,
+    price_tier: Option<Value>,
+    in_stock: Option<bool>,
+    tags: Option<TagsWire>,
+    exclude_ids: Option<Vec<String>>,
+    attributes: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceWire {
+    gt: Option<f64>,
+    gte: Option<f64>,
+    lt: Option<f64>,
+    lte: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagsWire {
+    any: Option<Vec<String>>,
+    all: Option<Vec<String>>,
+}
+
+fn string_list(field: &str, value: &Value) -> Result<Vec<String>> {
+    let Value::Array(items) = value else {
+        return Err(Error::invalid(field, "must be an array of strings"));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(Error::invalid(format!("{field}[{i}]"), "must be a string")),
+        })
+        .collect()
+}
+
+fn string_condition(field: &str, value: &Value) -> Result<StringCondition> {
+    match value {
+        Value::String(s) => Ok(StringCondition::In(vec![s.clone()])),
+        Value::Object(map) => {
+            let mut conditions = Vec::new();
+            for (key, v) in map {
+                match key.as_str() {
+                    "in" => conditions.push(StringCondition::In(string_list(&format!("{field}.in"), v)?)),
+                    "not_in" => conditions.push(StringCondition::NotIn(string_list(&format!("{field}.not_in"), v)?)),
+                    other => return Err(Error::invalid(format!("{field}.{other}"), "unknown key; expected \"in\" or \"not_in\"")),
+                }
+            }
+            match conditions.len() {
+                1 => Ok(conditions.pop().expect("one condition")),
+                _ => Err(Error::invalid(field, "must have exactly one of \"in\" or \"not_in\"")),
+            }
+        }
+        _ => Err(Error::invalid(field, "must be a string, {\"in\": [...]} or {\"not_in\": [...]}")),
+    }
+}
+
+fn tier_value(field: &str, value: &Value) -> Result<u8> {
+    value
+        .as_u64()
+        .filter(|t| (1..=255).contains(t))
+        .map(|t| t as u8)
+        .ok_or_else(|| Error::invalid(field, "must be an integer tier >= 1"))
+}
+
+fn finite(field: &str, value: f64) -> Result<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::invalid(field, "must be a finite number"))
+    }
+}
+
+impl FilterWire {
+    /// The domain filter; `prefix` is the JSON path of this object.
+    pub fn into_filter(self, prefix: &str) -> Result<Filter> {
+        let at = |f: &str| format!("{prefix}.{f}");
+        let mut filter = Filter::default();
+        if let Some(v) = &self.category {
+            filter = filter.and(Condition::Category(string_condition(&at("category"), v)?));
+        }
+        if let Some(v) = &self.brand {
+            filter = filter.and(Condition::Brand(string_condition(&at("brand"), v)?));
+        }
+        if let Some(p) = self.price {
+            if p.gt.is_some() && p.gte.is_some() {
+                return Err(Error::invalid(at("price"), "give at most one of gt and gte"));
+            }
+            if p.lt.is_some() && p.lte.is_some() {
+                return Err(Error::invalid(at("price"), "give at most one of lt and lte"));
+            }
+            let low = match (p.gt, p.gte) {
+                (Some(v), _) => Some(Bound { value: finite(&at("price.gt"), v)?, inclusive: false }),
+                (_, Some(v)) => Some(Bound { value: finite(&at("price.gte"), v)?, inclusive: true }),
+                _ => None,
+            };
+            let high = match (p.lt, p.lte) {
+                (Some(v), _) => Some(Bound { value: finite(&at("price.lt"), v)?, inclusive: false }),
+                (_, Some(v)) => Some(Bound { value: finite(&at("price.lte"), v)?, inclusive: true }),
+                _ => None,
+            };
+            if low.is_none() && high.is_none() {
+                return Err(Error::invalid(at("price"), "give at least one of gt, gte, lt, lte"));
+            }
+            filter = filter.and(Condition::Price(PriceRange { low, high }));
+        }
+        if let Some(v) = &self.price_tier {
+            let field = at("price_tier");
+            let (low, high) = match v {
+                Value::Object(map) => {
+                    let mut low = 1u8;
+                    let mut high = u8::MAX;
+                    for (key, bound) in map {
+                        match key.as_str() {
+                            "gte" => low = tier_value(&format!("{field}.gte"), bound)?,
+                            "lte" => high = tier_value(&format!("{field}.lte"), bound)?,
+                            other => return Err(Error::invalid(format!("{field}.{other}"), "unknown key; expected \"gte\" or \"lte\"")),
+                        }
+                    }
+                    if map.is_empty() {
+                        return Err(Error::invalid(field, "give gte, lte or both"));
+                    }
+                    (low, high)
+                }
+                other => {
+                    let t = tier_value(&field, other)?;
+                    (t, t)
+                }
+            };
+            filter = filter.and(Condition::Tier { low, high });
+        }
+        if let Some(s) = self.in_stock {
+            filter = filter.and(Condition::InStock(s));
+        }
+        if let Some(t) = self.tags {
+            match (t.any, t.all) {
+                (Some(any), None) => filter = filter.and(Condition::Tags(TagCondition::Any(any))),
+                (None, Some(all)) => filter = filter.and(Condition::Tags(TagCondition::All(all))),
+                _ => return Err(Error::invalid(at("tags"), "must have exactly one of \"any\" or \"all\"")),
+            }
+        }
+        if let Some(ids) = self.exclude_ids {
+            filter = filter.and(Condition::ExcludeIds(ids));
+        }
+        if let Some(attributes) = self.attributes {
+            for (key, value) in attributes {
+                let scalar = Scalar::from_json(&value).ok_or_else(|| {
+                    Error::invalid(format!("{}.{key}", at("attributes")), "must be a string, number or boolean")
+                })?;
+                filter = filter.and(Condition::Attribute { key, value: scalar });
+            }
+        }
+        Ok(filter)
+    }
+}
+
+/// Parses an optional filter.
+pub fn parse_filter(filter: Option<FilterWire>) -> Result<Filter> {
+    filter.map(|f| f.into_filter("filter")).transpose().map(Option::unwrap_or_default)
+}
+
+/// `POST /v1/catalogs/{catalog}/search`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub vector: Vec<f32>,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    pub filter: Option<FilterWire>,
+    #[serde(default = "default_true")]
+    pub with_attributes: bool,
+}
+
+/// `POST /v1/catalogs/{catalog}/recommend/similar`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarRequest {
+    pub item_id: String,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    pub filter: Option<FilterWire>,
+    #[serde(default = "default_true")]
+    pub with_attributes: bool,
+}
+
+fn default_min_ratio() -> f64 {
+    1.0
+}
+fn default_max_ratio() -> f64 {
+    2.0
+}
+
+/// `POST /v1/catalogs/{catalog}/recommend/upsell`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsellWire {
+    pub item_id: String,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    #[serde(default = "default_true")]
+    pub same_category: bool,
+    #[serde(default = "default_min_ratio")]
+    pub min_price_ratio: f64,
+    #[serde(default = "default_max_ratio")]
+    pub max_price_ratio: f64,
+    pub tiers_up: Option<u8>,
+    pub filter: Option<FilterWire>,
+    #[serde(default = "default_true")]
+    pub with_attributes: bool,
+}
+
+/// One hit.
+#[derive(Debug, Serialize)]
+pub struct HitView {
+    pub id: String,
+    pub score: f32,
+    pub price: Option<f64>,
+    pub price_tier: Option<u8>,
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brand: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_stock: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Map<String, Value>>,
+}
+
+impl HitView {
+    pub fn new(hit: &Hit, with_attributes: bool) -> HitView {
+        let m = &hit.meta;
+        HitView {
+            id: m.id.to_string(),
+            score: hit.score,
+            price: m.price,
+            price_tier: hit.tier,
+            category: m.category.clone(),
+            brand: with_attributes.then(|| m.brand.clone()),
+            in_stock: with_attributes.then_some(m.in_stock),
+            tags: with_attributes.then(|| m.tags.clone()),
+            attributes: with_attributes.then(|| m.attributes.clone()),
+        }
+    }
+}
+
+/// `{"hits": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct HitsResponse {
+    pub hits: Vec<HitView>,
+}
+
+impl HitsResponse {
+    pub fn new(hits: &[Hit], with_attributes: bool) -> HitsResponse {
+        HitsResponse {
+            hits: hits.iter().map(|h| HitView::new(h, with_attributes)).collect(),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Domain types of a catalog: what an item, a user and a catalog's
+//! configuration *are*, independent of JSON (see `api::models`) and of
+//! bytes on disk (see `storage::codec`). Values of these types are valid by
+//! construction: the API layer parses wire input into them once.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Longest accepted item or user id, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// Largest accepted vector dimension.
+pub const MAX_DIMENSION: usize = 65_536;
+/// Largest number of price tiers per catalog.
+pub const MAX_PRICE_TIERS: u8 = 100;
+
+/// A catalog's name: 1 to 64 ASCII letters, digits, `_`, `-` or `.`.
+/// The restricted alphabet keeps names safe in paths, URLs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CatalogName(String);
+
+impl CatalogName {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if ok {
+            Ok(CatalogName(raw.to_string()))
+        } else {
+            Err(Error::invalid(
+                "catalog",
+                "must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '-', '.'",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CatalogName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks an item or user id: non-empty, at most [`MAX_ID_BYTES`] bytes.
+pub fn check_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_ID_BYTES} bytes, got {}", id.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// How similarity is measured. Scores are always "higher is better".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Cosine similarity; vectors are normalised on write and searched by dot product.
+    Cosine,
+    /// Raw dot product.
+    Dot,
+    /// Euclidean; the score is the negative squared distance.
+    L2,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::Dot => "dot",
+            Metric::L2 => "l2",
+        }
+    }
+}
+
+/// How vectors are stored, in memory and on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VectorType {
+    F32,
+    F16,
+}
+
+impl VectorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorType::F32 => "f32",
+            VectorType::F16 => "f16",
+        }
+    }
+}
+
+/// A catalog's immutable configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogConfig {
+    pub dimension: usize,
+    pub metric: Metric,
+    pub vector_type: VectorType,
+    pub price_tiers: u8,
+}
+
+impl CatalogConfig {
+    /// Validates the parts that are not enforced by the types.
+    pub fn new(dimension: usize, metric: Metric, vector_type: VectorType, price_tiers: u8) -> Result<Self> {
+        if dimension == 0 || dimension > MAX_DIMENSION {
+            return Err(Error::invalid(
+                "dimension",
+                format!("must be in 1..={MAX_DIMENSION}"),
+            ));
+        }
+        if price_tiers == 0 || price_tiers > MAX_PRICE_TIERS {
+            return Err(Error::invalid(
+                "price_tiers",
+                format!("must be in 1..={MAX_PRICE_TIERS}"),
+            ));
+        }
+        Ok(CatalogConfig {
+            dimension,
+            metric,
+            vector_type,
+            price_tiers,
+        })
+    }
+
+    /// Describes how `other` differs from `self`, or `None` when equal.
+    pub fn difference(&self, other: &CatalogConfig) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.dimension != other.dimension {
+            parts.push(format!("dimension is {} not {}", self.dimension, other.dimension));
+        }
+        if self.metric != other.metric {
+            parts.push(format!("metric is {} not {}", self.metric.as_str(), other.metric.as_str()));
+        }
+        if self.vector_type != other.vector_type {
+            parts.push(format!(
+                "vector_type is {} not {}",
+                self.vector_type.as_str(),
+                other.vector_type.as_str()
+            ));
+        }
+        if self.price_tiers != other.price_tiers {
+            parts.push(format!("price_tiers is {} not {}", self.price_tiers, other.price_tiers));
+        }
+        if parts.is_empty() {
+            None
+        } else {
+            Some(parts.join(", "))
+        }
+    }
+
+    /// Validates a raw vector for this catalog and returns it ready to
+    /// store: finite, of the right dimension, within the range of the
+    /// vector type, normalised under cosine.
+    pub fn prepare_vector(&self, field: &str, mut vector: Vec<f32>) -> Result<Vec<f32>> {
+        if vector.len() != self.dimension {
+            return Err(Error::WrongDimension {
+                field: field.to_string(),
+                expected: self.dimension,
+                got: vector.len(),
+            });
+        }
+        if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                "must be a finite number",
+            ));
+        }
+        // Bounding the norm keeps every distance and dot product finite, so
+        // the graph never sees inf or NaN (hnsw_rs asserts on both).
+        let norm_sq: f64 = vector.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        if norm_sq > 1e30 {
+            return Err(Error::invalid(field, "vector norm is too large (squared norm above 1e30)"));
+        }
+        if self.metric == Metric::Cosine {
+            if norm_sq == 0.0 || !norm_sq.is_normal() {
+                return Err(Error::invalid(field, "a zero vector has no direction under the cosine metric"));
+            }
+            let inv = (1.0 / norm_sq.sqrt()) as f32;
+            for x in &mut vector {
+                *x *= inv;
+            }
+        }
+        if self.vector_type == VectorType::F16 {
+            if let Some(i) = vector.iter().position(|x| x.abs() > 65_504.0) {
+                return Err(Error::invalid(
+                    format!("{field}[{i}]"),
+                    "exceeds the f16 range (|x| <= 65504)",
+                ));
+            }
+        }
+        Ok(vector)
+    }
+}
+
+/// A product as the store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub id: String,
+    /// Ready to store: validated, and normalised under cosine.
+    pub vector: Vec<f32>,
+    pub price: Option<f64>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    /// Items without stock information count as in stock: most shop feeds
+    /// only flag what is sold out.
+    pub in_stock: bool,
+    pub tags: Vec<String>,
+    /// A tier set by the shop; when `None` the store derives one from prices.
+    pub explicit_tier: Option<u8>,
+    pub attributes: Map<String, Value>,
+}
+
+/// A shopper.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub vector: Option<Vec<f32>>,
+    pub attributes: Map<String, Value>,
+}
+
+/// Checks a price: finite and not negative.
+pub fn check_price(field: &str, price: f64) -> Result<f64> {
+    if !price.is_finite() || price < 0.0 {
+        return Err(Error::invalid(field, "must be a finite number >= 0"));
+    }
+    Ok(price)
+}

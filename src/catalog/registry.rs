@@ -1,0 +1,195 @@
+//! The set of catalogs: creation, deletion, lookup, and opening them all
+//! at start (in the background, so `/healthz` answers while indexes build
+//! and `/readyz` tells when they are done).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::catalog::model::{CatalogConfig, CatalogName};
+use crate::catalog::{Catalog, CatalogCounts};
+use crate::config::IndexSettings;
+use crate::error::{Error, Result};
+use crate::storage::codec::CatalogRecord;
+use crate::storage::{Batch, Store};
+
+enum Entry {
+    Loading(CatalogRecord),
+    Ready(Arc<Catalog>),
+    Failed(CatalogRecord, String),
+}
+
+impl Entry {
+    fn record(&self) -> CatalogRecord {
+        match self {
+            Entry::Loading(r) | Entry::Failed(r, _) => *r,
+            Entry::Ready(c) => CatalogRecord {
+                id: c.id,
+                config: c.config,
+            },
+        }
+    }
+}
+
+/// What [`Catalogs::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    AlreadyExisted,
+}
+
+/// A catalog's state as listed.
+#[derive(Debug, Clone)]
+pub enum CatalogStatus {
+    Loading,
+    Ready(CatalogCounts),
+    Failed(String),
+}
+
+/// Every catalog of the store.
+pub struct Catalogs {
+    store: Arc<Store>,
+    settings: IndexSettings,
+    entries: RwLock<BTreeMap<CatalogName, Entry>>,
+    /// Serialises create and delete; holds the next catalog id.
+    admin: Mutex<u32>,
+}
+
+impl Catalogs {
+    /// Reads the catalog list; every catalog starts `Loading` until
+    /// [`Catalogs::load_all`] has built its index.
+    pub fn open(store: Arc<Store>, settings: IndexSettings) -> Result<Catalogs> {
+        let stored = store.catalogs()?;
+        let next_id = store.next_catalog_id()?;
+        let live: Vec<u32> = stored.iter().map(|(_, r)| r.id).collect();
+        store.collect_orphans(&live, next_id)?;
+        let entries = stored.into_iter().map(|(name, record)| (name, Entry::Loading(record))).collect();
+        Ok(Catalogs {
+            store,
+            settings,
+            entries: RwLock::new(entries),
+            admin: Mutex::new(next_id),
+        })
+    }
+
+    /// Builds the index of every loading catalog (blocking).
+    pub fn load_all(&self) {
+        let loading: Vec<(CatalogName, CatalogRecord)> = self
+            .entries
+            .read()
+            .iter()
+            .filter_map(|(name, e)| match e {
+                Entry::Loading(r) => Some((name.clone(), *r)),
+                _ => None,
+            })
+            .collect();
+        for (name, record) in loading {
+            let opened = Catalog::open(Arc::clone(&self.store), name.clone(), record.id, record.config, self.settings);
+            let mut entries = self.entries.write();
+            // The catalog may have been deleted (or re-created) meanwhile.
+            let still_same = matches!(entries.get(&name), Some(Entry::Loading(r)) if r.id == record.id);
+            if !still_same {
+                continue;
+            }
+            let entry = match opened {
+                Ok(catalog) => Entry::Ready(Arc::new(catalog)),
+                Err(e) => {
+                    tracing::error!(catalog = %name, error = %e, "catalog failed to open");
+                    Entry::Failed(record, e.to_string())
+                }
+            };
+            entries.insert(name, entry);
+        }
+    }
+
+    /// Whether every catalog is open.
+    pub fn ready(&self) -> bool {
+        self.entries.read().values().all(|e| matches!(e, Entry::Ready(_)))
+    }
+
+    /// Creates a catalog, or confirms an identical one exists.
+    pub fn create(&self, name: &CatalogName, config: CatalogConfig) -> Result<Created> {
+        let mut next_id = self.admin.lock();
+        if let Some(entry) = self.entries.read().get(name) {
+            let existing = entry.record().config;
+            return match existing.difference(&config) {
+                None => Ok(Created::AlreadyExisted),
+                Some(difference) => Err(Error::CatalogConfigConflict {
+                    name: name.to_string(),
+                    difference,
+                }),
+            };
+        }
+        let id = *next_id;
+        let record = CatalogRecord { id, config };
+        let mut batch = Batch::new();
+        batch.set_next_catalog_id(id + 1);
+        batch.put_catalog(name, &record);
+        self.store.commit(batch)?;
+        *next_id = id + 1;
+        let catalog = Catalog::open(Arc::clone(&self.store), name.clone(), id, config, self.settings)?;
+        self.entries.write().insert(name.clone(), Entry::Ready(Arc::new(catalog)));
+        Ok(Created::New)
+    }
+
+    /// Deletes a catalog with all its items and users.
+    pub fn delete(&self, name: &CatalogName) -> Result<()> {
+        let _admin = self.admin.lock();
+        let record = match self.entries.read().get(name) {
+            Some(entry) => entry.record(),
+            None => return Err(Error::CatalogNotFound { name: name.to_string() }),
+        };
+        let mut batch = Batch::new();
+        batch.delete_catalog(name, record.id);
+        self.store.commit(batch)?;
+        self.entries.write().remove(name);
+        Ok(())
+    }
+
+    /// An open catalog.
+    pub fn get(&self, name: &str) -> Result<Arc<Catalog>> {
+        let not_found = || Error::CatalogNotFound { name: name.to_string() };
+        let parsed = CatalogName::parse(name).map_err(|_| not_found())?;
+        match self.entries.read().get(&parsed) {
+            Some(Entry::Ready(c)) => Ok(Arc::clone(c)),
+            Some(Entry::Loading(_)) => Err(Error::CatalogLoading { name: name.to_string() }),
+            Some(Entry::Failed(_, reason)) => Err(Error::Corruption {
+                what: format!("catalog {name}"),
+                reason: reason.clone(),
+            }),
+            None => Err(not_found()),
+        }
+    }
+
+    /// Every catalog with its configuration and status, by name.
+    pub fn list(&self) -> Vec<(CatalogName, CatalogConfig, CatalogStatus)> {
+        self.entries
+            .read()
+            .iter()
+            .map(|(name, e)| {
+                let status = match e {
+                    Entry::Loading(_) => CatalogStatus::Loading,
+                    Entry::Ready(c) => CatalogStatus::Ready(c.counts()),
+                    Entry::Failed(_, reason) => CatalogStatus::Failed(reason.clone()),
+                };
+                (name.clone(), e.record().config, status)
+            })
+            .collect()
+    }
+
+    /// The status of one catalog.
+    pub fn status(&self, name: &str) -> Result<(CatalogConfig, CatalogStatus)> {
+        let parsed = CatalogName::parse(name).map_err(|_| Error::CatalogNotFound { name: name.to_string() })?;
+        self.list()
+            .into_iter()
+            .find(|(n, _, _)| *n == parsed)
+            .map(|(_, config, status)| (config, status))
+            .ok_or_else(|| Error::CatalogNotFound { name: name.to_string() })
+    }
+
+    /// Flushes the store (called at shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.store.flush()
+    }
+}

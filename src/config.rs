@@ -1,0 +1,265 @@
+//! Configuration in two stages: raw values from flags, environment and an
+//! optional TOML file are merged once into a validated [`Settings`]; the
+//! rest of the program only ever sees `Settings`.
+//!
+//! Precedence, highest first: command-line flag, environment variable,
+//! config file, built-in default. Every default lives in [`Defaults`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Built-in defaults, in one place.
+pub struct Defaults;
+
+impl Defaults {
+    pub const DATA_DIR: &'static str = "./data";
+    pub const LISTEN: &'static str = "127.0.0.1:7720";
+    pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+    pub const REBUILD_TOMBSTONE_RATIO: f64 = 0.20;
+    /// Below this many tombstones a rebuild is never worth it.
+    pub const REBUILD_MIN_TOMBSTONES: usize = 1_000;
+    /// Filters matching at most this many items are answered by an exact
+    /// scan instead of the graph. See ARCHITECTURE.md, "The filter planner".
+    pub const EXACT_SCAN_THRESHOLD: usize = 4_096;
+    pub const HNSW_M: usize = 16;
+    pub const HNSW_EF_CONSTRUCTION: usize = 128;
+    pub const HNSW_EF_SEARCH: usize = 64;
+}
+
+/// The `recstore` command line.
+#[derive(Debug, Parser)]
+#[command(name = "recstore", version, about = "A self-hosted recommendation store for online shops")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands of `recstore`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+}
+
+/// Raw flags of `recstore serve`; every one is optional so that the
+/// config file can fill what the command line leaves out.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Folder holding the RocksDB store [default: ./data].
+    #[arg(long, env = "RECSTORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:7720].
+    #[arg(long, env = "RECSTORE_LISTEN")]
+    pub listen: Option<String>,
+    /// TOML config file; its keys are the long flag names with underscores.
+    #[arg(long, env = "RECSTORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest accepted request body in bytes [default: 67108864].
+    #[arg(long, env = "RECSTORE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Fraction of dead graph points that triggers a background rebuild [default: 0.2].
+    #[arg(long, env = "RECSTORE_REBUILD_TOMBSTONE_RATIO")]
+    pub rebuild_tombstone_ratio: Option<f64>,
+    /// Minimum number of dead graph points before a rebuild is considered [default: 1000].
+    #[arg(long, env = "RECSTORE_REBUILD_MIN_TOMBSTONES")]
+    pub rebuild_min_tombstones: Option<usize>,
+    /// Filters matching at most this many items use an exact scan [default: 4096].
+    #[arg(long, env = "RECSTORE_EXACT_SCAN_THRESHOLD")]
+    pub exact_scan_threshold: Option<usize>,
+    /// HNSW links per node [default: 16].
+    #[arg(long, env = "RECSTORE_HNSW_M")]
+    pub hnsw_m: Option<usize>,
+    /// HNSW beam width while building [default: 128].
+    #[arg(long, env = "RECSTORE_HNSW_EF_CONSTRUCTION")]
+    pub hnsw_ef_construction: Option<usize>,
+    /// HNSW beam width while searching (raised to the fetch size) [default: 64].
+    #[arg(long, env = "RECSTORE_HNSW_EF_SEARCH")]
+    pub hnsw_ef_search: Option<usize>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "RECSTORE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// The config file's shape. Unknown keys are an error, so a typo is caught
+/// at start rather than silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub rebuild_tombstone_ratio: Option<f64>,
+    pub rebuild_min_tombstones: Option<usize>,
+    pub exact_scan_threshold: Option<usize>,
+    pub hnsw_m: Option<usize>,
+    pub hnsw_ef_construction: Option<usize>,
+    pub hnsw_ef_search: Option<usize>,
+    pub log_json: Option<bool>,
+}
+
+/// HNSW graph parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HnswSettings {
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+}
+
+/// Index maintenance and query planning knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexSettings {
+    pub hnsw: HnswSettings,
+    pub rebuild_tombstone_ratio: f64,
+    pub rebuild_min_tombstones: usize,
+    pub exact_scan_threshold: usize,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            hnsw: HnswSettings {
+                m: Defaults::HNSW_M,
+                ef_construction: Defaults::HNSW_EF_CONSTRUCTION,
+                ef_search: Defaults::HNSW_EF_SEARCH,
+            },
+            rebuild_tombstone_ratio: Defaults::REBUILD_TOMBSTONE_RATIO,
+            rebuild_min_tombstones: Defaults::REBUILD_MIN_TOMBSTONES,
+            exact_scan_threshold: Defaults::EXACT_SCAN_THRESHOLD,
+        }
+    }
+}
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub index: IndexSettings,
+    pub log_json: bool,
+}
+
+impl Settings {
+    /// Settings for a store in `data_dir` with every other value at its default.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Settings {
+            data_dir: data_dir.into(),
+            listen: Defaults::LISTEN.parse().expect("default listen address parses"),
+            max_body_bytes: Defaults::MAX_BODY_BYTES,
+            index: IndexSettings::default(),
+            log_json: false,
+        }
+    }
+
+    /// Merges flags (which already include the environment) with the config
+    /// file they name, and validates the result.
+    pub fn from_serve_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_config_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(Defaults::DATA_DIR));
+        let listen_raw = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| Defaults::LISTEN.to_string());
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| ConfigError::Invalid {
+            key: "listen",
+            reason: format!("{listen_raw:?} is not an address such as 127.0.0.1:7720"),
+        })?;
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(Defaults::MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_body_bytes",
+                reason: "must be at least 1024".into(),
+            });
+        }
+        let rebuild_tombstone_ratio = args
+            .rebuild_tombstone_ratio
+            .or(file.rebuild_tombstone_ratio)
+            .unwrap_or(Defaults::REBUILD_TOMBSTONE_RATIO);
+        if !(rebuild_tombstone_ratio > 0.0 && rebuild_tombstone_ratio <= 1.0) {
+            return Err(ConfigError::Invalid {
+                key: "rebuild_tombstone_ratio",
+                reason: "must be in (0, 1]".into(),
+            });
+        }
+        let rebuild_min_tombstones = args
+            .rebuild_min_tombstones
+            .or(file.rebuild_min_tombstones)
+            .unwrap_or(Defaults::REBUILD_MIN_TOMBSTONES);
+        let exact_scan_threshold = args
+            .exact_scan_threshold
+            .or(file.exact_scan_threshold)
+            .unwrap_or(Defaults::EXACT_SCAN_THRESHOLD);
+        let m = args.hnsw_m.or(file.hnsw_m).unwrap_or(Defaults::HNSW_M);
+        // hnsw_rs calls process::exit above 256 links; refuse it here instead.
+        if !(4..=128).contains(&m) {
+            return Err(ConfigError::Invalid {
+                key: "hnsw_m",
+                reason: "must be in 4..=128".into(),
+            });
+        }
+        let ef_construction = args
+            .hnsw_ef_construction
+            .or(file.hnsw_ef_construction)
+            .unwrap_or(Defaults::HNSW_EF_CONSTRUCTION);
+        let ef_search = args
+            .hnsw_ef_search
+            .or(file.hnsw_ef_search)
+            .unwrap_or(Defaults::HNSW_EF_SEARCH);
+        for (key, value) in [("hnsw_ef_construction", ef_construction), ("hnsw_ef_search", ef_search)] {
+            if !(1..=10_000).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be in 1..=10000".into(),
+                });
+            }
+        }
+        Ok(Settings {
+            data_dir,
+            listen,
+            max_body_bytes,
+            index: IndexSettings {
+                hnsw: HnswSettings {
+                    m,
+                    ef_construction,
+                    ef_search,
+                },
+                rebuild_tombstone_ratio,
+                rebuild_min_tombstones,
+                exact_scan_threshold,
+            },
+            log_json: args.log_json || file.log_json.unwrap_or(false),
+        })
+    }
+}
+
+fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: source.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("invalid {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}

@@ -1,0 +1,646 @@
+//! A catalog's in-memory index: slots, vectors, the HNSW graph, the
+//! attribute index and the filter planner. Everything here is derived
+//! state, rebuilt from `storage` on start.
+//!
+//! **Slots.** Each stored vector gets a dense internal id (a slot) that is
+//! never reused within one `IndexState`. Replacing an item's vector gives it
+//! a new slot and makes the old one dead; hnsw_rs cannot delete, so dead
+//! slots stay in the graph and every search drops them (`live` bitmap).
+//! A background rebuild (`catalog`) builds a fresh, compact state.
+//!
+//! **The filter planner** ([`IndexState::search`]). The attribute index
+//! gives the exact set of matching slots. Small sets are scanned exactly;
+//! otherwise the graph is searched with an over-fetch scaled by the
+//! filter's selectivity and the share of dead points, candidates are
+//! filtered, and the search escalates (larger fetch, then an exact scan)
+//! until `min(k, matches)` hits are found. hnsw_rs's own filtered search is
+//! not used: it disables the early stop and is 25-75x slower at 10-1 %
+//! selectivity (../shared/DEPENDENCIES.md).
+//!
+//! Must not: touch RocksDB, or know about HTTP.
+
+pub mod attributes;
+pub mod distance;
+pub mod filter;
+pub mod graph;
+pub mod tiers;
+pub mod vectors;
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use serde_json::{Map, Value};
+
+use crate::catalog::model::{CatalogConfig, Item};
+use crate::config::IndexSettings;
+use attributes::AttributeIndex;
+use filter::{Condition, Filter};
+use graph::Graph;
+use vectors::VectorArena;
+
+/// Above this many candidates a price condition is answered from the price
+/// index; below, by checking the candidates' prices directly.
+const PRICE_PREDICATE_LIMIT: u64 = 65_536;
+
+/// An item without its vector, as kept in memory for filtering and hits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemMeta {
+    pub id: Arc<str>,
+    pub price: Option<f64>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub in_stock: bool,
+    pub tags: Vec<String>,
+    pub explicit_tier: Option<u8>,
+    pub attributes: Map<String, Value>,
+}
+
+impl ItemMeta {
+    pub fn from_item(item: &Item) -> ItemMeta {
+        ItemMeta {
+            id: Arc::from(item.id.as_str()),
+            price: item.price,
+            category: item.category.clone(),
+            brand: item.brand.clone(),
+            in_stock: item.in_stock,
+            tags: item.tags.clone(),
+            explicit_tier: item.explicit_tier,
+            attributes: item.attributes.clone(),
+        }
+    }
+
+    pub fn to_item(&self, vector: Vec<f32>) -> Item {
+        Item {
+            id: self.id.to_string(),
+            vector,
+            price: self.price,
+            category: self.category.clone(),
+            brand: self.brand.clone(),
+            in_stock: self.in_stock,
+            tags: self.tags.clone(),
+            explicit_tier: self.explicit_tier,
+            attributes: self.attributes.clone(),
+        }
+    }
+}
+
+/// A live item as seen by a reader: its metadata and current tier.
+#[derive(Debug, Clone)]
+pub struct ItemView {
+    pub slot: u32,
+    pub meta: Arc<ItemMeta>,
+    pub tier: Option<u8>,
+}
+
+/// One search result.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub slot: u32,
+    pub score: f32,
+    pub meta: Arc<ItemMeta>,
+    pub tier: Option<u8>,
+}
+
+/// Which path the planner took (reported in logs and, later, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing can match.
+    Empty,
+    /// Exact scan of the matching slots.
+    Exact,
+    /// Graph search with post-filtering; `rounds` counts escalations + 1.
+    Graph { rounds: u32 },
+    /// The graph did not yield enough hits; finished by an exact scan.
+    GraphThenExact,
+}
+
+/// Where an upserted item goes.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// Same vector as stored: only metadata changes, the slot is kept.
+    InPlace(u32),
+    /// A new slot (new item or new vector).
+    NewSlot(u32),
+}
+
+/// An upsert planned against a state: slots allocated, graph not yet touched.
+pub struct PreparedUpsert {
+    items: Vec<(Item, Placement)>,
+}
+
+impl PreparedUpsert {
+    /// The points the graph must learn before [`IndexState::publish_upsert`].
+    pub fn new_points(&self) -> Vec<(u32, &[f32])> {
+        self.items
+            .iter()
+            .filter_map(|(item, p)| match p {
+                Placement::NewSlot(slot) => Some((*slot, item.vector.as_slice())),
+                Placement::InPlace(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Counts shown on a catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexCounts {
+    pub items: u64,
+    pub graph_points: u64,
+    pub tombstones: u64,
+}
+
+/// The whole in-memory index of one catalog.
+pub struct IndexState {
+    config: CatalogConfig,
+    settings: IndexSettings,
+    arena: VectorArena,
+    graph: Arc<Graph>,
+    metas: Vec<Option<Arc<ItemMeta>>>,
+    tiers: Vec<Option<u8>>,
+    ids: HashMap<Arc<str>, u32>,
+    live: RoaringBitmap,
+    attrs: AttributeIndex,
+}
+
+impl IndexState {
+    /// An empty index.
+    pub fn new(config: CatalogConfig, settings: IndexSettings, capacity: usize) -> IndexState {
+        IndexState {
+            config,
+            settings,
+            arena: VectorArena::new(config.vector_type, config.dimension, capacity),
+            graph: Arc::new(Graph::new(config.vector_type, config.metric, &settings.hnsw, capacity)),
+            metas: Vec::with_capacity(capacity),
+            tiers: Vec::with_capacity(capacity),
+            ids: HashMap::with_capacity(capacity),
+            live: RoaringBitmap::new(),
+            attrs: AttributeIndex::default(),
+        }
+    }
+
+    /// Builds an index over `items` (distinct ids), using every core for the graph.
+    pub fn build(config: CatalogConfig, settings: IndexSettings, items: Vec<Item>) -> IndexState {
+        let mut state = IndexState::new(config, settings, items.len());
+        let prepared = state.prepare_upsert(items);
+        state.graph.insert(&prepared.new_points());
+        state.publish_upsert(prepared);
+        state
+    }
+
+    pub fn config(&self) -> &CatalogConfig {
+        &self.config
+    }
+
+    /// The graph, to insert prepared points into without holding a lock.
+    pub fn graph(&self) -> Arc<Graph> {
+        Arc::clone(&self.graph)
+    }
+
+    pub fn counts(&self) -> IndexCounts {
+        let items = self.live.len();
+        let graph_points = self.metas.len() as u64;
+        IndexCounts {
+            items,
+            graph_points,
+            tombstones: graph_points - items,
+        }
+    }
+
+    /// Whether dead points have passed the configured share of the graph.
+    pub fn needs_rebuild(&self) -> bool {
+        let c = self.counts();
+        c.tombstones as usize >= self.settings.rebuild_min_tombstones.max(1)
+            && c.tombstones as f64 >= self.settings.rebuild_tombstone_ratio * c.graph_points as f64
+    }
+
+    /// The live item `id`.
+    pub fn get(&self, id: &str) -> Option<ItemView> {
+        let slot = *self.ids.get(id)?;
+        Some(self.view(slot))
+    }
+
+    fn view(&self, slot: u32) -> ItemView {
+        ItemView {
+            slot,
+            meta: Arc::clone(self.metas[slot as usize].as_ref().expect("live slots have metadata")),
+            tier: self.tiers[slot as usize],
+        }
+    }
+
+    /// A live slot's vector, as f32.
+    pub fn vector(&self, slot: u32) -> Vec<f32> {
+        self.arena.get(slot)
+    }
+
+    /// Every live item with its vector (for rebuilds and consistency checks).
+    pub fn items(&self) -> Vec<Item> {
+        self.live
+            .iter()
+            .map(|slot| {
+                let meta = self.metas[slot as usize].as_ref().expect("live slots have metadata");
+                meta.to_item(self.arena.get(slot))
+            })
+            .collect()
+    }
+
+    /// Plans an upsert: the last occurrence of an id wins, unchanged vectors
+    /// keep their slot, others get new slots after the current end.
+    pub fn prepare_upsert(&self, items: Vec<Item>) -> PreparedUpsert {
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            last.insert(item.id.as_str(), i);
+        }
+        let keep: Vec<bool> = (0..items.len()).map(|i| last[items[i].id.as_str()] == i).collect();
+        let mut next_slot = self.metas.len() as u32;
+        let mut planned = Vec::with_capacity(last.len());
+        for (item, keep) in items.into_iter().zip(keep) {
+            if !keep {
+                continue;
+            }
+            let placement = match self.ids.get(item.id.as_str()) {
+                Some(&slot) if self.arena.equals(slot, &item.vector) => Placement::InPlace(slot),
+                _ => {
+                    let slot = next_slot;
+                    next_slot += 1;
+                    Placement::NewSlot(slot)
+                }
+            };
+            planned.push((item, placement));
+        }
+        PreparedUpsert { items: planned }
+    }
+
+    /// Makes a prepared upsert visible. The graph must already hold the new
+    /// points; until this runs, searches that meet them skip them as dead.
+    pub fn publish_upsert(&mut self, prepared: PreparedUpsert) {
+        let mut categories: HashSet<Option<String>> = HashSet::new();
+        for (item, placement) in prepared.items {
+            let meta = Arc::new(ItemMeta::from_item(&item));
+            categories.insert(meta.category.clone());
+            match placement {
+                Placement::InPlace(slot) => {
+                    let old = self.unindex(slot);
+                    categories.insert(old.category.clone());
+                    self.index_slot(slot, meta);
+                }
+                Placement::NewSlot(slot) => {
+                    debug_assert_eq!(slot as usize, self.metas.len());
+                    if let Some(&old_slot) = self.ids.get(item.id.as_str()) {
+                        let old = self.unindex(old_slot);
+                        categories.insert(old.category.clone());
+                        self.metas[old_slot as usize] = None;
+                    }
+                    self.arena.push(&item.vector);
+                    self.metas.push(None);
+                    self.tiers.push(None);
+                    self.ids.insert(Arc::clone(&meta.id), slot);
+                    self.index_slot(slot, meta);
+                }
+            }
+        }
+        self.refresh_tiers(categories);
+    }
+
+    /// Deletes items by id; returns how many existed.
+    pub fn delete(&mut self, ids: &[String]) -> usize {
+        let mut categories = HashSet::new();
+        let mut deleted = 0;
+        for id in ids {
+            if let Some(slot) = self.ids.remove(id.as_str()) {
+                let old = self.unindex(slot);
+                categories.insert(old.category.clone());
+                self.metas[slot as usize] = None;
+                deleted += 1;
+            }
+        }
+        self.refresh_tiers(categories);
+        deleted
+    }
+
+    fn index_slot(&mut self, slot: u32, meta: Arc<ItemMeta>) {
+        // The tier is provisional until refresh_tiers runs for the category.
+        let tier = meta.explicit_tier;
+        self.attrs.insert(slot, &meta, tier);
+        self.tiers[slot as usize] = tier;
+        self.metas[slot as usize] = Some(meta);
+        self.live.insert(slot);
+    }
+
+    fn unindex(&mut self, slot: u32) -> Arc<ItemMeta> {
+        let meta = Arc::clone(self.metas[slot as usize].as_ref().expect("indexed slots have metadata"));
+        self.attrs.remove(slot, &meta, self.tiers[slot as usize]);
+        self.tiers[slot as usize] = None;
+        self.live.remove(slot);
+        meta
+    }
+
+    /// Re-derives the tiers of every item in `categories` without an
+    /// explicit tier: a price change moves its neighbours' quantiles too.
+    fn refresh_tiers(&mut self, categories: HashSet<Option<String>>) {
+        for category in categories {
+            let slots = self.attrs.category_slots(category.as_deref());
+            let mut prices: Vec<f64> = slots
+                .iter()
+                .filter_map(|s| self.metas[s as usize].as_ref().and_then(|m| m.price))
+                .collect();
+            prices.sort_by(f64::total_cmp);
+            for slot in &slots {
+                let meta = self.metas[slot as usize].as_ref().expect("live slots have metadata");
+                let tier = match (meta.explicit_tier, meta.price) {
+                    (Some(t), _) => Some(t),
+                    (None, Some(p)) => Some(tiers::derived_tier(&prices, p, self.config.price_tiers)),
+                    (None, None) => None,
+                };
+                let old = self.tiers[slot as usize];
+                if old != tier {
+                    self.attrs.set_tier(slot, old, tier);
+                    self.tiers[slot as usize] = tier;
+                }
+            }
+        }
+    }
+
+    /// Whether live slot `slot` satisfies every condition of `filter`.
+    pub fn satisfies(&self, slot: u32, filter: &Filter) -> bool {
+        let Some(meta) = self.metas.get(slot as usize).and_then(|m| m.as_ref()) else {
+            return false;
+        };
+        let tier = self.tiers[slot as usize];
+        filter.conditions.iter().all(|c| condition_holds(c, meta, tier))
+    }
+
+    /// The matching live slots, or `None` when the filter has no indexed
+    /// condition (everything live matches but `excluded`).
+    fn candidates(&self, filter: &Filter, excluded: &mut RoaringBitmap) -> Option<RoaringBitmap> {
+        let mut set: Option<RoaringBitmap> = None;
+        let mut prices = Vec::new();
+        for condition in &filter.conditions {
+            match condition {
+                Condition::ExcludeIds(ids) => {
+                    for id in ids {
+                        if let Some(&slot) = self.ids.get(id.as_str()) {
+                            excluded.insert(slot);
+                        }
+                    }
+                }
+                Condition::Price(range) => prices.push(range),
+                other => {
+                    let slots = self
+                        .attrs
+                        .condition_slots(other, &self.live)
+                        .expect("every condition but ExcludeIds is indexed");
+                    set = Some(match set {
+                        None => slots,
+                        Some(s) => s & slots,
+                    });
+                }
+            }
+        }
+        for range in prices {
+            set = Some(match set {
+                Some(mut s) if s.len() <= PRICE_PREDICATE_LIMIT => {
+                    s.retain(|slot| {
+                        let meta = self.metas[slot as usize].as_ref();
+                        meta.and_then(|m| m.price).is_some_and(|p| range.contains(p))
+                    });
+                    s
+                }
+                Some(s) => s & self.attrs.price_slots(range),
+                None => self.attrs.price_slots(range),
+            });
+        }
+        set.map(|mut s| {
+            s &= &self.live;
+            s -= &*excluded;
+            s
+        })
+    }
+
+    /// The `k` live items best scoring for `query` that satisfy `filter`
+    /// and are not in `exclude`, best first. `query` must be prepared
+    /// (right dimension; unit length under cosine). Fewer than `k` hits
+    /// only when fewer than `k` items match.
+    pub fn search(&self, query: &[f32], k: usize, filter: &Filter, exclude: &[u32]) -> (Vec<Hit>, Plan) {
+        let mut excluded: RoaringBitmap = exclude.iter().copied().collect();
+        let candidates = self.candidates(filter, &mut excluded);
+        let matches = match &candidates {
+            Some(set) => set.len(),
+            None => self.live.len() - excluded.intersection_len(&self.live),
+        };
+        if matches == 0 || k == 0 {
+            return (Vec::new(), Plan::Empty);
+        }
+        if let Some(set) = &candidates {
+            if set.len() as usize <= self.settings.exact_scan_threshold {
+                return (self.exact(query, k, set.iter()), Plan::Exact);
+            }
+        }
+        let want = (k as u64).min(matches) as usize;
+        let live = self.live.len().max(1) as f64;
+        let selectivity = matches as f64 / live;
+        let dead_factor = self.metas.len() as f64 / live;
+        let graph_points = self.metas.len();
+        let mut fetch = ((k as f64 / selectivity) * dead_factor * 1.2).ceil() as usize + 10 + excluded.len() as usize;
+        let mut rounds = 0;
+        loop {
+            fetch = fetch.min(graph_points);
+            rounds += 1;
+            let accept = |slot: u32| match &candidates {
+                Some(set) => set.contains(slot),
+                None => self.live.contains(slot) && !excluded.contains(slot),
+            };
+            let slots = self.graph.search(query, fetch, self.settings.hnsw.ef_search);
+            let mut top = TopK::new(k);
+            for slot in slots.into_iter().filter(|s| accept(*s)) {
+                top.push(slot, self.arena.score(self.config.metric, query, slot));
+            }
+            if top.len() >= want {
+                return (self.hits(top), Plan::Graph { rounds });
+            }
+            // Escalate while a graph search is still cheaper than scanning
+            // every match; then finish exactly.
+            if fetch >= graph_points || fetch.saturating_mul(4) as u64 > matches.saturating_mul(4) || rounds >= 3 {
+                break;
+            }
+            fetch = fetch.saturating_mul(4);
+        }
+        let hits = match &candidates {
+            Some(set) => self.exact(query, k, set.iter()),
+            None => self.exact(query, k, self.live.iter().filter(|s| !excluded.contains(*s))),
+        };
+        (hits, Plan::GraphThenExact)
+    }
+
+    /// Exact top-k over `slots`.
+    fn exact(&self, query: &[f32], k: usize, slots: impl Iterator<Item = u32>) -> Vec<Hit> {
+        let mut top = TopK::new(k);
+        for slot in slots {
+            top.push(slot, self.arena.score(self.config.metric, query, slot));
+        }
+        self.hits(top)
+    }
+
+    fn hits(&self, top: TopK) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = top
+            .into_sorted()
+            .into_iter()
+            .map(|(slot, score)| {
+                let view = self.view(slot);
+                Hit {
+                    slot,
+                    score,
+                    meta: view.meta,
+                    tier: view.tier,
+                }
+            })
+            .collect();
+        // Equal scores are ordered by id so answers are stable across
+        // restarts, which renumber slots.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.meta.id.cmp(&b.meta.id)));
+        hits
+    }
+
+    /// Brings `self`, built from an older snapshot of `current`, up to date:
+    /// items whose metadata `Arc` differs (new, changed, or re-vectored
+    /// since the snapshot) are upserted, items gone from `current` deleted.
+    /// Returns the upserts still to insert into the graph.
+    pub fn catch_up_with(&mut self, current: &IndexState) -> PreparedUpsert {
+        let stale: Vec<String> = self
+            .ids
+            .keys()
+            .filter(|id| !current.ids.contains_key(&***id))
+            .map(|id| id.to_string())
+            .collect();
+        self.delete(&stale);
+        let mut changed = Vec::new();
+        for (id, &slot) in &current.ids {
+            let current_meta = current.metas[slot as usize].as_ref().expect("live slots have metadata");
+            let same = self.ids.get(id).is_some_and(|&mine| {
+                self.metas[mine as usize]
+                    .as_ref()
+                    .is_some_and(|m| Arc::ptr_eq(m, current_meta))
+            });
+            if !same {
+                changed.push(current_meta.to_item(current.arena.get(slot)));
+            }
+        }
+        self.prepare_upsert(changed)
+    }
+
+    /// A copy of the live items with their metadata `Arc`s shared, so that
+    /// [`IndexState::catch_up_with`] can tell unchanged items by pointer.
+    pub fn snapshot(&self) -> Vec<(Arc<ItemMeta>, Vec<f32>)> {
+        self.live
+            .iter()
+            .map(|slot| {
+                (
+                    Arc::clone(self.metas[slot as usize].as_ref().expect("live slots have metadata")),
+                    self.arena.get(slot),
+                )
+            })
+            .collect()
+    }
+
+    /// Builds a compact index from a [`IndexState::snapshot`], keeping the
+    /// metadata `Arc`s.
+    pub fn build_from_snapshot(config: CatalogConfig, settings: IndexSettings, snapshot: Vec<(Arc<ItemMeta>, Vec<f32>)>) -> IndexState {
+        let mut state = IndexState::new(config, settings, snapshot.len());
+        let points: Vec<(u32, &[f32])> = snapshot
+            .iter()
+            .enumerate()
+            .map(|(slot, (_, v))| (slot as u32, v.as_slice()))
+            .collect();
+        state.graph.insert(&points);
+        let mut categories = HashSet::new();
+        for (slot, (meta, vector)) in snapshot.iter().enumerate() {
+            let slot = slot as u32;
+            state.arena.push(vector);
+            state.metas.push(None);
+            state.tiers.push(None);
+            state.ids.insert(Arc::clone(&meta.id), slot);
+            categories.insert(meta.category.clone());
+            state.index_slot(slot, Arc::clone(meta));
+        }
+        state.refresh_tiers(categories);
+        state
+    }
+}
+
+fn condition_holds(condition: &Condition, meta: &ItemMeta, tier: Option<u8>) -> bool {
+    use filter::{StringCondition as S, TagCondition as T};
+    let string_holds = |c: &S, value: &Option<String>| match c {
+        S::In(set) => value.as_ref().is_some_and(|v| set.contains(v)),
+        S::NotIn(set) => value.as_ref().is_none_or(|v| !set.contains(v)),
+    };
+    match condition {
+        Condition::Category(c) => string_holds(c, &meta.category),
+        Condition::CategoryUnset => meta.category.is_none(),
+        Condition::Brand(c) => string_holds(c, &meta.brand),
+        Condition::Price(range) => meta.price.is_some_and(|p| range.contains(p)),
+        Condition::Tier { low, high } => tier.is_some_and(|t| (*low..=*high).contains(&t)),
+        Condition::InStock(want) => meta.in_stock == *want,
+        Condition::Tags(T::Any(tags)) => tags.iter().any(|t| meta.tags.contains(t)),
+        Condition::Tags(T::All(tags)) => tags.iter().all(|t| meta.tags.contains(t)),
+        Condition::ExcludeIds(ids) => !ids.iter().any(|id| **id == *meta.id),
+        Condition::Attribute { key, value } => meta.attributes.get(key).is_some_and(|v| value.matches(v)),
+    }
+}
+
+/// A bounded min-heap keeping the `k` best (slot, score) pairs.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Worst>,
+}
+
+/// Heap entry ordered so the worst score is on top.
+struct Worst(f32, u32);
+
+impl PartialEq for Worst {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then_with(|| self.1.cmp(&other.1))
+    }
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn push(&mut self, slot: u32, score: f32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Worst(score, slot));
+        } else if let Some(worst) = self.heap.peek() {
+            if score > worst.0 {
+                self.heap.pop();
+                self.heap.push(Worst(score, slot));
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn into_sorted(self) -> Vec<(u32, f32)> {
+        self.heap.into_iter().map(|Worst(score, slot)| (slot, score)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

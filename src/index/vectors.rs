@@ -1,0 +1,71 @@
+//! The vector arena: every slot's vector, contiguous, in the catalog's
+//! element type. Exact scans and re-scoring of graph candidates read it;
+//! it is append-only, like the slots.
+
+use half::f16;
+
+use crate::catalog::model::{Metric, VectorType};
+use crate::index::distance::{score, Element};
+
+/// Vectors of all slots, slot `s` at `[s * dim, (s + 1) * dim)`.
+pub enum VectorArena {
+    F32 { dim: usize, data: Vec<f32> },
+    F16 { dim: usize, data: Vec<f16> },
+}
+
+impl VectorArena {
+    pub fn new(vector_type: VectorType, dim: usize, capacity: usize) -> Self {
+        match vector_type {
+            VectorType::F32 => VectorArena::F32 {
+                dim,
+                data: Vec::with_capacity(capacity * dim),
+            },
+            VectorType::F16 => VectorArena::F16 {
+                dim,
+                data: Vec::with_capacity(capacity * dim),
+            },
+        }
+    }
+
+    /// Appends a vector; its slot is the number of vectors before it.
+    pub fn push(&mut self, v: &[f32]) {
+        match self {
+            VectorArena::F32 { data, .. } => data.extend_from_slice(v),
+            VectorArena::F16 { data, .. } => data.extend(v.iter().map(|x| f16::from_f32(*x))),
+        }
+    }
+
+    /// The score of slot `slot` for `query`.
+    #[inline]
+    pub fn score(&self, metric: Metric, query: &[f32], slot: u32) -> f32 {
+        match self {
+            VectorArena::F32 { dim, data } => score(metric, query, slice(data, *dim, slot)),
+            VectorArena::F16 { dim, data } => score(metric, query, slice(data, *dim, slot)),
+        }
+    }
+
+    /// Slot `slot`'s vector as f32.
+    pub fn get(&self, slot: u32) -> Vec<f32> {
+        match self {
+            VectorArena::F32 { dim, data } => slice(data, *dim, slot).to_vec(),
+            VectorArena::F16 { dim, data } => slice(data, *dim, slot).iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
+    /// Whether slot `slot` holds exactly `v` once stored in the element type.
+    pub fn equals(&self, slot: u32, v: &[f32]) -> bool {
+        match self {
+            VectorArena::F32 { dim, data } => slice(data, *dim, slot) == v,
+            VectorArena::F16 { dim, data } => slice(data, *dim, slot)
+                .iter()
+                .zip(v)
+                .all(|(a, b)| a.to_bits() == f16::from_f32(*b).to_bits()),
+        }
+    }
+}
+
+#[inline]
+fn slice<T: Element>(data: &[T], dim: usize, slot: u32) -> &[T] {
+    let start = slot as usize * dim;
+    &data[start..start + dim]
+}

@@ -1,0 +1,22 @@
+//! recstore: a self-hosted recommendation store for online shops.
+//!
+//! The map (see ARCHITECTURE.md for the invariants):
+//! - [`config`]: flags, environment and config file -> validated [`config::Settings`].
+//! - [`server`]: the lifecycle; [`server::run`] serves on a bound listener.
+//! - [`api`]: HTTP API v1: handlers, wire types, the one error -> status mapping.
+//! - [`catalog`]: a catalog = stored records + in-memory index; the write path.
+//! - [`index`]: slots, vectors, the HNSW graph, the attribute index, the filter planner.
+//! - [`recommend`]: similar items and upsell over an index.
+//! - [`storage`]: RocksDB, key layout, the versioned value codec, group commit.
+//! - [`error`]: the crate's error enum.
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod recommend;
+pub mod server;
+pub mod storage;
+
+pub use error::{Error, Result};

@@ -1,0 +1,90 @@
+//! The server's lifecycle: open the store, open catalogs in the background,
+//! serve HTTP until the shutdown future resolves, drain in-flight requests
+//! (bounded), flush.
+//!
+//! [`run`] takes an already-bound listener and a shutdown future, so tests
+//! start a real server on `127.0.0.1:0` and stop it cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::api::error::ApiError;
+use crate::api::{router, AppState};
+use crate::catalog::registry::Catalogs;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::storage::Store;
+
+/// How long in-flight requests may take to finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let data_dir = settings.data_dir.clone();
+    let index_settings = settings.index;
+    let catalogs = tokio::task::spawn_blocking(move || -> Result<Catalogs> {
+        let store = Arc::new(Store::open(&data_dir)?);
+        Catalogs::open(store, index_settings)
+    })
+    .await
+    .map_err(|e| Error::Io {
+        path: settings.data_dir.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })??;
+    let catalogs = Arc::new(catalogs);
+
+    // Indexes build in the background: /healthz answers at once, /readyz
+    // and the catalogs' routes say "loading" until they are built.
+    let loader = Arc::clone(&catalogs);
+    tokio::task::spawn_blocking(move || loader.load_all());
+
+    let state = AppState {
+        catalogs: Arc::clone(&catalogs),
+        max_body_bytes: settings.max_body_bytes,
+    };
+    let app = router(state).layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+        axum::response::IntoResponse::into_response(ApiError::Panic)
+    }));
+
+    let address = listener.local_addr().map_err(|source| Error::Io {
+        path: settings.data_dir.clone(),
+        source,
+    })?;
+    tracing::info!(%address, data_dir = %settings.data_dir.display(), "recstore listening on {address}");
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+        tracing::info!("shutting down: draining in-flight requests");
+    });
+    let drain_deadline = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        served = serve => {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "server error");
+            }
+        }
+        _ = drain_deadline => tracing::warn!("drain timed out after {DRAIN_TIMEOUT:?}; closing remaining connections"),
+    }
+
+    let flusher = Arc::clone(&catalogs);
+    match tokio::task::spawn_blocking(move || flusher.flush()).await {
+        Ok(Ok(())) => tracing::info!("store flushed; bye"),
+        Ok(Err(e)) => tracing::error!(error = %e, "final flush failed (the WAL still holds every write)"),
+        Err(e) => tracing::error!(error = %e, "final flush task failed"),
+    }
+    Ok(())
+}

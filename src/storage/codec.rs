@@ -1,0 +1,321 @@
+//! The only module that decides bytes on disk. Every value starts with a
+//! format-version byte so the layout can change without a migration of the
+//! whole store at once.
+//!
+//! Item layout (version 1): `[1u8][u32 LE vector byte length][vector bytes,
+//! little-endian f32 or f16][bincode 2 of ItemMetaV1]`. The vector is kept
+//! out of bincode so it decodes with one copy.
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::catalog::model::{CatalogConfig, Item, Metric, User, VectorType};
+use crate::error::{Error, Result};
+
+const VERSION_1: u8 = 1;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+fn corrupt(what: &str, reason: impl Into<String>) -> Error {
+    Error::Corruption {
+        what: what.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A catalog as stored: its numeric id and configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogRecord {
+    pub id: u32,
+    pub config: CatalogConfig,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CatalogRecordV1 {
+    id: u32,
+    dimension: u32,
+    metric: u8,
+    vector_type: u8,
+    price_tiers: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ItemMetaV1 {
+    price: Option<f64>,
+    category: Option<String>,
+    brand: Option<String>,
+    in_stock: bool,
+    tags: Vec<String>,
+    explicit_tier: Option<u8>,
+    /// JSON text: bincode cannot carry a self-describing `serde_json::Value`.
+    attributes_json: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserMetaV1 {
+    attributes_json: String,
+}
+
+fn with_version(payload: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 1);
+    out.push(VERSION_1);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn check_version<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    match bytes.split_first() {
+        Some((&VERSION_1, rest)) => Ok(rest),
+        Some((v, _)) => Err(corrupt(what, format!("unknown format version {v}"))),
+        None => Err(corrupt(what, "empty value")),
+    }
+}
+
+fn metric_code(m: Metric) -> u8 {
+    match m {
+        Metric::Cosine => 0,
+        Metric::Dot => 1,
+        Metric::L2 => 2,
+    }
+}
+
+fn vector_type_code(t: VectorType) -> u8 {
+    match t {
+        VectorType::F32 => 0,
+        VectorType::F16 => 1,
+    }
+}
+
+pub fn encode_catalog(record: &CatalogRecord) -> Vec<u8> {
+    let v1 = CatalogRecordV1 {
+        id: record.id,
+        dimension: record.config.dimension as u32,
+        metric: metric_code(record.config.metric),
+        vector_type: vector_type_code(record.config.vector_type),
+        price_tiers: record.config.price_tiers,
+    };
+    with_version(bincode::serde::encode_to_vec(&v1, bincode_config()).expect("encoding to a Vec cannot fail"))
+}
+
+pub fn decode_catalog(bytes: &[u8]) -> Result<CatalogRecord> {
+    let body = check_version("catalog", bytes)?;
+    let (v1, _): (CatalogRecordV1, usize) = bincode::serde::decode_from_slice(body, bincode_config())
+        .map_err(|e| corrupt("catalog", e.to_string()))?;
+    let metric = match v1.metric {
+        0 => Metric::Cosine,
+        1 => Metric::Dot,
+        2 => Metric::L2,
+        other => return Err(corrupt("catalog", format!("unknown metric code {other}"))),
+    };
+    let vector_type = match v1.vector_type {
+        0 => VectorType::F32,
+        1 => VectorType::F16,
+        other => return Err(corrupt("catalog", format!("unknown vector type code {other}"))),
+    };
+    let config = CatalogConfig::new(v1.dimension as usize, metric, vector_type, v1.price_tiers)
+        .map_err(|e| corrupt("catalog", e.to_string()))?;
+    Ok(CatalogRecord { id: v1.id, config })
+}
+
+/// Appends `vector` in the storage type, little-endian.
+pub fn encode_vector(out: &mut Vec<u8>, vector: &[f32], vector_type: VectorType) {
+    match vector_type {
+        VectorType::F32 => {
+            out.reserve(vector.len() * 4);
+            for x in vector {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        VectorType::F16 => {
+            out.reserve(vector.len() * 2);
+            for x in vector {
+                out.extend_from_slice(&f16::from_f32(*x).to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Decodes a vector stored by [`encode_vector`] back to f32.
+pub fn decode_vector(bytes: &[u8], vector_type: VectorType, dimension: usize) -> Result<Vec<f32>> {
+    let width = match vector_type {
+        VectorType::F32 => 4,
+        VectorType::F16 => 2,
+    };
+    if bytes.len() != width * dimension {
+        return Err(corrupt(
+            "vector",
+            format!("{} bytes for dimension {dimension} of {}", bytes.len(), vector_type.as_str()),
+        ));
+    }
+    Ok(match vector_type {
+        VectorType::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        VectorType::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+    })
+}
+
+fn split_vector<'a>(what: &str, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8])> {
+    if body.len() < 4 {
+        return Err(corrupt(what, "truncated vector length"));
+    }
+    let len = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
+    let rest = &body[4..];
+    if rest.len() < len {
+        return Err(corrupt(what, "truncated vector"));
+    }
+    Ok(rest.split_at(len))
+}
+
+pub fn encode_item(item: &Item, vector_type: VectorType) -> Vec<u8> {
+    let mut out = vec![VERSION_1, 0, 0, 0, 0];
+    encode_vector(&mut out, &item.vector, vector_type);
+    let len = (out.len() - 5) as u32;
+    out[1..5].copy_from_slice(&len.to_le_bytes());
+    let meta = ItemMetaV1 {
+        price: item.price,
+        category: item.category.clone(),
+        brand: item.brand.clone(),
+        in_stock: item.in_stock,
+        tags: item.tags.clone(),
+        explicit_tier: item.explicit_tier,
+        attributes_json: Value::Object(item.attributes.clone()).to_string(),
+    };
+    bincode::serde::encode_into_std_write(&meta, &mut out, bincode_config()).expect("encoding to a Vec cannot fail");
+    out
+}
+
+fn decode_attributes(what: &str, json: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(corrupt(what, "attributes are not an object")),
+        Err(e) => Err(corrupt(what, e.to_string())),
+    }
+}
+
+pub fn decode_item(id: &str, bytes: &[u8], config: &CatalogConfig) -> Result<Item> {
+    let body = check_version("item", bytes)?;
+    let (vector_bytes, meta_bytes) = split_vector("item", body)?;
+    let vector = decode_vector(vector_bytes, config.vector_type, config.dimension)?;
+    let (meta, _): (ItemMetaV1, usize) = bincode::serde::decode_from_slice(meta_bytes, bincode_config())
+        .map_err(|e| corrupt("item", e.to_string()))?;
+    Ok(Item {
+        id: id.to_string(),
+        vector,
+        price: meta.price,
+        category: meta.category,
+        brand: meta.brand,
+        in_stock: meta.in_stock,
+        tags: meta.tags,
+        explicit_tier: meta.explicit_tier,
+        attributes: decode_attributes("item", &meta.attributes_json)?,
+    })
+}
+
+pub fn encode_user(user: &User, vector_type: VectorType) -> Vec<u8> {
+    let mut out = vec![VERSION_1, 0, 0, 0, 0];
+    match &user.vector {
+        Some(v) => {
+            encode_vector(&mut out, v, vector_type);
+            let len = (out.len() - 5) as u32;
+            out[1..5].copy_from_slice(&len.to_le_bytes());
+        }
+        // u32::MAX marks "no vector" (distinct from an empty one).
+        None => out[1..5].copy_from_slice(&u32::MAX.to_le_bytes()),
+    }
+    let meta = UserMetaV1 {
+        attributes_json: Value::Object(user.attributes.clone()).to_string(),
+    };
+    bincode::serde::encode_into_std_write(&meta, &mut out, bincode_config()).expect("encoding to a Vec cannot fail");
+    out
+}
+
+pub fn decode_user(id: &str, bytes: &[u8], config: &CatalogConfig) -> Result<User> {
+    let body = check_version("user", bytes)?;
+    if body.len() < 4 {
+        return Err(corrupt("user", "truncated vector length"));
+    }
+    let marker = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+    let (vector, meta_bytes) = if marker == u32::MAX {
+        (None, &body[4..])
+    } else {
+        let (vector_bytes, meta_bytes) = split_vector("user", body)?;
+        (
+            Some(decode_vector(vector_bytes, config.vector_type, config.dimension)?),
+            meta_bytes,
+        )
+    };
+    let (meta, _): (UserMetaV1, usize) = bincode::serde::decode_from_slice(meta_bytes, bincode_config())
+        .map_err(|e| corrupt("user", e.to_string()))?;
+    Ok(User {
+        id: id.to_string(),
+        vector,
+        attributes: decode_attributes("user", &meta.attributes_json)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config(vector_type: VectorType) -> CatalogConfig {
+        CatalogConfig::new(3, Metric::L2, vector_type, 4).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn items_round_trip(
+            v in proptest::collection::vec(-1000.0f32..1000.0, 3),
+            price in proptest::option::of(0.0f64..1e9),
+            category in proptest::option::of("[a-z]{0,8}"),
+            tags in proptest::collection::vec("[a-z0-9]{1,5}", 0..4),
+            tier in proptest::option::of(1u8..10),
+            in_stock: bool,
+        ) {
+            let mut attributes = Map::new();
+            attributes.insert("color".into(), Value::from("red"));
+            let item = Item { id: "x".into(), vector: v, price, category, brand: None, in_stock, tags, explicit_tier: tier, attributes };
+            let back = decode_item("x", &encode_item(&item, VectorType::F32), &config(VectorType::F32)).unwrap();
+            prop_assert_eq!(&back, &item);
+            let half = decode_item("x", &encode_item(&item, VectorType::F16), &config(VectorType::F16)).unwrap();
+            for (a, b) in half.vector.iter().zip(&item.vector) {
+                prop_assert!((a - b).abs() <= b.abs() * 1e-3 + 1e-3);
+            }
+        }
+
+        #[test]
+        fn truncated_values_are_corruption_not_panics(cut in 0usize..40) {
+            let item = Item { id: "x".into(), vector: vec![1.0, 2.0, 3.0], price: Some(1.0), category: Some("c".into()), brand: None, in_stock: true, tags: vec![], explicit_tier: None, attributes: Map::new() };
+            let bytes = encode_item(&item, VectorType::F32);
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(decode_item("x", &bytes[..cut], &config(VectorType::F32)).is_err());
+        }
+    }
+
+    #[test]
+    fn users_with_and_without_vectors_round_trip() {
+        let cfg = config(VectorType::F32);
+        for vector in [None, Some(vec![1.0, 0.5, -2.0])] {
+            let user = User { id: "u".into(), vector, attributes: Map::new() };
+            assert_eq!(decode_user("u", &encode_user(&user, VectorType::F32), &cfg).unwrap(), user);
+        }
+    }
+
+    #[test]
+    fn catalogs_round_trip_and_unknown_versions_are_corruption() {
+        let record = CatalogRecord { id: 9, config: CatalogConfig::new(384, Metric::Cosine, VectorType::F16, 4).unwrap() };
+        let bytes = encode_catalog(&record);
+        assert_eq!(decode_catalog(&bytes).unwrap(), record);
+        let mut wrong = bytes.clone();
+        wrong[0] = 99;
+        assert!(matches!(decode_catalog(&wrong), Err(Error::Corruption { .. })));
+    }
+}

@@ -1,0 +1,65 @@
+//! Key layout. Every record of a catalog is prefixed by the catalog's
+//! numeric id (big-endian, so a catalog's records are contiguous and
+//! ordered), never by its name: dropping a catalog is one range delete, and
+//! a catalog re-created under the same name gets a fresh id, so stale
+//! records of the old one can never leak into it.
+
+/// Column family holding store-wide values (the next catalog id).
+pub const CF_META: &str = "meta";
+/// Column family: catalog name -> catalog record.
+pub const CF_CATALOGS: &str = "catalogs";
+/// Column family: catalog id ++ item id -> item record.
+pub const CF_ITEMS: &str = "items";
+/// Column family: catalog id ++ user id -> user record.
+pub const CF_USERS: &str = "users";
+
+/// Every column family, in the order they are opened.
+pub const ALL_CFS: [&str; 4] = [CF_META, CF_CATALOGS, CF_ITEMS, CF_USERS];
+
+/// Key in `meta` of the next catalog id to hand out.
+pub const NEXT_CATALOG_ID: &[u8] = b"next_catalog_id";
+
+/// Key of a record (item or user) `id` in catalog `catalog_id`.
+pub fn record_key(catalog_id: u32, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + id.len());
+    key.extend_from_slice(&catalog_id.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The half-open key range holding all records of `catalog_id`.
+pub fn catalog_range(catalog_id: u32) -> (Vec<u8>, Vec<u8>) {
+    let from = catalog_id.to_be_bytes().to_vec();
+    let to = match catalog_id.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        // The last id: everything from its prefix on belongs to it.
+        None => vec![0xff; 5],
+    };
+    (from, to)
+}
+
+/// Splits a record key into catalog id and record id.
+pub fn split_record_key(key: &[u8]) -> Option<(u32, &str)> {
+    if key.len() < 4 {
+        return None;
+    }
+    let catalog_id = u32::from_be_bytes(key[..4].try_into().ok()?);
+    let id = std::str::from_utf8(&key[4..]).ok()?;
+    Some((catalog_id, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_keys_round_trip_and_sort_by_catalog() {
+        let k = record_key(7, "SKU-1");
+        assert_eq!(split_record_key(&k), Some((7, "SKU-1")));
+        let (from, to) = catalog_range(7);
+        assert!(from.as_slice() <= k.as_slice() && k.as_slice() < to.as_slice());
+        assert!(record_key(8, "").as_slice() >= to.as_slice());
+        let (_, last) = catalog_range(u32::MAX);
+        assert!(record_key(u32::MAX, "\u{10FFFF}").as_slice() < last.as_slice());
+    }
+}

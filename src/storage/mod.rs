@@ -1,0 +1,342 @@
+//! RocksDB, the source of truth. Owns column families, key layout
+//! (`keys`), the value codec (`codec`) and the group-commit writer.
+//!
+//! Must not: know about HTTP, the graph, or ranking. Everything in memory
+//! (`catalog`, `index`) is derived from what this module stores.
+
+pub mod codec;
+pub mod keys;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+
+use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+
+use crate::catalog::model::{CatalogConfig, CatalogName, Item, User};
+use crate::error::{Error, Result};
+use codec::CatalogRecord;
+use keys::{ALL_CFS, CF_CATALOGS, CF_ITEMS, CF_META, CF_USERS, NEXT_CATALOG_ID};
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+/// Most bytes merged into one synced write. Past this a group is cut so a
+/// giant batch does not delay small writers behind it for long.
+const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// One write to apply; built through [`Batch`], which owns the key layout.
+enum Op {
+    Put { cf: &'static str, key: Vec<u8>, value: Vec<u8> },
+    Delete { cf: &'static str, key: Vec<u8> },
+    DeleteRange { cf: &'static str, from: Vec<u8>, to: Vec<u8> },
+}
+
+/// A set of writes that become durable together or not at all.
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+    bytes: usize,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    fn push(&mut self, op: Op) {
+        self.bytes += match &op {
+            Op::Put { key, value, .. } => key.len() + value.len(),
+            Op::Delete { key, .. } => key.len(),
+            Op::DeleteRange { from, to, .. } => from.len() + to.len(),
+        };
+        self.ops.push(op);
+    }
+
+    pub fn put_item(&mut self, catalog_id: u32, config: &CatalogConfig, item: &Item) {
+        self.push(Op::Put {
+            cf: CF_ITEMS,
+            key: keys::record_key(catalog_id, &item.id),
+            value: codec::encode_item(item, config.vector_type),
+        });
+    }
+
+    pub fn delete_item(&mut self, catalog_id: u32, id: &str) {
+        self.push(Op::Delete {
+            cf: CF_ITEMS,
+            key: keys::record_key(catalog_id, id),
+        });
+    }
+
+    pub fn put_user(&mut self, catalog_id: u32, config: &CatalogConfig, user: &User) {
+        self.push(Op::Put {
+            cf: CF_USERS,
+            key: keys::record_key(catalog_id, &user.id),
+            value: codec::encode_user(user, config.vector_type),
+        });
+    }
+
+    pub fn delete_user(&mut self, catalog_id: u32, id: &str) {
+        self.push(Op::Delete {
+            cf: CF_USERS,
+            key: keys::record_key(catalog_id, id),
+        });
+    }
+
+    pub fn put_catalog(&mut self, name: &CatalogName, record: &CatalogRecord) {
+        self.push(Op::Put {
+            cf: CF_CATALOGS,
+            key: name.as_str().as_bytes().to_vec(),
+            value: codec::encode_catalog(record),
+        });
+    }
+
+    pub fn set_next_catalog_id(&mut self, next: u32) {
+        self.push(Op::Put {
+            cf: CF_META,
+            key: NEXT_CATALOG_ID.to_vec(),
+            value: next.to_le_bytes().to_vec(),
+        });
+    }
+
+    /// Deletes the catalog record and every item and user of the catalog.
+    pub fn delete_catalog(&mut self, name: &CatalogName, catalog_id: u32) {
+        self.push(Op::Delete {
+            cf: CF_CATALOGS,
+            key: name.as_str().as_bytes().to_vec(),
+        });
+        self.delete_catalog_records(catalog_id);
+    }
+
+    fn delete_catalog_records(&mut self, catalog_id: u32) {
+        for cf in [CF_ITEMS, CF_USERS] {
+            let (from, to) = keys::catalog_range(catalog_id);
+            self.push(Op::DeleteRange { cf, from, to });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+struct CommitRequest {
+    batch: Batch,
+    done: mpsc::SyncSender<Result<(), rocksdb::Error>>,
+}
+
+/// The store: a RocksDB database plus the thread that commits writes.
+///
+/// Durability: every [`Store::commit`] returns only after its batch is in
+/// the WAL and the WAL is fsynced. Concurrent commits are grouped by one
+/// writer thread into a single synced write (group commit): an fsync costs
+/// ~3.7 ms here, one synced batch of 1,000 items ~4 ms, so grouping keeps
+/// durable throughput high under load. The writer applies requests in the
+/// order they were submitted, which `catalog` relies on for ordering.
+pub struct Store {
+    db: Arc<Db>,
+    queue: mpsc::Sender<CommitRequest>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = Arc::new(Db::open_cf_descriptors(&opts, path, cfs)?);
+        let (queue, requests) = mpsc::channel::<CommitRequest>();
+        let writer_db = Arc::clone(&db);
+        thread::Builder::new()
+            .name("recstore-commit".into())
+            .spawn(move || commit_loop(&writer_db, requests))
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store { db, queue })
+    }
+
+    /// Hands `batch` to the commit thread and returns a receiver that
+    /// reports when it is durable. Batches are written in submission order.
+    pub fn submit(&self, batch: Batch) -> Result<mpsc::Receiver<Result<(), rocksdb::Error>>> {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.queue
+            .send(CommitRequest { batch, done })
+            .map_err(|_| Error::ShuttingDown)?;
+        Ok(wait)
+    }
+
+    /// Writes `batch` durably (blocking).
+    pub fn commit(&self, batch: Batch) -> Result<()> {
+        let wait = self.submit(batch)?;
+        wait_durable(wait)
+    }
+
+    fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// The next catalog id to hand out.
+    pub fn next_catalog_id(&self) -> Result<u32> {
+        match self.db.get_cf(&self.cf(CF_META), NEXT_CATALOG_ID)? {
+            None => Ok(1),
+            Some(bytes) => {
+                let raw: [u8; 4] = bytes.as_slice().try_into().map_err(|_| Error::Corruption {
+                    what: "meta".into(),
+                    reason: "next catalog id is not 4 bytes".into(),
+                })?;
+                Ok(u32::from_le_bytes(raw))
+            }
+        }
+    }
+
+    /// Every stored catalog.
+    pub fn catalogs(&self) -> Result<Vec<(CatalogName, CatalogRecord)>> {
+        let mut out = Vec::new();
+        for entry in self.db.iterator_cf(&self.cf(CF_CATALOGS), IteratorMode::Start) {
+            let (key, value) = entry?;
+            let name = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|s| CatalogName::parse(s).ok())
+                .ok_or_else(|| Error::Corruption {
+                    what: "catalog".into(),
+                    reason: "invalid catalog name key".into(),
+                })?;
+            out.push((name, codec::decode_catalog(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Deletes records of catalog ids that no catalog owns any more (left by
+    /// a write that raced a catalog deletion). Cheap: range tombstones.
+    pub fn collect_orphans(&self, live_ids: &[u32], next_id: u32) -> Result<()> {
+        let mut batch = Batch::new();
+        for id in 1..next_id {
+            if !live_ids.contains(&id) {
+                batch.delete_catalog_records(id);
+            }
+        }
+        if !batch.is_empty() {
+            self.commit(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for each stored item of the catalog, in id order.
+    pub fn for_each_item(&self, catalog_id: u32, config: &CatalogConfig, mut f: impl FnMut(Item)) -> Result<()> {
+        self.for_each_record(CF_ITEMS, catalog_id, |id, value| {
+            f(codec::decode_item(id, value, config)?);
+            Ok(())
+        })
+    }
+
+    /// Calls `f` with the id of each stored user of the catalog.
+    pub fn for_each_user_id(&self, catalog_id: u32, mut f: impl FnMut(&str)) -> Result<()> {
+        self.for_each_record(CF_USERS, catalog_id, |id, _| {
+            f(id);
+            Ok(())
+        })
+    }
+
+    fn for_each_record(
+        &self,
+        cf: &str,
+        catalog_id: u32,
+        mut f: impl FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (from, to) = keys::catalog_range(catalog_id);
+        let iter = self.db.iterator_cf(&self.cf(cf), IteratorMode::From(&from, Direction::Forward));
+        for entry in iter {
+            let (key, value) = entry?;
+            if key.as_ref() >= to.as_slice() {
+                break;
+            }
+            let (_, id) = keys::split_record_key(&key).ok_or_else(|| Error::Corruption {
+                what: cf.to_string(),
+                reason: "record key is not utf-8".into(),
+            })?;
+            f(id, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one user.
+    pub fn get_user(&self, catalog_id: u32, config: &CatalogConfig, id: &str) -> Result<Option<User>> {
+        match self.db.get_pinned_cf(&self.cf(CF_USERS), keys::record_key(catalog_id, id))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode_user(id, &bytes, config)?)),
+        }
+    }
+
+    /// Reads one item straight from RocksDB (tests and tools use it to
+    /// check that memory agrees with disk).
+    pub fn get_item(&self, catalog_id: u32, config: &CatalogConfig, id: &str) -> Result<Option<Item>> {
+        match self.db.get_pinned_cf(&self.cf(CF_ITEMS), keys::record_key(catalog_id, id))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode_item(id, &bytes, config)?)),
+        }
+    }
+
+    /// Flushes memtables so the next start replays little WAL.
+    pub fn flush(&self) -> Result<()> {
+        for name in ALL_CFS {
+            self.db.flush_cf(&self.cf(name))?;
+        }
+        Ok(())
+    }
+}
+
+/// Blocks until a submitted batch is durable.
+pub fn wait_durable(wait: mpsc::Receiver<Result<(), rocksdb::Error>>) -> Result<()> {
+    match wait.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Storage(e)),
+        Err(_) => Err(Error::ShuttingDown),
+    }
+}
+
+fn commit_loop(db: &Db, requests: mpsc::Receiver<CommitRequest>) {
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        let mut bytes = group[0].batch.bytes;
+        while bytes < MAX_GROUP_BYTES {
+            match requests.try_recv() {
+                Ok(next) => {
+                    bytes += next.batch.bytes;
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut write = WriteBatch::default();
+        for request in &group {
+            for op in &request.batch.ops {
+                match op {
+                    Op::Put { cf, key, value } => write.put_cf(&db.cf_handle(cf).expect("cf exists"), key, value),
+                    Op::Delete { cf, key } => write.delete_cf(&db.cf_handle(cf).expect("cf exists"), key),
+                    Op::DeleteRange { cf, from, to } => {
+                        write.delete_range_cf(&db.cf_handle(cf).expect("cf exists"), from, to)
+                    }
+                }
+            }
+        }
+        let outcome = db.write_opt(write, &sync);
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, writes = group.len(), "group commit failed");
+        }
+        for request in group {
+            // The submitter may have gone (its request was cancelled); the
+            // write is durable either way.
+            let _ = request.done.send(outcome.clone());
+        }
+    }
+}
