@@ -31,7 +31,11 @@ impl Defaults {
 
 /// The `recstore` command line.
 #[derive(Debug, Parser)]
-#[command(name = "recstore", version, about = "A self-hosted recommendation store for online shops")]
+#[command(
+    name = "recstore",
+    version,
+    about = "A self-hosted recommendation store for online shops"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -147,7 +151,9 @@ impl Settings {
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Settings {
             data_dir: data_dir.into(),
-            listen: Defaults::LISTEN.parse().expect("default listen address parses"),
+            listen: Defaults::LISTEN
+                .parse()
+                .expect("default listen address parses"),
             max_body_bytes: Defaults::MAX_BODY_BYTES,
             index: IndexSettings::default(),
             log_json: false,
@@ -217,7 +223,10 @@ impl Settings {
             .hnsw_ef_search
             .or(file.hnsw_ef_search)
             .unwrap_or(Defaults::HNSW_EF_SEARCH);
-        for (key, value) in [("hnsw_ef_construction", ef_construction), ("hnsw_ef_search", ef_search)] {
+        for (key, value) in [
+            ("hnsw_ef_construction", ef_construction),
+            ("hnsw_ef_search", ef_search),
+        ] {
             if !(1..=10_000).contains(&value) {
                 return Err(ConfigError::Invalid {
                     key,

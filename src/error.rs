@@ -17,7 +17,11 @@ pub enum Error {
 
     /// A vector does not have the catalog's dimension.
     #[error("{field}: expected a vector of dimension {expected}, got {got}")]
-    WrongDimension { field: String, expected: usize, got: usize },
+    WrongDimension {
+        field: String,
+        expected: usize,
+        got: usize,
+    },
 
     /// The catalog does not exist.
     #[error("catalog {name:?} does not exist")]

@@ -24,7 +24,11 @@ use crate::storage::Store;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the API on `listener` until `shutdown` resolves.
-pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let data_dir = settings.data_dir.clone();
     let index_settings = settings.index;
     let catalogs = tokio::task::spawn_blocking(move || -> Result<Catalogs> {
@@ -47,9 +51,11 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
         catalogs: Arc::clone(&catalogs),
         max_body_bytes: settings.max_body_bytes,
     };
-    let app = router(state).layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-        axum::response::IntoResponse::into_response(ApiError::Panic)
-    }));
+    let app = router(state).layer(CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| {
+            axum::response::IntoResponse::into_response(ApiError::Panic)
+        },
+    ));
 
     let address = listener.local_addr().map_err(|source| Error::Io {
         path: settings.data_dir.clone(),
@@ -83,7 +89,9 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
     let flusher = Arc::clone(&catalogs);
     match tokio::task::spawn_blocking(move || flusher.flush()).await {
         Ok(Ok(())) => tracing::info!("store flushed; bye"),
-        Ok(Err(e)) => tracing::error!(error = %e, "final flush failed (the WAL still holds every write)"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "final flush failed (the WAL still holds every write)")
+        }
         Err(e) => tracing::error!(error = %e, "final flush task failed"),
     }
     Ok(())

@@ -72,14 +72,21 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 /// `GET /v1/catalogs/{catalog}`.
-pub async fn get(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<CatalogView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<CatalogView>, ApiError> {
     let (config, status) = state.catalogs.status(&name)?;
     Ok(Json(view(&name, config, status)))
 }
 
 /// `DELETE /v1/catalogs/{catalog}`.
-pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let parsed = CatalogName::parse(&name).map_err(|_| crate::error::Error::CatalogNotFound { name: name.clone() })?;
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let parsed = CatalogName::parse(&name)
+        .map_err(|_| crate::error::Error::CatalogNotFound { name: name.clone() })?;
     blocking(move || {
         state.catalogs.delete(&parsed)?;
         Ok(Json(serde_json::json!({ "deleted": parsed.as_str() })))

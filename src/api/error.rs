@@ -14,12 +14,23 @@ use crate::error::Error;
 pub enum ApiError {
     Core(Error),
     /// The body is not valid JSON or does not have the expected shape.
-    MalformedJson { field: String, message: String },
+    MalformedJson {
+        field: String,
+        message: String,
+    },
     /// The body has a field the endpoint does not know.
-    UnknownField { field: String, message: String },
+    UnknownField {
+        field: String,
+        message: String,
+    },
     /// A path or query parameter could not be parsed.
-    BadParameter { field: String, message: String },
-    PayloadTooLarge { limit: usize },
+    BadParameter {
+        field: String,
+        message: String,
+    },
+    PayloadTooLarge {
+        limit: usize,
+    },
     UnsupportedMediaType,
     RouteNotFound,
     MethodNotAllowed,
@@ -54,30 +65,122 @@ impl ApiError {
             ApiError::Core(e) => {
                 let message = e.to_string();
                 match e {
-                    Error::InvalidField { field, reason } => (S::BAD_REQUEST, "invalid_argument", format!("{field}: {reason}"), Some(field.clone())),
-                    Error::WrongDimension { field, .. } => (S::BAD_REQUEST, "wrong_dimension", message, Some(field.clone())),
-                    Error::CatalogNotFound { .. } => (S::NOT_FOUND, "catalog_not_found", message, Some("catalog".into())),
-                    Error::CatalogLoading { .. } => (S::SERVICE_UNAVAILABLE, "catalog_loading", message, Some("catalog".into())),
-                    Error::CatalogConfigConflict { .. } => (S::CONFLICT, "catalog_config_conflict", message, None),
-                    Error::ItemNotFound { .. } => (S::NOT_FOUND, "item_not_found", message, Some("item_id".into())),
-                    Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found", message, Some("user_id".into())),
-                    Error::Unprocessable { field, .. } => (S::UNPROCESSABLE_ENTITY, "unprocessable", message, Some(field.clone())),
+                    Error::InvalidField { field, reason } => (
+                        S::BAD_REQUEST,
+                        "invalid_argument",
+                        format!("{field}: {reason}"),
+                        Some(field.clone()),
+                    ),
+                    Error::WrongDimension { field, .. } => (
+                        S::BAD_REQUEST,
+                        "wrong_dimension",
+                        message,
+                        Some(field.clone()),
+                    ),
+                    Error::CatalogNotFound { .. } => (
+                        S::NOT_FOUND,
+                        "catalog_not_found",
+                        message,
+                        Some("catalog".into()),
+                    ),
+                    Error::CatalogLoading { .. } => (
+                        S::SERVICE_UNAVAILABLE,
+                        "catalog_loading",
+                        message,
+                        Some("catalog".into()),
+                    ),
+                    Error::CatalogConfigConflict { .. } => {
+                        (S::CONFLICT, "catalog_config_conflict", message, None)
+                    }
+                    Error::ItemNotFound { .. } => (
+                        S::NOT_FOUND,
+                        "item_not_found",
+                        message,
+                        Some("item_id".into()),
+                    ),
+                    Error::UserNotFound { .. } => (
+                        S::NOT_FOUND,
+                        "user_not_found",
+                        message,
+                        Some("user_id".into()),
+                    ),
+                    Error::Unprocessable { field, .. } => (
+                        S::UNPROCESSABLE_ENTITY,
+                        "unprocessable",
+                        message,
+                        Some(field.clone()),
+                    ),
                     // Internals are logged, never sent: the message says what
                     // failed, not how.
-                    Error::Storage(_) => (S::INTERNAL_SERVER_ERROR, "storage_error", "the store could not complete the operation; nothing was written".into(), None),
-                    Error::Corruption { .. } => (S::INTERNAL_SERVER_ERROR, "corruption", "stored data could not be decoded".into(), None),
-                    Error::Io { .. } => (S::INTERNAL_SERVER_ERROR, "io_error", "a file operation failed".into(), None),
+                    Error::Storage(_) => (
+                        S::INTERNAL_SERVER_ERROR,
+                        "storage_error",
+                        "the store could not complete the operation; nothing was written".into(),
+                        None,
+                    ),
+                    Error::Corruption { .. } => (
+                        S::INTERNAL_SERVER_ERROR,
+                        "corruption",
+                        "stored data could not be decoded".into(),
+                        None,
+                    ),
+                    Error::Io { .. } => (
+                        S::INTERNAL_SERVER_ERROR,
+                        "io_error",
+                        "a file operation failed".into(),
+                        None,
+                    ),
                     Error::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down", message, None),
                 }
             }
-            ApiError::MalformedJson { field, message } => (S::BAD_REQUEST, "malformed_json", message.clone(), Some(field.clone())),
-            ApiError::UnknownField { field, message } => (S::BAD_REQUEST, "unknown_field", message.clone(), Some(field.clone())),
-            ApiError::BadParameter { field, message } => (S::BAD_REQUEST, "invalid_argument", message.clone(), Some(field.clone())),
-            ApiError::PayloadTooLarge { limit } => (S::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body exceeds the limit of {limit} bytes"), None),
-            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the body must be JSON (content-type: application/json)".into(), None),
-            ApiError::RouteNotFound => (S::NOT_FOUND, "route_not_found", "no such route".into(), None),
-            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method".into(), None),
-            ApiError::Panic => (S::INTERNAL_SERVER_ERROR, "internal", "internal error".into(), None),
+            ApiError::MalformedJson { field, message } => (
+                S::BAD_REQUEST,
+                "malformed_json",
+                message.clone(),
+                Some(field.clone()),
+            ),
+            ApiError::UnknownField { field, message } => (
+                S::BAD_REQUEST,
+                "unknown_field",
+                message.clone(),
+                Some(field.clone()),
+            ),
+            ApiError::BadParameter { field, message } => (
+                S::BAD_REQUEST,
+                "invalid_argument",
+                message.clone(),
+                Some(field.clone()),
+            ),
+            ApiError::PayloadTooLarge { limit } => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body exceeds the limit of {limit} bytes"),
+                None,
+            ),
+            ApiError::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (content-type: application/json)".into(),
+                None,
+            ),
+            ApiError::RouteNotFound => (
+                S::NOT_FOUND,
+                "route_not_found",
+                "no such route".into(),
+                None,
+            ),
+            ApiError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method".into(),
+                None,
+            ),
+            ApiError::Panic => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+                None,
+            ),
         }
     }
 }
@@ -91,9 +194,21 @@ impl IntoResponse for ApiError {
                 other => tracing::error!(code, error = ?other, "request failed"),
             }
         }
-        let mut response = (status, axum::Json(Body { error: Detail { code, message, field } })).into_response();
+        let mut response = (
+            status,
+            axum::Json(Body {
+                error: Detail {
+                    code,
+                    message,
+                    field,
+                },
+            }),
+        )
+            .into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

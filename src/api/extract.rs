@@ -53,7 +53,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 .and_then(|s| s.split(';').next())
                 .map(|s| {
                     let s = s.trim().to_ascii_lowercase();
-                    s == "application/json" || (s.starts_with("application/") && s.ends_with("+json"))
+                    s == "application/json"
+                        || (s.starts_with("application/") && s.ends_with("+json"))
                 })
                 .unwrap_or(false);
             if !json {

@@ -83,6 +83,11 @@ pub async fn delete_many(
     let ids = body.ids;
     let requested = ids.clone();
     let deleted = blocking(move || Ok(catalog.delete_items(ids)?)).await?;
-    let not_found: Vec<&String> = requested.iter().filter(|id| !deleted.contains(id)).collect();
-    Ok(Json(json!({ "deleted": deleted.len(), "not_found": not_found })))
+    let not_found: Vec<&String> = requested
+        .iter()
+        .filter(|id| !deleted.contains(id))
+        .collect();
+    Ok(Json(
+        json!({ "deleted": deleted.len(), "not_found": not_found }),
+    ))
 }

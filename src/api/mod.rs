@@ -37,7 +37,9 @@ impl AppState {
 }
 
 /// Runs blocking work off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
         Err(join_error) => {
@@ -54,15 +56,35 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/catalogs", get(catalogs::list))
-        .route("/v1/catalogs/{catalog}", put(catalogs::put).get(catalogs::get).delete(catalogs::delete))
+        .route(
+            "/v1/catalogs/{catalog}",
+            put(catalogs::put)
+                .get(catalogs::get)
+                .delete(catalogs::delete),
+        )
         .route("/v1/catalogs/{catalog}/items", post(items::upsert))
-        .route("/v1/catalogs/{catalog}/items/delete", post(items::delete_many))
-        .route("/v1/catalogs/{catalog}/items/{id}", get(items::get).delete(items::delete_one))
+        .route(
+            "/v1/catalogs/{catalog}/items/delete",
+            post(items::delete_many),
+        )
+        .route(
+            "/v1/catalogs/{catalog}/items/{id}",
+            get(items::get).delete(items::delete_one),
+        )
         .route("/v1/catalogs/{catalog}/users", post(users::upsert))
-        .route("/v1/catalogs/{catalog}/users/{id}", get(users::get).delete(users::delete))
+        .route(
+            "/v1/catalogs/{catalog}/users/{id}",
+            get(users::get).delete(users::delete),
+        )
         .route("/v1/catalogs/{catalog}/search", post(search::search))
-        .route("/v1/catalogs/{catalog}/recommend/similar", post(recommend::similar))
-        .route("/v1/catalogs/{catalog}/recommend/upsell", post(recommend::upsell))
+        .route(
+            "/v1/catalogs/{catalog}/recommend/similar",
+            post(recommend::similar),
+        )
+        .route(
+            "/v1/catalogs/{catalog}/recommend/upsell",
+            post(recommend::upsell),
+        )
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))

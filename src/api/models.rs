@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 
 use crate::catalog::model::{check_id, check_price, CatalogConfig, Item, Metric, User, VectorType};
 use crate::error::{Error, Result};
-use crate::index::filter::{Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition};
+use crate::index::filter::{
+    Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition,
+};
 use crate::index::Hit;
 
 /// Largest `k` a query may ask for.
@@ -40,7 +42,10 @@ fn check_label(field: &str, value: &str) -> Result<()> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     if value.len() > MAX_LABEL_BYTES {
-        return Err(Error::invalid(field, format!("must be at most {MAX_LABEL_BYTES} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_LABEL_BYTES} bytes"),
+        ));
     }
     Ok(())
 }
@@ -143,7 +148,10 @@ impl ItemWire {
         let at = |f: &str| format!("items[{index}].{f}");
         check_id(&at("id"), &self.id)?;
         let vector = config.prepare_vector(&at("vector"), self.vector)?;
-        let price = self.price.map(|p| check_price(&at("price"), p)).transpose()?;
+        let price = self
+            .price
+            .map(|p| check_price(&at("price"), p))
+            .transpose()?;
         if let Some(c) = &self.category {
             check_label(&at("category"), c)?;
         }
@@ -151,14 +159,20 @@ impl ItemWire {
             check_label(&at("brand"), b)?;
         }
         if self.tags.len() > MAX_TAGS {
-            return Err(Error::invalid(at("tags"), format!("at most {MAX_TAGS} tags")));
+            return Err(Error::invalid(
+                at("tags"),
+                format!("at most {MAX_TAGS} tags"),
+            ));
         }
         for (i, t) in self.tags.iter().enumerate() {
             check_label(&at(&format!("tags[{i}]")), t)?;
         }
         if let Some(t) = self.price_tier {
             if t == 0 || t > config.price_tiers {
-                return Err(Error::invalid(at("price_tier"), format!("must be in 1..={}", config.price_tiers)));
+                return Err(Error::invalid(
+                    at("price_tier"),
+                    format!("must be in 1..={}", config.price_tiers),
+                ));
             }
         }
         for key in self.attributes.keys() {
@@ -234,7 +248,10 @@ impl UserWire {
     pub fn into_user(self, index: usize, config: &CatalogConfig) -> Result<User> {
         let at = |f: &str| format!("users[{index}].{f}");
         check_id(&at("id"), &self.id)?;
-        let vector = self.vector.map(|v| config.prepare_vector(&at("vector"), v)).transpose()?;
+        let vector = self
+            .vector
+            .map(|v| config.prepare_vector(&at("vector"), v))
+            .transpose()?;
         Ok(User {
             id: self.id,
             vector,
@@ -310,17 +327,32 @@ fn string_condition(field: &str, value: &Value) -> Result<StringCondition> {
             let mut conditions = Vec::new();
             for (key, v) in map {
                 match key.as_str() {
-                    "in" => conditions.push(StringCondition::In(string_list(&format!("{field}.in"), v)?)),
-                    "not_in" => conditions.push(StringCondition::NotIn(string_list(&format!("{field}.not_in"), v)?)),
-                    other => return Err(Error::invalid(format!("{field}.{other}"), "unknown key; expected \"in\" or \"not_in\"")),
+                    "in" => conditions
+                        .push(StringCondition::In(string_list(&format!("{field}.in"), v)?)),
+                    "not_in" => conditions.push(StringCondition::NotIn(string_list(
+                        &format!("{field}.not_in"),
+                        v,
+                    )?)),
+                    other => {
+                        return Err(Error::invalid(
+                            format!("{field}.{other}"),
+                            "unknown key; expected \"in\" or \"not_in\"",
+                        ))
+                    }
                 }
             }
             match conditions.len() {
                 1 => Ok(conditions.pop().expect("one condition")),
-                _ => Err(Error::invalid(field, "must have exactly one of \"in\" or \"not_in\"")),
+                _ => Err(Error::invalid(
+                    field,
+                    "must have exactly one of \"in\" or \"not_in\"",
+                )),
             }
         }
-        _ => Err(Error::invalid(field, "must be a string, {\"in\": [...]} or {\"not_in\": [...]}")),
+        _ => Err(Error::invalid(
+            field,
+            "must be a string, {\"in\": [...]} or {\"not_in\": [...]}",
+        )),
     }
 }
 
@@ -353,23 +385,44 @@ impl FilterWire {
         }
         if let Some(p) = self.price {
             if p.gt.is_some() && p.gte.is_some() {
-                return Err(Error::invalid(at("price"), "give at most one of gt and gte"));
+                return Err(Error::invalid(
+                    at("price"),
+                    "give at most one of gt and gte",
+                ));
             }
             if p.lt.is_some() && p.lte.is_some() {
-                return Err(Error::invalid(at("price"), "give at most one of lt and lte"));
+                return Err(Error::invalid(
+                    at("price"),
+                    "give at most one of lt and lte",
+                ));
             }
             let low = match (p.gt, p.gte) {
-                (Some(v), _) => Some(Bound { value: finite(&at("price.gt"), v)?, inclusive: false }),
-                (_, Some(v)) => Some(Bound { value: finite(&at("price.gte"), v)?, inclusive: true }),
+                (Some(v), _) => Some(Bound {
+                    value: finite(&at("price.gt"), v)?,
+                    inclusive: false,
+                }),
+                (_, Some(v)) => Some(Bound {
+                    value: finite(&at("price.gte"), v)?,
+                    inclusive: true,
+                }),
                 _ => None,
             };
             let high = match (p.lt, p.lte) {
-                (Some(v), _) => Some(Bound { value: finite(&at("price.lt"), v)?, inclusive: false }),
-                (_, Some(v)) => Some(Bound { value: finite(&at("price.lte"), v)?, inclusive: true }),
+                (Some(v), _) => Some(Bound {
+                    value: finite(&at("price.lt"), v)?,
+                    inclusive: false,
+                }),
+                (_, Some(v)) => Some(Bound {
+                    value: finite(&at("price.lte"), v)?,
+                    inclusive: true,
+                }),
                 _ => None,
             };
             if low.is_none() && high.is_none() {
-                return Err(Error::invalid(at("price"), "give at least one of gt, gte, lt, lte"));
+                return Err(Error::invalid(
+                    at("price"),
+                    "give at least one of gt, gte, lt, lte",
+                ));
             }
             filter = filter.and(Condition::Price(PriceRange { low, high }));
         }
@@ -383,7 +436,12 @@ impl FilterWire {
                         match key.as_str() {
                             "gte" => low = tier_value(&format!("{field}.gte"), bound)?,
                             "lte" => high = tier_value(&format!("{field}.lte"), bound)?,
-                            other => return Err(Error::invalid(format!("{field}.{other}"), "unknown key; expected \"gte\" or \"lte\"")),
+                            other => {
+                                return Err(Error::invalid(
+                                    format!("{field}.{other}"),
+                                    "unknown key; expected \"gte\" or \"lte\"",
+                                ))
+                            }
                         }
                     }
                     if map.is_empty() {
@@ -405,7 +463,12 @@ impl FilterWire {
             match (t.any, t.all) {
                 (Some(any), None) => filter = filter.and(Condition::Tags(TagCondition::Any(any))),
                 (None, Some(all)) => filter = filter.and(Condition::Tags(TagCondition::All(all))),
-                _ => return Err(Error::invalid(at("tags"), "must have exactly one of \"any\" or \"all\"")),
+                _ => {
+                    return Err(Error::invalid(
+                        at("tags"),
+                        "must have exactly one of \"any\" or \"all\"",
+                    ))
+                }
             }
         }
         if let Some(ids) = self.exclude_ids {
@@ -414,7 +477,10 @@ impl FilterWire {
         if let Some(attributes) = self.attributes {
             for (key, value) in attributes {
                 let scalar = Scalar::from_json(&value).ok_or_else(|| {
-                    Error::invalid(format!("{}.{key}", at("attributes")), "must be a string, number or boolean")
+                    Error::invalid(
+                        format!("{}.{key}", at("attributes")),
+                        "must be a string, number or boolean",
+                    )
                 })?;
                 filter = filter.and(Condition::Attribute { key, value: scalar });
             }
@@ -425,7 +491,10 @@ impl FilterWire {
 
 /// Parses an optional filter.
 pub fn parse_filter(filter: Option<FilterWire>) -> Result<Filter> {
-    filter.map(|f| f.into_filter("filter")).transpose().map(Option::unwrap_or_default)
+    filter
+        .map(|f| f.into_filter("filter"))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 /// `POST /v1/catalogs/{catalog}/search`.
@@ -522,7 +591,10 @@ pub struct HitsResponse {
 impl HitsResponse {
     pub fn new(hits: &[Hit], with_attributes: bool) -> HitsResponse {
         HitsResponse {
-            hits: hits.iter().map(|h| HitView::new(h, with_attributes)).collect(),
+            hits: hits
+                .iter()
+                .map(|h| HitView::new(h, with_attributes))
+                .collect(),
         }
     }
 }

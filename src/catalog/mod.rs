@@ -52,7 +52,13 @@ pub struct Catalog {
 
 impl Catalog {
     /// Opens a catalog, building its index from the store.
-    pub fn open(store: Arc<Store>, name: CatalogName, id: u32, config: CatalogConfig, settings: IndexSettings) -> Result<Catalog> {
+    pub fn open(
+        store: Arc<Store>,
+        name: CatalogName,
+        id: u32,
+        config: CatalogConfig,
+        settings: IndexSettings,
+    ) -> Result<Catalog> {
         let started = Instant::now();
         let mut items = Vec::new();
         store.for_each_item(id, &config, |item| items.push(item))?;
@@ -130,7 +136,11 @@ impl Catalog {
         let turn = self.sequencer.wait_turn(ticket);
         committed?;
         let mut state = self.state.write();
-        let existed: Vec<String> = ids.iter().filter(|id| state.get(id).is_some()).cloned().collect();
+        let existed: Vec<String> = ids
+            .iter()
+            .filter(|id| state.get(id).is_some())
+            .cloned()
+            .collect();
         state.delete(&ids);
         drop(state);
         drop(turn);
@@ -141,7 +151,9 @@ impl Catalog {
     /// A live item and, if asked, its vector.
     pub fn get_item(&self, id: &str, with_vector: bool) -> Result<(ItemView, Option<Vec<f32>>)> {
         let state = self.state.read();
-        let view = state.get(id).ok_or_else(|| Error::ItemNotFound { id: id.to_string() })?;
+        let view = state
+            .get(id)
+            .ok_or_else(|| Error::ItemNotFound { id: id.to_string() })?;
         let vector = with_vector.then(|| state.vector(view.slot));
         Ok((view, vector))
     }
@@ -186,7 +198,13 @@ impl Catalog {
     }
 
     /// Nearest live items to a prepared query vector.
-    pub fn search(&self, query: &[f32], k: usize, filter: &Filter, exclude: &[u32]) -> (Vec<Hit>, Plan) {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        exclude: &[u32],
+    ) -> (Vec<Hit>, Plan) {
         self.state.read().search(query, k, filter, exclude)
     }
 
@@ -267,7 +285,10 @@ impl Catalog {
             }
         })?;
         if stored as u64 != state.counts().items {
-            problems.push(format!("{stored} stored items, {} indexed", state.counts().items));
+            problems.push(format!(
+                "{stored} stored items, {} indexed",
+                state.counts().items
+            ));
         }
         Ok(problems)
     }

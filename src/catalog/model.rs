@@ -111,7 +111,12 @@ pub struct CatalogConfig {
 
 impl CatalogConfig {
     /// Validates the parts that are not enforced by the types.
-    pub fn new(dimension: usize, metric: Metric, vector_type: VectorType, price_tiers: u8) -> Result<Self> {
+    pub fn new(
+        dimension: usize,
+        metric: Metric,
+        vector_type: VectorType,
+        price_tiers: u8,
+    ) -> Result<Self> {
         if dimension == 0 || dimension > MAX_DIMENSION {
             return Err(Error::invalid(
                 "dimension",
@@ -136,10 +141,17 @@ impl CatalogConfig {
     pub fn difference(&self, other: &CatalogConfig) -> Option<String> {
         let mut parts = Vec::new();
         if self.dimension != other.dimension {
-            parts.push(format!("dimension is {} not {}", self.dimension, other.dimension));
+            parts.push(format!(
+                "dimension is {} not {}",
+                self.dimension, other.dimension
+            ));
         }
         if self.metric != other.metric {
-            parts.push(format!("metric is {} not {}", self.metric.as_str(), other.metric.as_str()));
+            parts.push(format!(
+                "metric is {} not {}",
+                self.metric.as_str(),
+                other.metric.as_str()
+            ));
         }
         if self.vector_type != other.vector_type {
             parts.push(format!(
@@ -149,7 +161,10 @@ impl CatalogConfig {
             ));
         }
         if self.price_tiers != other.price_tiers {
-            parts.push(format!("price_tiers is {} not {}", self.price_tiers, other.price_tiers));
+            parts.push(format!(
+                "price_tiers is {} not {}",
+                self.price_tiers, other.price_tiers
+            ));
         }
         if parts.is_empty() {
             None
@@ -179,11 +194,17 @@ impl CatalogConfig {
         // the graph never sees inf or NaN (hnsw_rs asserts on both).
         let norm_sq: f64 = vector.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         if norm_sq > 1e30 {
-            return Err(Error::invalid(field, "vector norm is too large (squared norm above 1e30)"));
+            return Err(Error::invalid(
+                field,
+                "vector norm is too large (squared norm above 1e30)",
+            ));
         }
         if self.metric == Metric::Cosine {
             if norm_sq == 0.0 || !norm_sq.is_normal() {
-                return Err(Error::invalid(field, "a zero vector has no direction under the cosine metric"));
+                return Err(Error::invalid(
+                    field,
+                    "a zero vector has no direction under the cosine metric",
+                ));
             }
             let inv = (1.0 / norm_sq.sqrt()) as f32;
             for x in &mut vector {

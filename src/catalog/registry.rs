@@ -64,7 +64,10 @@ impl Catalogs {
         let next_id = store.next_catalog_id()?;
         let live: Vec<u32> = stored.iter().map(|(_, r)| r.id).collect();
         store.collect_orphans(&live, next_id)?;
-        let entries = stored.into_iter().map(|(name, record)| (name, Entry::Loading(record))).collect();
+        let entries = stored
+            .into_iter()
+            .map(|(name, record)| (name, Entry::Loading(record)))
+            .collect();
         Ok(Catalogs {
             store,
             settings,
@@ -85,10 +88,17 @@ impl Catalogs {
             })
             .collect();
         for (name, record) in loading {
-            let opened = Catalog::open(Arc::clone(&self.store), name.clone(), record.id, record.config, self.settings);
+            let opened = Catalog::open(
+                Arc::clone(&self.store),
+                name.clone(),
+                record.id,
+                record.config,
+                self.settings,
+            );
             let mut entries = self.entries.write();
             // The catalog may have been deleted (or re-created) meanwhile.
-            let still_same = matches!(entries.get(&name), Some(Entry::Loading(r)) if r.id == record.id);
+            let still_same =
+                matches!(entries.get(&name), Some(Entry::Loading(r)) if r.id == record.id);
             if !still_same {
                 continue;
             }
@@ -105,7 +115,10 @@ impl Catalogs {
 
     /// Whether every catalog is open.
     pub fn ready(&self) -> bool {
-        self.entries.read().values().all(|e| matches!(e, Entry::Ready(_)))
+        self.entries
+            .read()
+            .values()
+            .all(|e| matches!(e, Entry::Ready(_)))
     }
 
     /// Creates a catalog, or confirms an identical one exists.
@@ -128,8 +141,16 @@ impl Catalogs {
         batch.put_catalog(name, &record);
         self.store.commit(batch)?;
         *next_id = id + 1;
-        let catalog = Catalog::open(Arc::clone(&self.store), name.clone(), id, config, self.settings)?;
-        self.entries.write().insert(name.clone(), Entry::Ready(Arc::new(catalog)));
+        let catalog = Catalog::open(
+            Arc::clone(&self.store),
+            name.clone(),
+            id,
+            config,
+            self.settings,
+        )?;
+        self.entries
+            .write()
+            .insert(name.clone(), Entry::Ready(Arc::new(catalog)));
         Ok(Created::New)
     }
 
@@ -138,7 +159,11 @@ impl Catalogs {
         let _admin = self.admin.lock();
         let record = match self.entries.read().get(name) {
             Some(entry) => entry.record(),
-            None => return Err(Error::CatalogNotFound { name: name.to_string() }),
+            None => {
+                return Err(Error::CatalogNotFound {
+                    name: name.to_string(),
+                })
+            }
         };
         let mut batch = Batch::new();
         batch.delete_catalog(name, record.id);
@@ -149,11 +174,15 @@ impl Catalogs {
 
     /// An open catalog.
     pub fn get(&self, name: &str) -> Result<Arc<Catalog>> {
-        let not_found = || Error::CatalogNotFound { name: name.to_string() };
+        let not_found = || Error::CatalogNotFound {
+            name: name.to_string(),
+        };
         let parsed = CatalogName::parse(name).map_err(|_| not_found())?;
         match self.entries.read().get(&parsed) {
             Some(Entry::Ready(c)) => Ok(Arc::clone(c)),
-            Some(Entry::Loading(_)) => Err(Error::CatalogLoading { name: name.to_string() }),
+            Some(Entry::Loading(_)) => Err(Error::CatalogLoading {
+                name: name.to_string(),
+            }),
             Some(Entry::Failed(_, reason)) => Err(Error::Corruption {
                 what: format!("catalog {name}"),
                 reason: reason.clone(),
@@ -180,12 +209,16 @@ impl Catalogs {
 
     /// The status of one catalog.
     pub fn status(&self, name: &str) -> Result<(CatalogConfig, CatalogStatus)> {
-        let parsed = CatalogName::parse(name).map_err(|_| Error::CatalogNotFound { name: name.to_string() })?;
+        let parsed = CatalogName::parse(name).map_err(|_| Error::CatalogNotFound {
+            name: name.to_string(),
+        })?;
         self.list()
             .into_iter()
             .find(|(n, _, _)| *n == parsed)
             .map(|(_, config, status)| (config, status))
-            .ok_or_else(|| Error::CatalogNotFound { name: name.to_string() })
+            .ok_or_else(|| Error::CatalogNotFound {
+                name: name.to_string(),
+            })
     }
 
     /// Flushes the store (called at shutdown).

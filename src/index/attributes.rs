@@ -163,7 +163,9 @@ impl AttributeIndex {
         };
         let high = match range.high {
             None => B::Unbounded,
-            Some(b) if b.value < 0.0 || (b.value == 0.0 && !b.inclusive) => return RoaringBitmap::new(),
+            Some(b) if b.value < 0.0 || (b.value == 0.0 && !b.inclusive) => {
+                return RoaringBitmap::new()
+            }
             Some(b) if b.inclusive => B::Included((price_key(b.value), u32::MAX)),
             Some(b) => B::Excluded((price_key(b.value), 0)),
         };
@@ -185,13 +187,23 @@ impl AttributeIndex {
 
     /// The exact set of live slots matching `condition`, given the set of
     /// all live slots. `ExcludeIds` is resolved by the caller.
-    pub fn condition_slots(&self, condition: &Condition, live: &RoaringBitmap) -> Option<RoaringBitmap> {
+    pub fn condition_slots(
+        &self,
+        condition: &Condition,
+        live: &RoaringBitmap,
+    ) -> Option<RoaringBitmap> {
         Some(match condition {
-            Condition::Category(StringCondition::In(keys)) => Self::union_of(&self.by_category, keys),
-            Condition::Category(StringCondition::NotIn(keys)) => live - Self::union_of(&self.by_category, keys),
+            Condition::Category(StringCondition::In(keys)) => {
+                Self::union_of(&self.by_category, keys)
+            }
+            Condition::Category(StringCondition::NotIn(keys)) => {
+                live - Self::union_of(&self.by_category, keys)
+            }
             Condition::CategoryUnset => self.without_category.clone(),
             Condition::Brand(StringCondition::In(keys)) => Self::union_of(&self.by_brand, keys),
-            Condition::Brand(StringCondition::NotIn(keys)) => live - Self::union_of(&self.by_brand, keys),
+            Condition::Brand(StringCondition::NotIn(keys)) => {
+                live - Self::union_of(&self.by_brand, keys)
+            }
             Condition::Price(range) => self.price_slots(range),
             Condition::Tier { low, high } => {
                 let mut out = RoaringBitmap::new();

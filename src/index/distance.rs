@@ -137,7 +137,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn reference_dot(a: &[f32], b: &[f32]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum()
     }
 
     proptest! {
@@ -168,7 +171,9 @@ mod tests {
     #[test]
     fn cosine_distance_never_negative_for_unit_vectors() {
         let v = [0.6f32, 0.8];
-        let d = GraphDistance { metric: Metric::Cosine };
+        let d = GraphDistance {
+            metric: Metric::Cosine,
+        };
         assert!(Distance::<f32>::eval(&d, &v, &v) >= 0.0);
     }
 }

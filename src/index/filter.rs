@@ -86,7 +86,9 @@ impl Scalar {
     /// where any element may match) equals this scalar.
     pub fn matches(&self, value: &Value) -> bool {
         match value {
-            Value::Array(items) => items.iter().any(|v| Scalar::from_json(v).as_ref() == Some(self)),
+            Value::Array(items) => items
+                .iter()
+                .any(|v| Scalar::from_json(v).as_ref() == Some(self)),
             other => Scalar::from_json(other).as_ref() == Some(self),
         }
     }
@@ -101,11 +103,17 @@ pub enum Condition {
     Brand(StringCondition),
     Price(PriceRange),
     /// Inclusive tier interval.
-    Tier { low: u8, high: u8 },
+    Tier {
+        low: u8,
+        high: u8,
+    },
     InStock(bool),
     Tags(TagCondition),
     ExcludeIds(Vec<String>),
-    Attribute { key: String, value: Scalar },
+    Attribute {
+        key: String,
+        value: Scalar,
+    },
 }
 
 /// All conditions must hold. The empty filter matches every item.

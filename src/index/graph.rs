@@ -26,12 +26,29 @@ pub enum Graph {
 
 impl Graph {
     /// An empty graph sized for about `capacity` points.
-    pub fn new(vector_type: VectorType, metric: Metric, settings: &HnswSettings, capacity: usize) -> Graph {
+    pub fn new(
+        vector_type: VectorType,
+        metric: Metric,
+        settings: &HnswSettings,
+        capacity: usize,
+    ) -> Graph {
         let dist = GraphDistance { metric };
         let capacity = capacity.max(1024);
         match vector_type {
-            VectorType::F32 => Graph::F32(Hnsw::new(settings.m, capacity, MAX_LAYERS, settings.ef_construction, dist)),
-            VectorType::F16 => Graph::F16(Hnsw::new(settings.m, capacity, MAX_LAYERS, settings.ef_construction, dist)),
+            VectorType::F32 => Graph::F32(Hnsw::new(
+                settings.m,
+                capacity,
+                MAX_LAYERS,
+                settings.ef_construction,
+                dist,
+            )),
+            VectorType::F16 => Graph::F16(Hnsw::new(
+                settings.m,
+                capacity,
+                MAX_LAYERS,
+                settings.ef_construction,
+                dist,
+            )),
         }
     }
 

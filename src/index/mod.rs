@@ -171,7 +171,12 @@ impl IndexState {
             config,
             settings,
             arena: VectorArena::new(config.vector_type, config.dimension, capacity),
-            graph: Arc::new(Graph::new(config.vector_type, config.metric, &settings.hnsw, capacity)),
+            graph: Arc::new(Graph::new(
+                config.vector_type,
+                config.metric,
+                &settings.hnsw,
+                capacity,
+            )),
             metas: Vec::with_capacity(capacity),
             tiers: Vec::with_capacity(capacity),
             ids: HashMap::with_capacity(capacity),
@@ -224,7 +229,11 @@ impl IndexState {
     fn view(&self, slot: u32) -> ItemView {
         ItemView {
             slot,
-            meta: Arc::clone(self.metas[slot as usize].as_ref().expect("live slots have metadata")),
+            meta: Arc::clone(
+                self.metas[slot as usize]
+                    .as_ref()
+                    .expect("live slots have metadata"),
+            ),
             tier: self.tiers[slot as usize],
         }
     }
@@ -239,7 +248,9 @@ impl IndexState {
         self.live
             .iter()
             .map(|slot| {
-                let meta = self.metas[slot as usize].as_ref().expect("live slots have metadata");
+                let meta = self.metas[slot as usize]
+                    .as_ref()
+                    .expect("live slots have metadata");
                 meta.to_item(self.arena.get(slot))
             })
             .collect()
@@ -252,7 +263,9 @@ impl IndexState {
         for (i, item) in items.iter().enumerate() {
             last.insert(item.id.as_str(), i);
         }
-        let keep: Vec<bool> = (0..items.len()).map(|i| last[items[i].id.as_str()] == i).collect();
+        let keep: Vec<bool> = (0..items.len())
+            .map(|i| last[items[i].id.as_str()] == i)
+            .collect();
         let mut next_slot = self.metas.len() as u32;
         let mut planned = Vec::with_capacity(last.len());
         for (item, keep) in items.into_iter().zip(keep) {
@@ -329,7 +342,11 @@ impl IndexState {
     }
 
     fn unindex(&mut self, slot: u32) -> Arc<ItemMeta> {
-        let meta = Arc::clone(self.metas[slot as usize].as_ref().expect("indexed slots have metadata"));
+        let meta = Arc::clone(
+            self.metas[slot as usize]
+                .as_ref()
+                .expect("indexed slots have metadata"),
+        );
         self.attrs.remove(slot, &meta, self.tiers[slot as usize]);
         self.tiers[slot as usize] = None;
         self.live.remove(slot);
@@ -347,10 +364,14 @@ impl IndexState {
                 .collect();
             prices.sort_by(f64::total_cmp);
             for slot in &slots {
-                let meta = self.metas[slot as usize].as_ref().expect("live slots have metadata");
+                let meta = self.metas[slot as usize]
+                    .as_ref()
+                    .expect("live slots have metadata");
                 let tier = match (meta.explicit_tier, meta.price) {
                     (Some(t), _) => Some(t),
-                    (None, Some(p)) => Some(tiers::derived_tier(&prices, p, self.config.price_tiers)),
+                    (None, Some(p)) => {
+                        Some(tiers::derived_tier(&prices, p, self.config.price_tiers))
+                    }
                     (None, None) => None,
                 };
                 let old = self.tiers[slot as usize];
@@ -368,7 +389,10 @@ impl IndexState {
             return false;
         };
         let tier = self.tiers[slot as usize];
-        filter.conditions.iter().all(|c| condition_holds(c, meta, tier))
+        filter
+            .conditions
+            .iter()
+            .all(|c| condition_holds(c, meta, tier))
     }
 
     /// The matching live slots, or `None` when the filter has no indexed
@@ -400,13 +424,14 @@ impl IndexState {
         }
         for range in prices {
             set = Some(match set {
-                Some(mut s) if s.len() <= PRICE_PREDICATE_LIMIT => {
-                    s.retain(|slot| {
+                Some(s) if s.len() <= PRICE_PREDICATE_LIMIT => s
+                    .iter()
+                    .filter(|&slot| {
                         let meta = self.metas[slot as usize].as_ref();
-                        meta.and_then(|m| m.price).is_some_and(|p| range.contains(p))
-                    });
-                    s
-                }
+                        meta.and_then(|m| m.price)
+                            .is_some_and(|p| range.contains(p))
+                    })
+                    .collect(),
                 Some(s) => s & self.attrs.price_slots(range),
                 None => self.attrs.price_slots(range),
             });
@@ -422,7 +447,13 @@ impl IndexState {
     /// and are not in `exclude`, best first. `query` must be prepared
     /// (right dimension; unit length under cosine). Fewer than `k` hits
     /// only when fewer than `k` items match.
-    pub fn search(&self, query: &[f32], k: usize, filter: &Filter, exclude: &[u32]) -> (Vec<Hit>, Plan) {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        exclude: &[u32],
+    ) -> (Vec<Hit>, Plan) {
         let mut excluded: RoaringBitmap = exclude.iter().copied().collect();
         let candidates = self.candidates(filter, &mut excluded);
         let matches = match &candidates {
@@ -442,7 +473,9 @@ impl IndexState {
         let selectivity = matches as f64 / live;
         let dead_factor = self.metas.len() as f64 / live;
         let graph_points = self.metas.len();
-        let mut fetch = ((k as f64 / selectivity) * dead_factor * 1.2).ceil() as usize + 10 + excluded.len() as usize;
+        let mut fetch = ((k as f64 / selectivity) * dead_factor * 1.2).ceil() as usize
+            + 10
+            + excluded.len() as usize;
         let mut rounds = 0;
         loop {
             fetch = fetch.min(graph_points);
@@ -451,7 +484,9 @@ impl IndexState {
                 Some(set) => set.contains(slot),
                 None => self.live.contains(slot) && !excluded.contains(slot),
             };
-            let slots = self.graph.search(query, fetch, self.settings.hnsw.ef_search);
+            let slots = self
+                .graph
+                .search(query, fetch, self.settings.hnsw.ef_search);
             let mut top = TopK::new(k);
             for slot in slots.into_iter().filter(|s| accept(*s)) {
                 top.push(slot, self.arena.score(self.config.metric, query, slot));
@@ -461,14 +496,21 @@ impl IndexState {
             }
             // Escalate while a graph search is still cheaper than scanning
             // every match; then finish exactly.
-            if fetch >= graph_points || fetch.saturating_mul(4) as u64 > matches.saturating_mul(4) || rounds >= 3 {
+            if fetch >= graph_points
+                || fetch.saturating_mul(4) as u64 > matches.saturating_mul(4)
+                || rounds >= 3
+            {
                 break;
             }
             fetch = fetch.saturating_mul(4);
         }
         let hits = match &candidates {
             Some(set) => self.exact(query, k, set.iter()),
-            None => self.exact(query, k, self.live.iter().filter(|s| !excluded.contains(*s))),
+            None => self.exact(
+                query,
+                k,
+                self.live.iter().filter(|s| !excluded.contains(*s)),
+            ),
         };
         (hits, Plan::GraphThenExact)
     }
@@ -498,7 +540,11 @@ impl IndexState {
             .collect();
         // Equal scores are ordered by id so answers are stable across
         // restarts, which renumber slots.
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.meta.id.cmp(&b.meta.id)));
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.meta.id.cmp(&b.meta.id))
+        });
         hits
     }
 
@@ -516,7 +562,9 @@ impl IndexState {
         self.delete(&stale);
         let mut changed = Vec::new();
         for (id, &slot) in &current.ids {
-            let current_meta = current.metas[slot as usize].as_ref().expect("live slots have metadata");
+            let current_meta = current.metas[slot as usize]
+                .as_ref()
+                .expect("live slots have metadata");
             let same = self.ids.get(id).is_some_and(|&mine| {
                 self.metas[mine as usize]
                     .as_ref()
@@ -536,7 +584,11 @@ impl IndexState {
             .iter()
             .map(|slot| {
                 (
-                    Arc::clone(self.metas[slot as usize].as_ref().expect("live slots have metadata")),
+                    Arc::clone(
+                        self.metas[slot as usize]
+                            .as_ref()
+                            .expect("live slots have metadata"),
+                    ),
                     self.arena.get(slot),
                 )
             })
@@ -545,7 +597,11 @@ impl IndexState {
 
     /// Builds a compact index from a [`IndexState::snapshot`], keeping the
     /// metadata `Arc`s.
-    pub fn build_from_snapshot(config: CatalogConfig, settings: IndexSettings, snapshot: Vec<(Arc<ItemMeta>, Vec<f32>)>) -> IndexState {
+    pub fn build_from_snapshot(
+        config: CatalogConfig,
+        settings: IndexSettings,
+        snapshot: Vec<(Arc<ItemMeta>, Vec<f32>)>,
+    ) -> IndexState {
         let mut state = IndexState::new(config, settings, snapshot.len());
         let points: Vec<(u32, &[f32])> = snapshot
             .iter()
@@ -584,7 +640,9 @@ fn condition_holds(condition: &Condition, meta: &ItemMeta, tier: Option<u8>) -> 
         Condition::Tags(T::Any(tags)) => tags.iter().any(|t| meta.tags.contains(t)),
         Condition::Tags(T::All(tags)) => tags.iter().all(|t| meta.tags.contains(t)),
         Condition::ExcludeIds(ids) => !ids.iter().any(|id| **id == *meta.id),
-        Condition::Attribute { key, value } => meta.attributes.get(key).is_some_and(|v| value.matches(v)),
+        Condition::Attribute { key, value } => {
+            meta.attributes.get(key).is_some_and(|v| value.matches(v))
+        }
     }
 }
 
@@ -610,7 +668,10 @@ impl PartialOrd for Worst {
 }
 impl Ord for Worst {
     fn cmp(&self, other: &Self) -> Ordering {
-        other.0.total_cmp(&self.0).then_with(|| self.1.cmp(&other.1))
+        other
+            .0
+            .total_cmp(&self.0)
+            .then_with(|| self.1.cmp(&other.1))
     }
 }
 
@@ -638,7 +699,10 @@ impl TopK {
     }
 
     fn into_sorted(self) -> Vec<(u32, f32)> {
-        self.heap.into_iter().map(|Worst(score, slot)| (slot, score)).collect()
+        self.heap
+            .into_iter()
+            .map(|Worst(score, slot)| (slot, score))
+            .collect()
     }
 }
 

@@ -20,7 +20,10 @@ mod tests {
     #[test]
     fn quartiles_of_eight_prices() {
         let prices = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let tiers: Vec<u8> = prices.iter().map(|p| derived_tier(&prices, *p, 4)).collect();
+        let tiers: Vec<u8> = prices
+            .iter()
+            .map(|p| derived_tier(&prices, *p, 4))
+            .collect();
         assert_eq!(tiers, vec![1, 1, 2, 2, 3, 3, 4, 4]);
     }
 

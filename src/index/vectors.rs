@@ -48,7 +48,9 @@ impl VectorArena {
     pub fn get(&self, slot: u32) -> Vec<f32> {
         match self {
             VectorArena::F32 { dim, data } => slice(data, *dim, slot).to_vec(),
-            VectorArena::F16 { dim, data } => slice(data, *dim, slot).iter().map(|x| x.to_f32()).collect(),
+            VectorArena::F16 { dim, data } => {
+                slice(data, *dim, slot).iter().map(|x| x.to_f32()).collect()
+            }
         }
     }
 

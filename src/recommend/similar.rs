@@ -9,7 +9,9 @@ use crate::index::Hit;
 /// The `k` items most similar to `item_id` that satisfy `filter`.
 pub fn similar(catalog: &Catalog, item_id: &str, k: usize, filter: &Filter) -> Result<Vec<Hit>> {
     catalog.with_index(|index| {
-        let anchor = index.get(item_id).ok_or_else(|| Error::ItemNotFound { id: item_id.to_string() })?;
+        let anchor = index.get(item_id).ok_or_else(|| Error::ItemNotFound {
+            id: item_id.to_string(),
+        })?;
         let query = index.vector(anchor.slot);
         Ok(index.search(&query, k, filter, &[anchor.slot]).0)
     })

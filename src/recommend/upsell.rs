@@ -36,7 +36,10 @@ impl UpsellRequest {
             ));
         }
         if !self.max_price_ratio.is_finite() || self.max_price_ratio < self.min_price_ratio {
-            return Err(Error::invalid("max_price_ratio", "must be a finite number >= min_price_ratio"));
+            return Err(Error::invalid(
+                "max_price_ratio",
+                "must be a finite number >= min_price_ratio",
+            ));
         }
         if self.tiers_up == Some(0) {
             return Err(Error::invalid("tiers_up", "must be at least 1"));
@@ -49,7 +52,9 @@ impl UpsellRequest {
 pub fn upsell(catalog: &Catalog, item_id: &str, request: &UpsellRequest) -> Result<Vec<Hit>> {
     request.validate()?;
     catalog.with_index(|index| {
-        let anchor = index.get(item_id).ok_or_else(|| Error::ItemNotFound { id: item_id.to_string() })?;
+        let anchor = index.get(item_id).ok_or_else(|| Error::ItemNotFound {
+            id: item_id.to_string(),
+        })?;
         let price = anchor.meta.price.ok_or_else(|| Error::Unprocessable {
             field: "item_id".into(),
             reason: format!("item {item_id:?} has no price, so nothing can be pricier"),
@@ -84,7 +89,10 @@ pub fn upsell(catalog: &Catalog, item_id: &str, request: &UpsellRequest) -> Resu
                         high: tier.saturating_add(n),
                     })
                     .and(Condition::Price(PriceRange {
-                        low: Some(Bound { value: price, inclusive: false }),
+                        low: Some(Bound {
+                            value: price,
+                            inclusive: false,
+                        }),
                         high: None,
                     }));
             }

@@ -97,13 +97,17 @@ pub fn encode_catalog(record: &CatalogRecord) -> Vec<u8> {
         vector_type: vector_type_code(record.config.vector_type),
         price_tiers: record.config.price_tiers,
     };
-    with_version(bincode::serde::encode_to_vec(&v1, bincode_config()).expect("encoding to a Vec cannot fail"))
+    with_version(
+        bincode::serde::encode_to_vec(&v1, bincode_config())
+            .expect("encoding to a Vec cannot fail"),
+    )
 }
 
 pub fn decode_catalog(bytes: &[u8]) -> Result<CatalogRecord> {
     let body = check_version("catalog", bytes)?;
-    let (v1, _): (CatalogRecordV1, usize) = bincode::serde::decode_from_slice(body, bincode_config())
-        .map_err(|e| corrupt("catalog", e.to_string()))?;
+    let (v1, _): (CatalogRecordV1, usize) =
+        bincode::serde::decode_from_slice(body, bincode_config())
+            .map_err(|e| corrupt("catalog", e.to_string()))?;
     let metric = match v1.metric {
         0 => Metric::Cosine,
         1 => Metric::Dot,
@@ -113,7 +117,12 @@ pub fn decode_catalog(bytes: &[u8]) -> Result<CatalogRecord> {
     let vector_type = match v1.vector_type {
         0 => VectorType::F32,
         1 => VectorType::F16,
-        other => return Err(corrupt("catalog", format!("unknown vector type code {other}"))),
+        other => {
+            return Err(corrupt(
+                "catalog",
+                format!("unknown vector type code {other}"),
+            ))
+        }
     };
     let config = CatalogConfig::new(v1.dimension as usize, metric, vector_type, v1.price_tiers)
         .map_err(|e| corrupt("catalog", e.to_string()))?;
@@ -147,7 +156,11 @@ pub fn decode_vector(bytes: &[u8], vector_type: VectorType, dimension: usize) ->
     if bytes.len() != width * dimension {
         return Err(corrupt(
             "vector",
-            format!("{} bytes for dimension {dimension} of {}", bytes.len(), vector_type.as_str()),
+            format!(
+                "{} bytes for dimension {dimension} of {}",
+                bytes.len(),
+                vector_type.as_str()
+            ),
         ));
     }
     Ok(match vector_type {
@@ -188,7 +201,8 @@ pub fn encode_item(item: &Item, vector_type: VectorType) -> Vec<u8> {
         explicit_tier: item.explicit_tier,
         attributes_json: Value::Object(item.attributes.clone()).to_string(),
     };
-    bincode::serde::encode_into_std_write(&meta, &mut out, bincode_config()).expect("encoding to a Vec cannot fail");
+    bincode::serde::encode_into_std_write(&meta, &mut out, bincode_config())
+        .expect("encoding to a Vec cannot fail");
     out
 }
 
@@ -204,8 +218,9 @@ pub fn decode_item(id: &str, bytes: &[u8], config: &CatalogConfig) -> Result<Ite
     let body = check_version("item", bytes)?;
     let (vector_bytes, meta_bytes) = split_vector("item", body)?;
     let vector = decode_vector(vector_bytes, config.vector_type, config.dimension)?;
-    let (meta, _): (ItemMetaV1, usize) = bincode::serde::decode_from_slice(meta_bytes, bincode_config())
-        .map_err(|e| corrupt("item", e.to_string()))?;
+    let (meta, _): (ItemMetaV1, usize) =
+        bincode::serde::decode_from_slice(meta_bytes, bincode_config())
+            .map_err(|e| corrupt("item", e.to_string()))?;
     Ok(Item {
         id: id.to_string(),
         vector,
@@ -233,7 +248,8 @@ pub fn encode_user(user: &User, vector_type: VectorType) -> Vec<u8> {
     let meta = UserMetaV1 {
         attributes_json: Value::Object(user.attributes.clone()).to_string(),
     };
-    bincode::serde::encode_into_std_write(&meta, &mut out, bincode_config()).expect("encoding to a Vec cannot fail");
+    bincode::serde::encode_into_std_write(&meta, &mut out, bincode_config())
+        .expect("encoding to a Vec cannot fail");
     out
 }
 
@@ -248,12 +264,17 @@ pub fn decode_user(id: &str, bytes: &[u8], config: &CatalogConfig) -> Result<Use
     } else {
         let (vector_bytes, meta_bytes) = split_vector("user", body)?;
         (
-            Some(decode_vector(vector_bytes, config.vector_type, config.dimension)?),
+            Some(decode_vector(
+                vector_bytes,
+                config.vector_type,
+                config.dimension,
+            )?),
             meta_bytes,
         )
     };
-    let (meta, _): (UserMetaV1, usize) = bincode::serde::decode_from_slice(meta_bytes, bincode_config())
-        .map_err(|e| corrupt("user", e.to_string()))?;
+    let (meta, _): (UserMetaV1, usize) =
+        bincode::serde::decode_from_slice(meta_bytes, bincode_config())
+            .map_err(|e| corrupt("user", e.to_string()))?;
     Ok(User {
         id: id.to_string(),
         vector,
@@ -304,18 +325,31 @@ mod tests {
     fn users_with_and_without_vectors_round_trip() {
         let cfg = config(VectorType::F32);
         for vector in [None, Some(vec![1.0, 0.5, -2.0])] {
-            let user = User { id: "u".into(), vector, attributes: Map::new() };
-            assert_eq!(decode_user("u", &encode_user(&user, VectorType::F32), &cfg).unwrap(), user);
+            let user = User {
+                id: "u".into(),
+                vector,
+                attributes: Map::new(),
+            };
+            assert_eq!(
+                decode_user("u", &encode_user(&user, VectorType::F32), &cfg).unwrap(),
+                user
+            );
         }
     }
 
     #[test]
     fn catalogs_round_trip_and_unknown_versions_are_corruption() {
-        let record = CatalogRecord { id: 9, config: CatalogConfig::new(384, Metric::Cosine, VectorType::F16, 4).unwrap() };
+        let record = CatalogRecord {
+            id: 9,
+            config: CatalogConfig::new(384, Metric::Cosine, VectorType::F16, 4).unwrap(),
+        };
         let bytes = encode_catalog(&record);
         assert_eq!(decode_catalog(&bytes).unwrap(), record);
         let mut wrong = bytes.clone();
         wrong[0] = 99;
-        assert!(matches!(decode_catalog(&wrong), Err(Error::Corruption { .. })));
+        assert!(matches!(
+            decode_catalog(&wrong),
+            Err(Error::Corruption { .. })
+        ));
     }
 }

@@ -12,7 +12,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
-use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
+    WriteBatch, WriteOptions,
+};
 
 use crate::catalog::model::{CatalogConfig, CatalogName, Item, User};
 use crate::error::{Error, Result};
@@ -27,9 +30,20 @@ const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 
 /// One write to apply; built through [`Batch`], which owns the key layout.
 enum Op {
-    Put { cf: &'static str, key: Vec<u8>, value: Vec<u8> },
-    Delete { cf: &'static str, key: Vec<u8> },
-    DeleteRange { cf: &'static str, from: Vec<u8>, to: Vec<u8> },
+    Put {
+        cf: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        cf: &'static str,
+        key: Vec<u8>,
+    },
+    DeleteRange {
+        cf: &'static str,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
 }
 
 /// A set of writes that become durable together or not at all.
@@ -149,7 +163,9 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
-        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = Arc::new(Db::open_cf_descriptors(&opts, path, cfs)?);
         let (queue, requests) = mpsc::channel::<CommitRequest>();
         let writer_db = Arc::clone(&db);
@@ -180,7 +196,9 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     /// The next catalog id to hand out.
@@ -200,7 +218,10 @@ impl Store {
     /// Every stored catalog.
     pub fn catalogs(&self) -> Result<Vec<(CatalogName, CatalogRecord)>> {
         let mut out = Vec::new();
-        for entry in self.db.iterator_cf(&self.cf(CF_CATALOGS), IteratorMode::Start) {
+        for entry in self
+            .db
+            .iterator_cf(&self.cf(CF_CATALOGS), IteratorMode::Start)
+        {
             let (key, value) = entry?;
             let name = std::str::from_utf8(&key)
                 .ok()
@@ -230,7 +251,12 @@ impl Store {
     }
 
     /// Calls `f` for each stored item of the catalog, in id order.
-    pub fn for_each_item(&self, catalog_id: u32, config: &CatalogConfig, mut f: impl FnMut(Item)) -> Result<()> {
+    pub fn for_each_item(
+        &self,
+        catalog_id: u32,
+        config: &CatalogConfig,
+        mut f: impl FnMut(Item),
+    ) -> Result<()> {
         self.for_each_record(CF_ITEMS, catalog_id, |id, value| {
             f(codec::decode_item(id, value, config)?);
             Ok(())
@@ -252,7 +278,9 @@ impl Store {
         mut f: impl FnMut(&str, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let (from, to) = keys::catalog_range(catalog_id);
-        let iter = self.db.iterator_cf(&self.cf(cf), IteratorMode::From(&from, Direction::Forward));
+        let iter = self
+            .db
+            .iterator_cf(&self.cf(cf), IteratorMode::From(&from, Direction::Forward));
         for entry in iter {
             let (key, value) = entry?;
             if key.as_ref() >= to.as_slice() {
@@ -268,8 +296,16 @@ impl Store {
     }
 
     /// Reads one user.
-    pub fn get_user(&self, catalog_id: u32, config: &CatalogConfig, id: &str) -> Result<Option<User>> {
-        match self.db.get_pinned_cf(&self.cf(CF_USERS), keys::record_key(catalog_id, id))? {
+    pub fn get_user(
+        &self,
+        catalog_id: u32,
+        config: &CatalogConfig,
+        id: &str,
+    ) -> Result<Option<User>> {
+        match self
+            .db
+            .get_pinned_cf(&self.cf(CF_USERS), keys::record_key(catalog_id, id))?
+        {
             None => Ok(None),
             Some(bytes) => Ok(Some(codec::decode_user(id, &bytes, config)?)),
         }
@@ -277,8 +313,16 @@ impl Store {
 
     /// Reads one item straight from RocksDB (tests and tools use it to
     /// check that memory agrees with disk).
-    pub fn get_item(&self, catalog_id: u32, config: &CatalogConfig, id: &str) -> Result<Option<Item>> {
-        match self.db.get_pinned_cf(&self.cf(CF_ITEMS), keys::record_key(catalog_id, id))? {
+    pub fn get_item(
+        &self,
+        catalog_id: u32,
+        config: &CatalogConfig,
+        id: &str,
+    ) -> Result<Option<Item>> {
+        match self
+            .db
+            .get_pinned_cf(&self.cf(CF_ITEMS), keys::record_key(catalog_id, id))?
+        {
             None => Ok(None),
             Some(bytes) => Ok(Some(codec::decode_item(id, &bytes, config)?)),
         }
@@ -321,8 +365,12 @@ fn commit_loop(db: &Db, requests: mpsc::Receiver<CommitRequest>) {
         for request in &group {
             for op in &request.batch.ops {
                 match op {
-                    Op::Put { cf, key, value } => write.put_cf(&db.cf_handle(cf).expect("cf exists"), key, value),
-                    Op::Delete { cf, key } => write.delete_cf(&db.cf_handle(cf).expect("cf exists"), key),
+                    Op::Put { cf, key, value } => {
+                        write.put_cf(&db.cf_handle(cf).expect("cf exists"), key, value)
+                    }
+                    Op::Delete { cf, key } => {
+                        write.delete_cf(&db.cf_handle(cf).expect("cf exists"), key)
+                    }
                     Op::DeleteRange { cf, from, to } => {
                         write.delete_range_cf(&db.cf_handle(cf).expect("cf exists"), from, to)
                     }
