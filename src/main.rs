@@ -31,8 +31,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RECSTORE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let filter = EnvFilter::try_from_env("RECSTORE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn"));
+    use std::io::IsTerminal;
+    // Colour codes only on a terminal: logs piped to files or collectors
+    // (and the tests that read the "listening on" line) stay plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     if json {
         builder.json().init();
     } else {

@@ -14,11 +14,14 @@ use crate::api::AppState;
 pub struct ApiJson<T>(pub T);
 
 fn field_or_body(path: &serde_path_to_error::Path) -> String {
+    // serde_path_to_error writes `?` for a segment it could not name (a
+    // syntax error before the key was read): keep the part it could.
     let p = path.to_string();
+    let p = p.split('?').next().unwrap_or("").trim_end_matches('.');
     if p.is_empty() || p == "." {
         "body".into()
     } else {
-        p
+        p.to_string()
     }
 }
 

@@ -149,7 +149,21 @@ struct CommitRequest {
 /// order they were submitted, which `catalog` relies on for ordering.
 pub struct Store {
     db: Arc<Db>,
-    queue: mpsc::Sender<CommitRequest>,
+    /// `None` only while dropping.
+    queue: Option<mpsc::Sender<CommitRequest>>,
+    writer: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Store {
+    /// Stops the commit thread and waits for it, so the database (and its
+    /// lock file) is closed when the store is gone: a restart in the same
+    /// process can open it again at once.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl Store {
@@ -169,14 +183,18 @@ impl Store {
         let db = Arc::new(Db::open_cf_descriptors(&opts, path, cfs)?);
         let (queue, requests) = mpsc::channel::<CommitRequest>();
         let writer_db = Arc::clone(&db);
-        thread::Builder::new()
+        let writer = thread::Builder::new()
             .name("recstore-commit".into())
             .spawn(move || commit_loop(&writer_db, requests))
             .map_err(|source| Error::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Store { db, queue })
+        Ok(Store {
+            db,
+            queue: Some(queue),
+            writer: Some(writer),
+        })
     }
 
     /// Hands `batch` to the commit thread and returns a receiver that
@@ -184,6 +202,8 @@ impl Store {
     pub fn submit(&self, batch: Batch) -> Result<mpsc::Receiver<Result<(), rocksdb::Error>>> {
         let (done, wait) = mpsc::sync_channel(1);
         self.queue
+            .as_ref()
+            .ok_or(Error::ShuttingDown)?
             .send(CommitRequest { batch, done })
             .map_err(|_| Error::ShuttingDown)?;
         Ok(wait)

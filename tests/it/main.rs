@@ -1,0 +1,6 @@
+//! Integration tests: a real server (in-process on 127.0.0.1:0, or the
+//! real binary where a test kills it), a real RocksDB in a temp dir, real
+//! HTTP, and the real fixtures in tests/data.
+
+mod recall;
+mod support;
