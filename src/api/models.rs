@@ -424,6 +424,14 @@ impl FilterWire {
                     "give at least one of gt, gte, lt, lte",
                 ));
             }
+            if let (Some(l), Some(h)) = (&low, &high) {
+                if l.value > h.value {
+                    return Err(Error::invalid(
+                        at("price"),
+                        "the lower bound must not exceed the upper bound",
+                    ));
+                }
+            }
             filter = filter.and(Condition::Price(PriceRange { low, high }));
         }
         if let Some(v) = &self.price_tier {
@@ -446,6 +454,9 @@ impl FilterWire {
                     }
                     if map.is_empty() {
                         return Err(Error::invalid(field, "give gte, lte or both"));
+                    }
+                    if low > high {
+                        return Err(Error::invalid(field, "gte must not exceed lte"));
                     }
                     (low, high)
                 }

@@ -2,5 +2,6 @@
 //! real binary where a test kills it), a real RocksDB in a temp dir, real
 //! HTTP, and the real fixtures in tests/data.
 
+mod errors;
 mod recall;
 mod support;
