@@ -5,3 +5,4 @@
 mod errors;
 mod recall;
 mod support;
+mod writes;

@@ -293,3 +293,38 @@ pub fn assert_error(
         assert_eq!(body["error"]["field"], json!(field), "body: {body}");
     }
 }
+
+/// A small deterministic generator (xorshift64*), so tests need no
+/// randomness crate and every run sees the same data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.unit()).collect()
+    }
+}
+
+/// Cosine similarity, as recstore scores a cosine catalog.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    fixtures::score(fixtures::Metric::Cosine, a, b)
+}
