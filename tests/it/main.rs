@@ -5,4 +5,5 @@
 mod errors;
 mod recall;
 mod support;
+mod upsell;
 mod writes;

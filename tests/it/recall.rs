@@ -154,22 +154,11 @@ fn superstore_cases() -> Vec<Case> {
             json!({"category": {"in": ["Copiers", "Machines"]}, "price_tier": 4}),
             // Tier 4 of 4 by price quantile within each category.
             move |i| {
-                ["Copiers", "Machines"].contains(&p[i].category.as_str()) && tier_of(p, i) == 4
+                ["Copiers", "Machines"].contains(&p[i].category.as_str())
+                    && fixtures::tier_of(p, i) == 4
             },
         ),
     ]
-}
-
-/// The derived tier (4 tiers) of product `i` within its category, by the
-/// documented rule: 1 + floor(4 * cheaper / n).
-fn tier_of(p: &[fixtures::Product], i: usize) -> u8 {
-    let same: Vec<f64> = p
-        .iter()
-        .filter(|q| q.category == p[i].category)
-        .map(|q| q.price)
-        .collect();
-    let cheaper = same.iter().filter(|x| **x < p[i].price).count();
-    (1 + 4 * cheaper / same.len()).min(4) as u8
 }
 
 async fn superstore_recall(exact_scan_threshold: usize) {
@@ -179,15 +168,8 @@ async fn superstore_recall(exact_scan_threshold: usize) {
     })
     .await;
     let api = &server.api;
-    api.create_catalog("superstore", json!({"dimension": 384, "metric": "cosine"}))
-        .await;
+    fixtures::load_superstore(api, "superstore").await;
     let products = fixtures::superstore();
-    let items: Vec<Value> = products
-        .iter()
-        .enumerate()
-        .map(|(i, p)| p.to_item(i))
-        .collect();
-    api.upsert_items("superstore", &items).await;
     let base: Vec<Vec<f32>> = products.iter().map(|p| p.vector.clone()).collect();
     // Every 10th product's embedding as a query: 187 queries.
     let queries: Vec<Vec<f32>> = base.iter().step_by(10).cloned().collect();

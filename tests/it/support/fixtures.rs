@@ -164,3 +164,27 @@ pub fn recall(found: &[f32], exact: &[(usize, f32)]) -> f64 {
         .count();
     good as f64 / exact.len() as f64
 }
+
+/// The derived tier (4 tiers) of product `i` within its category, by the
+/// documented rule: 1 + floor(4 * cheaper / n).
+pub fn tier_of(p: &[Product], i: usize) -> u8 {
+    let same: Vec<f64> = p
+        .iter()
+        .filter(|q| q.category == p[i].category)
+        .map(|q| q.price)
+        .collect();
+    let cheaper = same.iter().filter(|x| **x < p[i].price).count();
+    (1 + 4 * cheaper / same.len()).min(4) as u8
+}
+
+/// Loads every Superstore product into `catalog` (cosine, 384-d).
+pub async fn load_superstore(api: &super::Api, catalog: &str) {
+    api.create_catalog(catalog, json!({"dimension": 384, "metric": "cosine"}))
+        .await;
+    let items: Vec<Value> = superstore()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.to_item(i))
+        .collect();
+    api.upsert_items(catalog, &items).await;
+}
