@@ -489,7 +489,11 @@ impl IndexState {
                 .search(query, fetch, self.settings.hnsw.ef_search);
             let mut top = TopK::new(k);
             for slot in slots.into_iter().filter(|s| accept(*s)) {
-                top.push(slot, self.arena.score(self.config.metric, query, slot));
+                top.push(
+                    slot,
+                    self.arena.score(self.config.metric, query, slot),
+                    || self.id_of(slot),
+                );
             }
             if top.len() >= want {
                 return (self.hits(top), Plan::Graph { rounds });
@@ -519,9 +523,22 @@ impl IndexState {
     fn exact(&self, query: &[f32], k: usize, slots: impl Iterator<Item = u32>) -> Vec<Hit> {
         let mut top = TopK::new(k);
         for slot in slots {
-            top.push(slot, self.arena.score(self.config.metric, query, slot));
+            top.push(
+                slot,
+                self.arena.score(self.config.metric, query, slot),
+                || self.id_of(slot),
+            );
         }
         self.hits(top)
+    }
+
+    fn id_of(&self, slot: u32) -> Arc<str> {
+        Arc::clone(
+            &self.metas[slot as usize]
+                .as_ref()
+                .expect("live slots have metadata")
+                .id,
+        )
     }
 
     fn hits(&self, top: TopK) -> Vec<Hit> {
@@ -646,14 +663,16 @@ fn condition_holds(condition: &Condition, meta: &ItemMeta, tier: Option<u8>) -> 
     }
 }
 
-/// A bounded min-heap keeping the `k` best (slot, score) pairs.
+/// A bounded heap keeping the `k` best (slot, score) pairs. Equal scores
+/// are ranked by id, so which of several equally good items makes the cut
+/// does not depend on slot numbers (which a restart or rebuild changes).
 struct TopK {
     k: usize,
     heap: BinaryHeap<Worst>,
 }
 
-/// Heap entry ordered so the worst score is on top.
-struct Worst(f32, u32);
+/// Heap entry ordered so the worst (lowest score, then greatest id) is on top.
+struct Worst(f32, Arc<str>, u32);
 
 impl PartialEq for Worst {
     fn eq(&self, other: &Self) -> bool {
@@ -683,14 +702,30 @@ impl TopK {
         }
     }
 
-    fn push(&mut self, slot: u32, score: f32) {
+    /// Offers a live slot; `id` is only looked up when the slot may enter.
+    fn push(&mut self, slot: u32, score: f32, id: impl FnOnce() -> Arc<str>) {
         if self.heap.len() < self.k {
-            self.heap.push(Worst(score, slot));
-        } else if let Some(worst) = self.heap.peek() {
-            if score > worst.0 {
-                self.heap.pop();
-                self.heap.push(Worst(score, slot));
+            self.heap.push(Worst(score, id(), slot));
+            return;
+        }
+        let Some(worst) = self.heap.peek() else {
+            return;
+        };
+        let better = match score.total_cmp(&worst.0) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => {
+                let id = id();
+                if id < worst.1 {
+                    self.heap.pop();
+                    self.heap.push(Worst(score, id, slot));
+                }
+                return;
             }
+        };
+        if better {
+            self.heap.pop();
+            self.heap.push(Worst(score, id(), slot));
         }
     }
 
@@ -701,7 +736,7 @@ impl TopK {
     fn into_sorted(self) -> Vec<(u32, f32)> {
         self.heap
             .into_iter()
-            .map(|Worst(score, slot)| (slot, score))
+            .map(|Worst(score, _, slot)| (slot, score))
             .collect()
     }
 }

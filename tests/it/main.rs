@@ -4,6 +4,7 @@
 
 mod errors;
 mod recall;
+mod restart;
 mod support;
 mod upsell;
 mod writes;

@@ -1,0 +1,292 @@
+//! A restart, graceful or `kill -9`, loses no acknowledged write and answers
+//! the same. The crash tests run the real binary and SIGKILL it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::fixtures;
+use crate::support::{Api, BinaryServer, Rng, TestServer};
+
+/// Answers to a fixed set of queries (ids and scores), for comparing a
+/// store before and after a restart.
+async fn answers(api: &Api) -> Vec<Value> {
+    let p = fixtures::superstore();
+    let mut out = Vec::new();
+    // Some of these anchors were deleted: their 404s must stay 404s.
+    for a in (0..p.len()).step_by(37) {
+        let requests = [
+            (
+                "/v1/catalogs/store/search",
+                json!({"vector": p[a].vector, "k": 10, "filter": {"in_stock": true}}),
+            ),
+            (
+                "/v1/catalogs/store/recommend/similar",
+                json!({"item_id": p[a].id, "k": 5}),
+            ),
+            (
+                "/v1/catalogs/store/recommend/upsell",
+                json!({"item_id": p[a].id, "k": 5}),
+            ),
+        ];
+        for (path, body) in requests {
+            let (status, body) = api.post(path, body).await;
+            out.push(json!([status.as_u16(), body]));
+        }
+        let (status, body) = api
+            .get(&format!(
+                "/v1/catalogs/store/items/{}?with_vector=true",
+                p[a].id
+            ))
+            .await;
+        out.push(json!([status.as_u16(), body]));
+    }
+    out.push(api.get_ok("/v1/catalogs/store/users/u1").await);
+    let mut catalog = api.get_ok("/v1/catalogs/store").await;
+    // Graph points and tombstones are derived state: a restart compacts them.
+    catalog["counts"]["graph_points"] = json!(null);
+    catalog["counts"]["tombstones"] = json!(null);
+    out.push(catalog);
+    out
+}
+
+/// Compares answers one by one, printing only the first difference.
+fn assert_same_answers(before: &[Value], after: &[Value]) {
+    assert_eq!(before.len(), after.len());
+    for (i, (b, a)) in before.iter().zip(after).enumerate() {
+        if b != a {
+            let short = |v: &Value| {
+                let mut v = v.clone();
+                strip_vectors(&mut v);
+                v.to_string()
+            };
+            panic!(
+                "answer {i} differs after the restart:\nbefore: {}\nafter:  {}",
+                short(b),
+                short(a)
+            );
+        }
+    }
+}
+
+fn strip_vectors(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(vector) = map.get_mut("vector") {
+                *vector = json!("...");
+            }
+            map.values_mut().for_each(strip_vectors);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_vectors),
+        _ => {}
+    }
+}
+
+/// Loads Superstore, then updates, deletes and users, so the restart has
+/// tombstones and replaced vectors to get right.
+async fn populate(api: &Api) {
+    fixtures::load_superstore(api, "store").await;
+    let p = fixtures::superstore();
+    // New vectors for some items (tombstones in the graph), new prices for
+    // others (tiers move), deletions.
+    let moved: Vec<Value> = (0..p.len())
+        .step_by(11)
+        .map(|i| {
+            let mut item = p[i].to_item(i);
+            item["vector"] = json!(p[(i + 1) % p.len()].vector);
+            item["price"] = json!(p[i].price * 1.5);
+            item
+        })
+        .collect();
+    api.upsert_items("store", &moved).await;
+    let gone: Vec<&str> = (5..p.len()).step_by(13).map(|i| p[i].id.as_str()).collect();
+    api.post_ok("/v1/catalogs/store/items/delete", json!({"ids": gone}))
+        .await;
+    api.post_ok(
+        "/v1/catalogs/store/users",
+        json!({"users": [{"id": "u1", "vector": p[3].vector, "attributes": {"segment": "b2b"}}]}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_restart_loses_nothing_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    populate(&server.api).await;
+    let before = answers(&server.api).await;
+    server.stop().await;
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    assert_same_answers(&before, &answers(&server.api).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_restarts_with_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    populate(&server.api).await;
+    let before = answers(&server.api).await;
+    server.terminate();
+
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    assert_same_answers(&before, &answers(&server.api).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_acknowledged_writes_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    populate(&server.api).await;
+    let before = answers(&server.api).await;
+    server.kill_9();
+
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    assert_same_answers(&before, &answers(&server.api).await);
+}
+
+/// Writers upsert and delete concurrently; the server is killed while they
+/// run. Every acknowledged write must be there after the restart, with its
+/// exact values, and each item must be found by its own vector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_concurrent_writes_keeps_every_acknowledged_one() {
+    const DIM: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::spawn(dir.path(), &["--rebuild-min-tombstones", "50"]);
+    server.api.wait_ready().await;
+    server
+        .api
+        .create_catalog("shop", json!({"dimension": DIM, "metric": "l2"}))
+        .await;
+
+    // id -> Some(vector) when its last acknowledged write was an upsert,
+    // None when it was a delete. Each writer owns its ids, so the last
+    // acknowledged write per id is well defined.
+    let acked: Arc<Mutex<HashMap<String, Option<Vec<f32>>>>> = Arc::default();
+    // The request each writer had in flight when the server died: it may
+    // or may not have been committed, but only as a whole.
+    let in_flight: Arc<Mutex<Vec<Vec<(String, Option<Vec<f32>>)>>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let api = server.api.clone();
+        let acked = acked.clone();
+        let in_flight = in_flight.clone();
+        writers.push(tokio::spawn(async move {
+            let mut rng = Rng::new(w + 1);
+            let client = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let n = 1 + rng.below(20);
+                let batch: Vec<(String, Vec<f32>)> = (0..n)
+                    .map(|_| (format!("w{w}-{}", rng.below(300)), rng.vector(DIM)))
+                    .collect();
+                let delete = rng.below(5) == 0;
+                let (path, body) = if delete {
+                    let ids: Vec<&String> = batch.iter().map(|(id, _)| id).collect();
+                    ("/v1/catalogs/shop/items/delete", json!({"ids": ids}))
+                } else {
+                    let items: Vec<Value> = batch
+                        .iter()
+                        .map(|(id, v)| json!({"id": id, "vector": v}))
+                        .collect();
+                    ("/v1/catalogs/shop/items", json!({"items": items}))
+                };
+                // A connection error means the server died: stop. Anything
+                // acknowledged before that counts.
+                // The effect per id: the last occurrence in the batch wins.
+                let mut outcome: Vec<(String, Option<Vec<f32>>)> = Vec::new();
+                for (id, v) in &batch {
+                    outcome.retain(|(seen, _)| seen != id);
+                    outcome.push((id.clone(), (!delete).then(|| v.clone())));
+                }
+                let sent = client
+                    .post(format!("{}{path}", api.url))
+                    .json(&body)
+                    .send()
+                    .await;
+                if !sent.is_ok_and(|r| r.status().is_success()) {
+                    in_flight.lock().unwrap().push(outcome);
+                    return;
+                }
+                let mut acked = acked.lock().unwrap();
+                for (id, v) in batch {
+                    // Within a batch the last occurrence of an id wins.
+                    acked.insert(id, (!delete).then_some(v));
+                }
+            }
+        }));
+    }
+    // Let the writers run (and the rebuilds they trigger), then kill.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.kill_9();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "writers made progress ({} ids)",
+        acked.len()
+    );
+    let in_flight = in_flight.lock().unwrap().clone();
+
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    let api = &server.api;
+    // Each in-flight batch was committed entirely or not at all.
+    let mut committed_in_flight = 0;
+    for batch in &in_flight {
+        let mut applied = Vec::new();
+        for (id, outcome) in batch {
+            let (status, body) = api
+                .get(&format!("/v1/catalogs/shop/items/{id}?with_vector=true"))
+                .await;
+            let now: Option<Vec<f32>> = (status.as_u16() == 200)
+                .then(|| serde_json::from_value(body["vector"].clone()).unwrap());
+            let before = acked.get(id).cloned().flatten();
+            let after = outcome.clone();
+            if before != after {
+                applied.push(now == after);
+            }
+        }
+        assert!(
+            applied.iter().all(|a| *a) || applied.iter().all(|a| !*a),
+            "an in-flight batch was half applied: {applied:?}"
+        );
+        committed_in_flight += usize::from(applied.first() == Some(&true));
+    }
+    let in_flight_ids: std::collections::HashSet<&String> =
+        in_flight.iter().flatten().map(|(id, _)| id).collect();
+    let mut present = 0;
+    for (id, want) in &acked {
+        if in_flight_ids.contains(id) {
+            continue;
+        }
+        let (status, body) = api
+            .get(&format!("/v1/catalogs/shop/items/{id}?with_vector=true"))
+            .await;
+        match want {
+            Some(v) => {
+                assert_eq!(status.as_u16(), 200, "acknowledged upsert of {id} lost");
+                let got: Vec<f32> = serde_json::from_value(body["vector"].clone()).unwrap();
+                assert_eq!(&got, v, "{id} has its last acknowledged vector");
+                let hits = api.search("shop", json!({"vector": v, "k": 1})).await;
+                assert_eq!(hits[0]["id"], json!(id), "{id} found by its own vector");
+                present += 1;
+            }
+            None => assert_eq!(status.as_u16(), 404, "acknowledged delete of {id} undone"),
+        }
+    }
+    eprintln!(
+        "{} acknowledged ids checked, {present} present; {} batches in flight at the kill, {committed_in_flight} of them committed",
+        acked.len(),
+        in_flight.len()
+    );
+}
