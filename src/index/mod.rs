@@ -463,10 +463,18 @@ impl IndexState {
         if matches == 0 || k == 0 {
             return (Vec::new(), Plan::Empty);
         }
-        if let Some(set) = &candidates {
-            if set.len() as usize <= self.settings.exact_scan_threshold {
-                return (self.exact(query, k, set.iter()), Plan::Exact);
-            }
+        // Few matches (a selective filter, or a small catalog): an exact
+        // scan costs less than a graph search and is exact.
+        if matches as usize <= self.settings.exact_scan_threshold {
+            let hits = match &candidates {
+                Some(set) => self.exact(query, k, set.iter()),
+                None => self.exact(
+                    query,
+                    k,
+                    self.live.iter().filter(|s| !excluded.contains(*s)),
+                ),
+            };
+            return (hits, Plan::Exact);
         }
         let want = (k as u64).min(matches) as usize;
         let live = self.live.len().max(1) as f64;
@@ -500,10 +508,7 @@ impl IndexState {
             }
             // Escalate while a graph search is still cheaper than scanning
             // every match; then finish exactly.
-            if fetch >= graph_points
-                || fetch.saturating_mul(4) as u64 > matches.saturating_mul(4)
-                || rounds >= 3
-            {
+            if fetch >= graph_points || fetch.saturating_mul(4) as u64 >= matches || rounds >= 3 {
                 break;
             }
             fetch = fetch.saturating_mul(4);

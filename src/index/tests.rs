@@ -1,1 +1,387 @@
+//! The planner against brute force: for random catalogs (with replaced
+//! vectors and deletions, so the graph holds dead points) and random
+//! filters, the matching set equals a model predicate written
+//! independently here, the exact path returns exactly the brute-force
+//! top-k, and the graph path returns min(k, matches) hits that all match.
 
+use std::collections::{BTreeMap, HashSet};
+
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+use super::filter::{Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition};
+use super::{IndexState, Plan};
+use crate::catalog::model::{CatalogConfig, Item, Metric, VectorType};
+use crate::config::IndexSettings;
+
+const DIM: usize = 4;
+const TIERS: u8 = 4;
+const CATEGORIES: [&str; 3] = ["a", "b", "c"];
+const TAGS: [&str; 3] = ["t1", "t2", "t3"];
+
+#[derive(Debug, Clone)]
+struct Spec {
+    vector: Vec<f32>,
+    price: Option<f64>,
+    category: Option<usize>,
+    brand: Option<bool>,
+    in_stock: bool,
+    tags: Vec<usize>,
+    explicit_tier: Option<u8>,
+    color: Option<usize>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        proptest::collection::vec(-1.0f32..1.0, DIM),
+        proptest::option::of(0u32..12),
+        proptest::option::weighted(0.85, 0usize..3),
+        proptest::option::of(any::<bool>()),
+        proptest::bool::weighted(0.7),
+        proptest::collection::vec(0usize..3, 0..3),
+        proptest::option::weighted(0.1, 1u8..=TIERS),
+        proptest::option::of(0usize..3),
+    )
+        .prop_map(
+            |(vector, price, category, brand, in_stock, tags, explicit_tier, color)| Spec {
+                vector,
+                price: price.map(f64::from),
+                category,
+                brand,
+                in_stock,
+                tags,
+                explicit_tier,
+                color,
+            },
+        )
+}
+
+fn item(config: &CatalogConfig, id: usize, s: &Spec) -> Item {
+    let mut vector = s.vector.clone();
+    if vector.iter().all(|x| x.abs() < 1e-3) {
+        vector[0] = 1.0;
+    }
+    let vector = config
+        .prepare_vector("vector", vector)
+        .expect("valid vector");
+    let mut tags: Vec<String> = s.tags.iter().map(|t| TAGS[*t].to_string()).collect();
+    tags.sort();
+    tags.dedup();
+    let mut attributes = Map::new();
+    // Colour 2 is the number 1 (stored as 1.0), matched by the scalar 1.
+    match s.color {
+        Some(0) => drop(attributes.insert("color".into(), json!("red"))),
+        Some(1) => drop(attributes.insert("color".into(), json!(["blue", "red"]))),
+        Some(_) => drop(attributes.insert("color".into(), json!(1.0))),
+        None => {}
+    }
+    Item {
+        id: format!("i{id}"),
+        vector,
+        price: s.price,
+        category: s.category.map(|c| CATEGORIES[c].to_string()),
+        brand: s.brand.map(|b| if b { "x" } else { "y" }.to_string()),
+        in_stock: s.in_stock,
+        tags,
+        explicit_tier: s.explicit_tier,
+        attributes,
+    }
+}
+
+fn strings(picks: &[usize], from: &[&str]) -> Vec<String> {
+    picks
+        .iter()
+        .map(|p| from[*p % from.len()].to_string())
+        .collect()
+}
+
+fn bound() -> impl Strategy<Value = Option<Bound>> {
+    proptest::option::of((0u32..12, any::<bool>()).prop_map(|(v, inclusive)| Bound {
+        value: f64::from(v),
+        inclusive,
+    }))
+}
+
+fn condition() -> impl Strategy<Value = Condition> {
+    let picks = || proptest::collection::vec(0usize..4, 1..3);
+    prop_oneof![
+        (picks(), any::<bool>()).prop_map(|(p, neg)| {
+            // Index 3 is a category no item has.
+            let names = strings(&p, &["a", "b", "c", "zz"]);
+            Condition::Category(if neg {
+                StringCondition::NotIn(names)
+            } else {
+                StringCondition::In(names)
+            })
+        }),
+        Just(Condition::CategoryUnset),
+        (picks(), any::<bool>()).prop_map(|(p, neg)| {
+            let names = strings(&p, &["x", "y"]);
+            Condition::Brand(if neg {
+                StringCondition::NotIn(names)
+            } else {
+                StringCondition::In(names)
+            })
+        }),
+        (bound(), bound()).prop_map(|(low, high)| Condition::Price(PriceRange { low, high })),
+        (1u8..=TIERS, 0u8..3).prop_map(|(low, span)| Condition::Tier {
+            low,
+            high: low + span
+        }),
+        any::<bool>().prop_map(Condition::InStock),
+        (picks(), any::<bool>()).prop_map(|(p, all)| {
+            let tags = strings(&p, &TAGS);
+            Condition::Tags(if all {
+                TagCondition::All(tags)
+            } else {
+                TagCondition::Any(tags)
+            })
+        }),
+        proptest::collection::vec(0usize..80, 0..6)
+            .prop_map(|ids| Condition::ExcludeIds(ids.iter().map(|i| format!("i{i}")).collect())),
+        (0usize..4).prop_map(|c| Condition::Attribute {
+            key: "color".into(),
+            value: match c {
+                0 => Scalar::String("red".into()),
+                1 => Scalar::String("blue".into()),
+                2 => Scalar::Number(1.0),
+                _ => Scalar::Bool(true),
+            },
+        }),
+    ]
+}
+
+/// The documented tier rule, computed from the model alone.
+fn model_tier(items: &BTreeMap<String, Item>, item: &Item) -> Option<u8> {
+    if let Some(t) = item.explicit_tier {
+        return Some(t);
+    }
+    let price = item.price?;
+    let same: Vec<f64> = items
+        .values()
+        .filter(|o| o.category == item.category)
+        .filter_map(|o| o.price)
+        .collect();
+    let cheaper = same.iter().filter(|p| **p < price).count();
+    Some((1 + usize::from(TIERS) * cheaper / same.len()).min(usize::from(TIERS)) as u8)
+}
+
+/// Whether `item` matches `condition`, written from the API's definitions.
+fn model_holds(condition: &Condition, item: &Item, tier: Option<u8>) -> bool {
+    let in_list = |value: &Option<String>, c: &StringCondition| match c {
+        StringCondition::In(names) => value.as_ref().is_some_and(|v| names.contains(v)),
+        StringCondition::NotIn(names) => !value.as_ref().is_some_and(|v| names.contains(v)),
+    };
+    match condition {
+        Condition::Category(c) => in_list(&item.category, c),
+        Condition::CategoryUnset => item.category.is_none(),
+        Condition::Brand(c) => in_list(&item.brand, c),
+        Condition::Price(range) => item.price.is_some_and(|p| {
+            range.low.is_none_or(|b| {
+                if b.inclusive {
+                    p >= b.value
+                } else {
+                    p > b.value
+                }
+            }) && range.high.is_none_or(|b| {
+                if b.inclusive {
+                    p <= b.value
+                } else {
+                    p < b.value
+                }
+            })
+        }),
+        Condition::Tier { low, high } => tier.is_some_and(|t| *low <= t && t <= *high),
+        Condition::InStock(want) => item.in_stock == *want,
+        Condition::Tags(TagCondition::Any(tags)) => tags.iter().any(|t| item.tags.contains(t)),
+        Condition::Tags(TagCondition::All(tags)) => tags.iter().all(|t| item.tags.contains(t)),
+        Condition::ExcludeIds(ids) => !ids.contains(&item.id),
+        Condition::Attribute { value, .. } => {
+            let color = item.attributes.get("color");
+            let as_list: Vec<Value> = match color {
+                Some(Value::Array(a)) => a.clone(),
+                Some(v) => vec![v.clone()],
+                None => vec![],
+            };
+            as_list.iter().any(|v| match (v, value) {
+                (Value::String(s), Scalar::String(w)) => s == w,
+                (Value::Number(n), Scalar::Number(w)) => n.as_f64() == Some(*w),
+                (Value::Bool(b), Scalar::Bool(w)) => b == w,
+                _ => false,
+            })
+        }
+    }
+}
+
+fn brute_score(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    match metric {
+        Metric::Cosine | Metric::Dot => a.iter().zip(b).map(|(x, y)| x * y).sum(),
+        Metric::L2 => -a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>(),
+    }
+}
+
+#[derive(Debug)]
+struct Scenario {
+    config: CatalogConfig,
+    initial: Vec<Spec>,
+    /// (id, new spec): upserts after the build, re-vectoring some items.
+    updates: Vec<(usize, Spec)>,
+    deletes: Vec<usize>,
+    filter: Vec<Condition>,
+    query: Vec<f32>,
+    k: usize,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        prop_oneof![Just(Metric::Cosine), Just(Metric::Dot), Just(Metric::L2)],
+        prop_oneof![Just(VectorType::F32), Just(VectorType::F16)],
+        proptest::collection::vec(spec(), 1..80),
+        proptest::collection::vec((0usize..100, spec()), 0..30),
+        proptest::collection::vec(0usize..100, 0..20),
+        proptest::collection::vec(condition(), 0..4),
+        proptest::collection::vec(-1.0f32..1.0, DIM),
+        1usize..15,
+    )
+        .prop_map(
+            |(metric, vector_type, initial, updates, deletes, filter, query, k)| Scenario {
+                config: CatalogConfig::new(DIM, metric, vector_type, TIERS).unwrap(),
+                initial,
+                updates,
+                deletes,
+                filter,
+                query,
+                k,
+            },
+        )
+}
+
+/// Builds the index and the model through the same sequence of writes.
+fn build(s: &Scenario, exact_scan_threshold: usize) -> (IndexState, BTreeMap<String, Item>) {
+    let settings = IndexSettings {
+        exact_scan_threshold,
+        ..IndexSettings::default()
+    };
+    let items: Vec<Item> = s
+        .initial
+        .iter()
+        .enumerate()
+        .map(|(i, sp)| item(&s.config, i, sp))
+        .collect();
+    let mut model: BTreeMap<String, Item> =
+        items.iter().map(|i| (i.id.clone(), i.clone())).collect();
+    let mut index = IndexState::build(s.config, settings, items);
+    let updates: Vec<Item> = s
+        .updates
+        .iter()
+        .map(|(id, sp)| item(&s.config, *id, sp))
+        .collect();
+    for u in &updates {
+        model.insert(u.id.clone(), u.clone());
+    }
+    let prepared = index.prepare_upsert(updates);
+    index.graph().insert(&prepared.new_points());
+    index.publish_upsert(prepared);
+    let deletes: Vec<String> = s.deletes.iter().map(|i| format!("i{i}")).collect();
+    for d in &deletes {
+        model.remove(d);
+    }
+    index.delete(&deletes);
+    (index, model)
+}
+
+fn query(s: &Scenario) -> Vec<f32> {
+    let mut q = s.query.clone();
+    if q.iter().all(|x| x.abs() < 1e-3) {
+        q[0] = 1.0;
+    }
+    s.config.prepare_vector("query", q).unwrap()
+}
+
+/// The ids the model says match, and the brute-force top-k scores.
+fn expected(
+    s: &Scenario,
+    model: &BTreeMap<String, Item>,
+    q: &[f32],
+) -> (HashSet<String>, Vec<f32>) {
+    let matching: Vec<&Item> = model
+        .values()
+        .filter(|it| {
+            let tier = model_tier(model, it);
+            s.filter.iter().all(|c| model_holds(c, it, tier))
+        })
+        .collect();
+    let stored = |v: &[f32]| -> Vec<f32> {
+        match s.config.vector_type {
+            VectorType::F32 => v.to_vec(),
+            VectorType::F16 => v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect(),
+        }
+    };
+    let mut scores: Vec<f32> = matching
+        .iter()
+        .map(|it| brute_score(s.config.metric, q, &stored(&it.vector)))
+        .collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    scores.truncate(s.k);
+    (matching.iter().map(|it| it.id.clone()).collect(), scores)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The attribute index's candidate set is exactly the model's matches,
+    /// and the exact path returns exactly the brute-force top-k.
+    #[test]
+    fn exact_path_equals_brute_force(s in scenario()) {
+        let (index, model) = build(&s, usize::MAX);
+        let q = query(&s);
+        let (matching, scores) = expected(&s, &model, &q);
+        let filter = Filter { conditions: s.filter.clone() };
+
+        // Tiers as the model derives them.
+        for it in model.values() {
+            prop_assert_eq!(index.get(&it.id).expect("live").tier, model_tier(&model, it), "tier of {}", it.id);
+        }
+        prop_assert_eq!(index.counts().items as usize, model.len());
+
+        let (hits, plan) = index.search(&q, s.k, &filter, &[]);
+        prop_assert_eq!(hits.len(), s.k.min(matching.len()));
+        for (hit, want) in hits.iter().zip(&scores) {
+            prop_assert!(matching.contains(&*hit.meta.id), "{} does not match", hit.meta.id);
+            prop_assert!((hit.score - want).abs() <= 1e-4, "score {} vs brute force {}", hit.score, want);
+        }
+        // Under the threshold every query is an exact scan.
+        let want_plan = if matching.is_empty() { Plan::Empty } else { Plan::Exact };
+        prop_assert_eq!(plan, want_plan);
+        // A filter with an indexed condition goes through the attribute
+        // index: its set must be the model's exactly.
+        let mut excluded = roaring::RoaringBitmap::new();
+        if let Some(set) = index.candidates(&filter, &mut excluded) {
+            let ids: HashSet<String> = set.iter().map(|slot| index.id_of(slot).to_string()).collect();
+            prop_assert_eq!(ids, matching);
+        }
+    }
+
+    /// Through the graph (threshold 0), with dead points in it: every hit
+    /// matches, hits are distinct and best first, and there are
+    /// min(k, matches) of them.
+    #[test]
+    fn graph_path_returns_k_matching_hits(s in scenario()) {
+        let (index, model) = build(&s, 0);
+        let q = query(&s);
+        let (matching, _) = expected(&s, &model, &q);
+        let filter = Filter { conditions: s.filter.clone() };
+        let (hits, _) = index.search(&q, s.k, &filter, &[]);
+        prop_assert_eq!(hits.len(), s.k.min(matching.len()));
+        let mut seen = HashSet::new();
+        for hit in &hits {
+            prop_assert!(matching.contains(&*hit.meta.id), "{} does not match", hit.meta.id);
+            prop_assert!(seen.insert(hit.meta.id.clone()), "duplicate hit");
+            let it = &model[&*hit.meta.id];
+            let stored: Vec<f32> = index.vector(hit.slot);
+            prop_assert!(stored.len() == it.vector.len());
+            prop_assert!((hit.score - brute_score(s.config.metric, &q, &stored)).abs() <= 1e-4);
+        }
+        prop_assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+}
