@@ -10,6 +10,10 @@ use serde_json::{json, Value};
 use crate::support::fixtures;
 use crate::support::{Api, BinaryServer, Rng, TestServer};
 
+/// The effect of one write request per id: `Some(vector)` for an upsert,
+/// `None` for a delete.
+type Batch = Vec<(String, Option<Vec<f32>>)>;
+
 /// Answers to a fixed set of queries (ids and scores), for comparing a
 /// store before and after a restart.
 async fn answers(api: &Api) -> Vec<Value> {
@@ -172,7 +176,7 @@ async fn kill_9_during_concurrent_writes_keeps_every_acknowledged_one() {
     let acked: Arc<Mutex<HashMap<String, Option<Vec<f32>>>>> = Arc::default();
     // The request each writer had in flight when the server died: it may
     // or may not have been committed, but only as a whole.
-    let in_flight: Arc<Mutex<Vec<Vec<(String, Option<Vec<f32>>)>>>> = Arc::default();
+    let in_flight: Arc<Mutex<Vec<Batch>>> = Arc::default();
     let mut writers = Vec::new();
     for w in 0..4u64 {
         let api = server.api.clone();
@@ -201,7 +205,7 @@ async fn kill_9_during_concurrent_writes_keeps_every_acknowledged_one() {
                 // A connection error means the server died: stop. Anything
                 // acknowledged before that counts.
                 // The effect per id: the last occurrence in the batch wins.
-                let mut outcome: Vec<(String, Option<Vec<f32>>)> = Vec::new();
+                let mut outcome: Batch = Vec::new();
                 for (id, v) in &batch {
                     outcome.retain(|(seen, _)| seen != id);
                     outcome.push((id.clone(), (!delete).then(|| v.clone())));

@@ -100,8 +100,11 @@ pub fn superstore() -> &'static [Product] {
 }
 
 /// The MNIST subset: 3,000 base vectors and 200 queries (784-d, L2).
-pub fn mnist() -> &'static (Vec<Vec<f32>>, Vec<Vec<f32>>) {
-    static DATA: OnceLock<(Vec<Vec<f32>>, Vec<Vec<f32>>)> = OnceLock::new();
+/// Base vectors and query vectors.
+pub type Vectors = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+pub fn mnist() -> &'static Vectors {
+    static DATA: OnceLock<Vectors> = OnceLock::new();
     DATA.get_or_init(|| {
         let base = read_fvecs("mnist_base_3000.fvecs");
         let queries = read_fvecs("mnist_query_200.fvecs");

@@ -5,7 +5,7 @@
 pub mod fixtures;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,6 @@ pub fn ids(hits: &[Value]) -> Vec<String> {
 /// A server running in this process on 127.0.0.1:0.
 pub struct TestServer {
     pub api: Api,
-    pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<recstore::Result<()>>>,
 }
@@ -181,7 +180,6 @@ impl TestServer {
         api.wait_ready().await;
         TestServer {
             api,
-            data_dir: data_dir.to_path_buf(),
             stop: Some(stop),
             task: Some(task),
         }
@@ -210,16 +208,26 @@ impl BinaryServer {
     /// Spawns `recstore serve --listen 127.0.0.1:0 --data-dir DIR` and
     /// reads the bound address from its log.
     pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> BinaryServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_recstore"))
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra_args)
+        let data_dir = data_dir.to_str().expect("utf-8 temp dir");
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+        args.extend_from_slice(extra_args);
+        BinaryServer::spawn_with(&args, &[])
+    }
+
+    /// Spawns `recstore` with exactly these arguments and environment
+    /// (no RECSTORE_* variables inherited) and reads the bound address
+    /// from its log.
+    pub fn spawn_with(args: &[&str], envs: &[(&str, &str)]) -> BinaryServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_recstore"));
+        command.args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("RECSTORE_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .env("RECSTORE_LOG", "info")
-            .env_remove("RECSTORE_LISTEN")
-            .env_remove("RECSTORE_DATA_DIR")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
