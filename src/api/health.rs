@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::api::AppState;
 
@@ -12,14 +12,30 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: every catalog is open and its index built.
+/// `GET /readyz`: every catalog is open and its index built. Otherwise
+/// 503, listing the catalogs still loading and those that failed to open
+/// (with the reason), so an operator sees why.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if state.catalogs.ready() {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "loading"})),
-        )
+    let not_ready = state.catalogs.not_ready();
+    if not_ready.is_empty() {
+        return (StatusCode::OK, Json(json!({"status": "ready"})));
     }
+    let failed: Map<String, Value> = not_ready
+        .iter()
+        .filter_map(|(name, reason)| Some((name.as_str().to_string(), json!(reason.as_ref()?))))
+        .collect();
+    let loading: Vec<&str> = not_ready
+        .iter()
+        .filter(|(_, reason)| reason.is_none())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let status = if failed.is_empty() {
+        "loading"
+    } else {
+        "failed"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": status, "loading": loading, "failed": failed})),
+    )
 }

@@ -113,12 +113,18 @@ impl Catalogs {
         }
     }
 
-    /// Whether every catalog is open.
-    pub fn ready(&self) -> bool {
+    /// The catalogs not open yet, by name: `None` while loading, the
+    /// reason when opening failed. Empty when every catalog is ready.
+    pub fn not_ready(&self) -> Vec<(CatalogName, Option<String>)> {
         self.entries
             .read()
-            .values()
-            .all(|e| matches!(e, Entry::Ready(_)))
+            .iter()
+            .filter_map(|(name, e)| match e {
+                Entry::Ready(_) => None,
+                Entry::Loading(_) => Some((name.clone(), None)),
+                Entry::Failed(_, reason) => Some((name.clone(), Some(reason.clone()))),
+            })
+            .collect()
     }
 
     /// Creates a catalog, or confirms an identical one exists.

@@ -294,3 +294,65 @@ async fn kill_9_during_concurrent_writes_keeps_every_acknowledged_one() {
         in_flight.len()
     );
 }
+
+/// A stored item that no longer decodes is reported as corruption: the
+/// catalog fails to open (503 on /readyz naming it, 500 `corruption` on its
+/// routes) while the other catalogs keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_record_fails_its_catalog_not_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let api = &server.api;
+    for name in ["broken", "fine"] {
+        api.create_catalog(name, json!({"dimension": 2})).await;
+        api.upsert_items(
+            name,
+            &[
+                json!({"id": "a", "vector": [1, 0]}),
+                json!({"id": "b", "vector": [0, 1]}),
+            ],
+        )
+        .await;
+    }
+    server.stop().await;
+
+    // Catalog ids are handed out from 1 in creation order.
+    {
+        let cfs = recstore::storage::keys::ALL_CFS;
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), cfs).unwrap();
+        let items = db.cf_handle(recstore::storage::keys::CF_ITEMS).unwrap();
+        let key = recstore::storage::keys::record_key(1, "b");
+        assert!(db.get_cf(&items, &key).unwrap().is_some());
+        db.put_cf(&items, &key, [1u8, 0xff, 0xff]).unwrap();
+    }
+
+    let server = TestServer::start_unready(dir.path(), |_| {}).await;
+    let api = &server.api;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let (status, body) = api.get("/readyz").await;
+        if body["status"] == "failed" || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready.0.as_u16(), 503, "{}", ready.1);
+    assert!(
+        ready.1["failed"]["broken"].as_str().is_some(),
+        "{}",
+        ready.1
+    );
+    let (status, body) = api.get("/v1/catalogs/broken/items/a").await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (500, &json!("corruption")),
+        "{body}"
+    );
+    let listed = api.get_ok("/v1/catalogs/broken").await;
+    assert_eq!(listed["status"], "failed");
+    assert_eq!(
+        api.search("fine", json!({"vector": [1, 0], "k": 1})).await[0]["id"],
+        "a"
+    );
+    server.stop().await;
+}

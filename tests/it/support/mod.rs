@@ -168,6 +168,13 @@ impl TestServer {
     /// Starts a server on `data_dir` with settings adjusted by `tweak`, and
     /// waits until it is ready.
     pub async fn start_in(data_dir: &Path, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+        let server = TestServer::start_unready(data_dir, tweak).await;
+        server.api.wait_ready().await;
+        server
+    }
+
+    /// Starts a server without waiting for its catalogs to open.
+    pub async fn start_unready(data_dir: &Path, tweak: impl FnOnce(&mut Settings)) -> TestServer {
         let mut settings = Settings::with_data_dir(data_dir);
         tweak(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -177,7 +184,6 @@ impl TestServer {
             let _ = stopped.await;
         }));
         let api = Api::new(url);
-        api.wait_ready().await;
         TestServer {
             api,
             stop: Some(stop),
