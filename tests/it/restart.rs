@@ -356,3 +356,48 @@ async fn a_corrupt_record_fails_its_catalog_not_the_server() {
     );
     server.stop().await;
 }
+
+/// While a catalog's index is being built at start, its routes answer 503
+/// `catalog_loading` (never another error), then the right answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loading_catalog_answers_503_until_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    fixtures::load_superstore(&server.api, "store").await;
+    server.stop().await;
+
+    let server = TestServer::start_unready(dir.path(), |_| {}).await;
+    let api = &server.api;
+    let p = fixtures::superstore();
+    let (mut loading, mut readyz_loading) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ready_status, ready_body) = api.get("/readyz").await;
+        let (status, body) = api
+            .post(
+                "/v1/catalogs/store/search",
+                json!({"vector": p[0].vector, "k": 1}),
+            )
+            .await;
+        if status.as_u16() == 200 {
+            assert_eq!(body["hits"][0]["id"], json!(p[0].id));
+            break;
+        }
+        assert_eq!(
+            (status.as_u16(), &body["error"]["code"]),
+            (503, &json!("catalog_loading")),
+            "{body}"
+        );
+        loading += 1;
+        if ready_status.as_u16() == 503 {
+            assert_eq!(ready_body["loading"], json!(["store"]), "{ready_body}");
+            readyz_loading += 1;
+        }
+        assert!(Instant::now() < deadline, "the catalog never became ready");
+    }
+    assert_eq!(api.get("/readyz").await.0.as_u16(), 200);
+    eprintln!(
+        "{loading} requests answered catalog_loading, /readyz said loading {readyz_loading} times"
+    );
+    server.stop().await;
+}

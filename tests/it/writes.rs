@@ -434,3 +434,66 @@ async fn concurrent_writers_all_land() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_round_trip_and_hits_can_leave_out_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let api = &server.api;
+    api.create_catalog("shop", json!({"dimension": 2, "metric": "dot"}))
+        .await;
+    let body = api
+        .post_ok(
+            "/v1/catalogs/shop/users",
+            json!({"users": [
+                {"id": "u1", "vector": [3, 4], "attributes": {"segment": "b2b", "n": 1}},
+                {"id": "u2"}
+            ]}),
+        )
+        .await;
+    assert_eq!(body, json!({"upserted": 2}));
+    // Dot catalogs keep vectors as given (no normalisation).
+    assert_eq!(
+        api.get_ok("/v1/catalogs/shop/users/u1").await,
+        json!({"id": "u1", "vector": [3.0, 4.0], "attributes": {"segment": "b2b", "n": 1}})
+    );
+    assert_eq!(
+        api.get_ok("/v1/catalogs/shop/users/u2").await,
+        json!({"id": "u2", "vector": null, "attributes": {}})
+    );
+    // Upserting replaces the whole user.
+    api.post_ok(
+        "/v1/catalogs/shop/users",
+        json!({"users": [{"id": "u1", "attributes": {"x": true}}]}),
+    )
+    .await;
+    assert_eq!(
+        api.get_ok("/v1/catalogs/shop/users/u1").await,
+        json!({"id": "u1", "vector": null, "attributes": {"x": true}})
+    );
+    assert_eq!(api.get_ok("/v1/catalogs/shop").await["counts"]["users"], 2);
+    let (status, _) = api.delete("/v1/catalogs/shop/users/u1").await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(api.get("/v1/catalogs/shop/users/u1").await.0.as_u16(), 404);
+    assert_eq!(api.get_ok("/v1/catalogs/shop").await["counts"]["users"], 1);
+
+    api.upsert_items("shop", &[json!({"id": "a", "vector": [1, 2], "price": 3, "brand": "b", "tags": ["t"], "attributes": {"c": 1}})])
+        .await;
+    let full = api.search("shop", json!({"vector": [1, 1], "k": 1})).await;
+    assert_eq!(
+        full[0],
+        json!({"id": "a", "score": 3.0, "price": 3.0, "price_tier": 1, "category": null,
+               "brand": "b", "in_stock": true, "tags": ["t"], "attributes": {"c": 1}})
+    );
+    let lean = api
+        .search(
+            "shop",
+            json!({"vector": [1, 1], "k": 1, "with_attributes": false}),
+        )
+        .await;
+    assert_eq!(
+        lean[0],
+        json!({"id": "a", "score": 3.0, "price": 3.0, "price_tier": 1, "category": null})
+    );
+    server.stop().await;
+}
