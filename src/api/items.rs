@@ -83,9 +83,11 @@ pub async fn delete_many(
     let ids = body.ids;
     let requested = ids.clone();
     let deleted = blocking(move || Ok(catalog.delete_items(ids)?)).await?;
+    let deleted_set: std::collections::HashSet<&String> = deleted.iter().collect();
+    let mut reported = std::collections::HashSet::new();
     let not_found: Vec<&String> = requested
         .iter()
-        .filter(|id| !deleted.contains(id))
+        .filter(|id| !deleted_set.contains(id) && reported.insert(*id))
         .collect();
     Ok(Json(
         json!({ "deleted": deleted.len(), "not_found": not_found }),

@@ -126,7 +126,12 @@ impl Catalog {
     }
 
     /// Deletes items; returns the ids that existed.
-    pub fn delete_items(self: &Arc<Self>, ids: Vec<String>) -> Result<Vec<String>> {
+    pub fn delete_items(self: &Arc<Self>, mut ids: Vec<String>) -> Result<Vec<String>> {
+        let mut seen = HashSet::with_capacity(ids.len());
+        ids.retain(|id| seen.insert(id.clone()));
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut batch = Batch::new();
         for id in &ids {
             batch.delete_item(self.id, id);

@@ -198,6 +198,12 @@ impl IndexState {
         &self.config
     }
 
+    /// Changes the planner's exact-scan threshold (benchmarks compare the
+    /// two paths on one built index).
+    pub fn set_exact_scan_threshold(&mut self, threshold: usize) {
+        self.settings.exact_scan_threshold = threshold;
+    }
+
     /// The graph, to insert prepared points into without holding a lock.
     pub fn graph(&self) -> Arc<Graph> {
         Arc::clone(&self.graph)

@@ -107,7 +107,7 @@ async fn updates_and_deletes_are_visible_to_the_next_query() {
     let body = api
         .post_ok(
             "/v1/catalogs/shop/items/delete",
-            json!({"ids": ["b", "nope"]}),
+            json!({"ids": ["b", "nope", "b", "nope"]}),
         )
         .await;
     assert_eq!(body, json!({"deleted": 1, "not_found": ["nope"]}));
