@@ -24,6 +24,13 @@ impl Defaults {
     /// Filters matching at most this many items are answered by an exact
     /// scan instead of the graph. See ARCHITECTURE.md, "The filter planner".
     pub const EXACT_SCAN_THRESHOLD: usize = 4_096;
+    /// A catalog snapshots its index once this many item changes have
+    /// accumulated since the last snapshot (0: only at shutdown, after
+    /// rebuilds and after loads)...
+    pub const SNAPSHOT_MIN_CHANGES: u64 = 10_000;
+    /// ...and at least this many seconds have passed since it: a snapshot
+    /// holds writes back while the graph is dumped.
+    pub const SNAPSHOT_MIN_INTERVAL_SECS: u64 = 60;
     pub const HNSW_M: usize = 16;
     pub const HNSW_EF_CONSTRUCTION: usize = 128;
     pub const HNSW_EF_SEARCH: usize = 64;
@@ -73,6 +80,12 @@ pub struct ServeArgs {
     /// Filters matching at most this many items use an exact scan [default: 4096].
     #[arg(long, env = "RECSTORE_EXACT_SCAN_THRESHOLD")]
     pub exact_scan_threshold: Option<usize>,
+    /// Item changes after which the index is snapshotted; 0 = only at shutdown and after rebuilds [default: 10000].
+    #[arg(long, env = "RECSTORE_SNAPSHOT_MIN_CHANGES")]
+    pub snapshot_min_changes: Option<u64>,
+    /// Least seconds between two periodic snapshots of a catalog [default: 60].
+    #[arg(long, env = "RECSTORE_SNAPSHOT_MIN_INTERVAL_SECS")]
+    pub snapshot_min_interval_secs: Option<u64>,
     /// HNSW links per node [default: 16].
     #[arg(long, env = "RECSTORE_HNSW_M")]
     pub hnsw_m: Option<usize>,
@@ -98,6 +111,8 @@ pub struct FileConfig {
     pub rebuild_tombstone_ratio: Option<f64>,
     pub rebuild_min_tombstones: Option<usize>,
     pub exact_scan_threshold: Option<usize>,
+    pub snapshot_min_changes: Option<u64>,
+    pub snapshot_min_interval_secs: Option<u64>,
     pub hnsw_m: Option<usize>,
     pub hnsw_ef_construction: Option<usize>,
     pub hnsw_ef_search: Option<usize>,
@@ -119,6 +134,8 @@ pub struct IndexSettings {
     pub rebuild_tombstone_ratio: f64,
     pub rebuild_min_tombstones: usize,
     pub exact_scan_threshold: usize,
+    pub snapshot_min_changes: u64,
+    pub snapshot_min_interval_secs: u64,
 }
 
 impl Default for IndexSettings {
@@ -132,6 +149,8 @@ impl Default for IndexSettings {
             rebuild_tombstone_ratio: Defaults::REBUILD_TOMBSTONE_RATIO,
             rebuild_min_tombstones: Defaults::REBUILD_MIN_TOMBSTONES,
             exact_scan_threshold: Defaults::EXACT_SCAN_THRESHOLD,
+            snapshot_min_changes: Defaults::SNAPSHOT_MIN_CHANGES,
+            snapshot_min_interval_secs: Defaults::SNAPSHOT_MIN_INTERVAL_SECS,
         }
     }
 }
@@ -207,6 +226,14 @@ impl Settings {
             .exact_scan_threshold
             .or(file.exact_scan_threshold)
             .unwrap_or(Defaults::EXACT_SCAN_THRESHOLD);
+        let snapshot_min_changes = args
+            .snapshot_min_changes
+            .or(file.snapshot_min_changes)
+            .unwrap_or(Defaults::SNAPSHOT_MIN_CHANGES);
+        let snapshot_min_interval_secs = args
+            .snapshot_min_interval_secs
+            .or(file.snapshot_min_interval_secs)
+            .unwrap_or(Defaults::SNAPSHOT_MIN_INTERVAL_SECS);
         let m = args.hnsw_m.or(file.hnsw_m).unwrap_or(Defaults::HNSW_M);
         // hnsw_rs calls process::exit above 256 links; refuse it here instead.
         if !(4..=128).contains(&m) {
@@ -247,6 +274,8 @@ impl Settings {
                 rebuild_tombstone_ratio,
                 rebuild_min_tombstones,
                 exact_scan_threshold,
+                snapshot_min_changes,
+                snapshot_min_interval_secs,
             },
             log_json: args.log_json || file.log_json.unwrap_or(false),
         })

@@ -7,6 +7,7 @@
 //! - [`catalog`]: a catalog = stored records + in-memory index; the write path.
 //! - [`index`]: slots, vectors, the HNSW graph, the attribute index, the filter planner.
 //! - [`recommend`]: similar items and upsell over an index.
+//! - [`snapshot`]: index snapshots on disk, written atomically and checksummed.
 //! - [`storage`]: RocksDB, key layout, the versioned value codec, group commit.
 //! - [`error`]: the crate's error enum.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod index;
 pub mod recommend;
 pub mod server;
+pub mod snapshot;
 pub mod storage;
 
 pub use error::{Error, Result};

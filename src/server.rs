@@ -87,7 +87,12 @@ pub async fn run(
     }
 
     let flusher = Arc::clone(&catalogs);
-    match tokio::task::spawn_blocking(move || flusher.flush()).await {
+    match tokio::task::spawn_blocking(move || {
+        flusher.snapshot_all();
+        flusher.flush()
+    })
+    .await
+    {
         Ok(Ok(())) => tracing::info!("store flushed; bye"),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "final flush failed (the WAL still holds every write)")

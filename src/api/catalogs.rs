@@ -6,27 +6,42 @@ use axum::Json;
 
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
-use crate::api::models::{CatalogPut, CatalogView, CountsView};
+use crate::api::models::{CatalogPut, CatalogView, CountsView, IndexView};
 use crate::api::{blocking, AppState};
 use crate::catalog::model::{CatalogConfig, CatalogName};
 use crate::catalog::registry::{CatalogStatus, Created};
+use crate::catalog::IndexSource;
 
 fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView {
-    let (status, error, counts) = match status {
-        CatalogStatus::Loading => ("loading", None, None),
-        CatalogStatus::Failed(reason) => ("failed", Some(reason), None),
-        CatalogStatus::Ready(c) => (
-            "ready",
-            None,
-            Some(CountsView {
-                items: c.index.items,
-                users: c.users,
-                graph_points: c.index.graph_points,
-                tombstones: c.index.tombstones,
-                rebuilds: c.rebuilds,
-                rebuilding: c.rebuilding,
-            }),
-        ),
+    let (status, error, counts, index) = match status {
+        CatalogStatus::Loading => ("loading", None, None, None),
+        CatalogStatus::Failed(reason) => ("failed", Some(reason), None, None),
+        CatalogStatus::Ready(c) => {
+            let (source, rebuild_reason, replayed) = match &c.source {
+                IndexSource::Snapshot { replayed, .. } => ("snapshot", None, Some(*replayed)),
+                IndexSource::Rebuilt { reason } => ("rebuild", Some(reason.clone()), None),
+            };
+            (
+                "ready",
+                None,
+                Some(CountsView {
+                    items: c.index.items,
+                    users: c.users,
+                    graph_points: c.index.graph_points,
+                    tombstones: c.index.tombstones,
+                    rebuilds: c.rebuilds,
+                    rebuilding: c.rebuilding,
+                }),
+                Some(IndexView {
+                    source,
+                    rebuild_reason,
+                    replayed,
+                    open_seconds: c.open_seconds,
+                    snapshot_watermark: c.snapshot_watermark,
+                    changes_since_snapshot: c.changes_since_snapshot,
+                }),
+            )
+        }
     };
     CatalogView {
         name: name.to_string(),
@@ -37,6 +52,7 @@ fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView
         status,
         error,
         counts,
+        index,
     }
 }
 

@@ -113,6 +113,25 @@ pub struct CatalogView {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counts: Option<CountsView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexView>,
+}
+
+/// How the catalog's index was made at open, and its snapshot state.
+#[derive(Debug, Serialize)]
+pub struct IndexView {
+    /// `"snapshot"` or `"rebuild"`.
+    pub source: &'static str,
+    /// Why no snapshot was used (with `"rebuild"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild_reason: Option<String>,
+    /// Items changed after the loaded snapshot and replayed (with `"snapshot"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+    pub open_seconds: f64,
+    /// The change number the newest snapshot reflects.
+    pub snapshot_watermark: Option<u64>,
+    pub changes_since_snapshot: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -7,6 +7,13 @@
 //! never held across `.await`; callers run on blocking threads). Searches
 //! hold the read lock for the search; writers take the write lock only to
 //! publish a change, after the slow parts (fsync, graph insertion) are done.
+//!
+//! Snapshots: every item write logs the ids it changed under its sequencer
+//! number (the change log, in RocksDB with the write). [`Catalog::snapshot`]
+//! dumps the graph and slot table at a watermark (the last change applied);
+//! [`Catalog::open`] loads the snapshot whose watermark RocksDB recorded and
+//! replays only the ids changed after it, or rebuilds from RocksDB when the
+//! snapshot is missing, stale or damaged.
 
 pub mod model;
 pub mod registry;
@@ -15,7 +22,7 @@ pub mod sequencer;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -23,17 +30,49 @@ use crate::config::IndexSettings;
 use crate::error::{Error, Result};
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan};
+use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
 use model::{CatalogConfig, CatalogName, Item, User};
 use sequencer::Sequencer;
 
+/// Samples [`IndexState::check_graph`] takes of a loaded snapshot.
+const GRAPH_CHECK_SAMPLES: usize = 16;
+
 /// Counts shown by `GET /v1/catalogs/{catalog}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CatalogCounts {
     pub index: IndexCounts,
     pub users: u64,
     pub rebuilds: u64,
     pub rebuilding: bool,
+    /// How the index was made when the catalog opened.
+    pub source: IndexSource,
+    pub open_seconds: f64,
+    /// The watermark of the newest snapshot on disk, if any.
+    pub snapshot_watermark: Option<u64>,
+    /// Item changes not yet covered by a snapshot.
+    pub changes_since_snapshot: u64,
+}
+
+/// How a catalog's index was made when it opened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexSource {
+    /// Loaded from the snapshot at `watermark`, then the `replayed` items
+    /// changed after it were applied from RocksDB.
+    Snapshot { watermark: u64, replayed: u64 },
+    /// Built from RocksDB; `reason` says why no snapshot was used.
+    Rebuilt { reason: String },
+}
+
+/// An index opened from a snapshot: the index, how many changed ids were
+/// replayed, the highest change number logged. `Err` says why the
+/// snapshot cannot be used.
+type FromSnapshot = std::result::Result<(IndexState, u64, Option<u64>), String>;
+
+/// The last snapshot taken (or loaded), guarded by the snapshot lock.
+struct SnapshotStatus {
+    watermark: Option<u64>,
+    at: Instant,
 }
 
 /// One open catalog.
@@ -48,27 +87,81 @@ pub struct Catalog {
     sequencer: Sequencer,
     rebuilding: AtomicBool,
     rebuilds: AtomicU64,
+    snapshots: SnapshotDir,
+    source: IndexSource,
+    open_seconds: f64,
+    /// Held while a snapshot is taken (one at a time).
+    snapshot_status: Mutex<SnapshotStatus>,
+    changes_since_snapshot: AtomicU64,
 }
 
 impl Catalog {
-    /// Opens a catalog, building its index from the store.
+    /// Opens a catalog: its index from the snapshot plus the changes after
+    /// it, or built from the store when no usable snapshot exists.
     pub fn open(
         store: Arc<Store>,
+        snapshots: SnapshotDir,
         name: CatalogName,
         id: u32,
         config: CatalogConfig,
         settings: IndexSettings,
     ) -> Result<Catalog> {
         let started = Instant::now();
-        let mut items = Vec::new();
-        store.for_each_item(id, &config, |item| items.push(item))?;
         let mut users = HashSet::new();
         store.for_each_user_id(id, |u| {
             users.insert(u.to_string());
         })?;
-        let n = items.len();
-        let state = IndexState::build(config, settings, items);
-        tracing::info!(catalog = %name, items = n, users = users.len(), seconds = started.elapsed().as_secs_f64(), "catalog index built");
+        let recorded = store.watermark(id)?;
+        let from_snapshot = match recorded {
+            None => Err("no snapshot was recorded".to_string()),
+            Some(w) => open_from_snapshot(&store, &snapshots, id, config, settings, w)?,
+        };
+        let (state, source, last_change) = match from_snapshot {
+            Ok((state, replayed, last_change)) => {
+                let watermark = recorded.expect("a snapshot was recorded");
+                (
+                    state,
+                    IndexSource::Snapshot {
+                        watermark,
+                        replayed,
+                    },
+                    last_change,
+                )
+            }
+            Err(reason) => {
+                if recorded.is_some() {
+                    tracing::warn!(catalog = %name, %reason, "index snapshot unusable; rebuilding the index from RocksDB");
+                }
+                let mut items = Vec::new();
+                store.for_each_item(id, &config, |item| items.push(item))?;
+                let state = IndexState::build(config, settings, items);
+                let last_change = store.changes_after(id, u64::MAX)?.last_change;
+                (state, IndexSource::Rebuilt { reason }, last_change)
+            }
+        };
+        let open_seconds = started.elapsed().as_secs_f64();
+        match &source {
+            IndexSource::Snapshot {
+                watermark,
+                replayed,
+            } => {
+                tracing::info!(catalog = %name, items = state.counts().items, users = users.len(), watermark, replayed, seconds = open_seconds, "catalog index loaded from its snapshot")
+            }
+            IndexSource::Rebuilt { .. } => {
+                tracing::info!(catalog = %name, items = state.counts().items, users = users.len(), seconds = open_seconds, "catalog index built from RocksDB")
+            }
+        }
+        // Change numbers must keep growing past both the log and the
+        // snapshot, or a later change could hide below the watermark.
+        let last = last_change.unwrap_or(0).max(recorded.unwrap_or(0));
+        let snapshot_watermark = match &source {
+            IndexSource::Snapshot { watermark, .. } => Some(*watermark),
+            IndexSource::Rebuilt { .. } => None,
+        };
+        let pending = match &source {
+            IndexSource::Snapshot { replayed, .. } => *replayed,
+            IndexSource::Rebuilt { .. } => state.counts().items,
+        };
         Ok(Catalog {
             name,
             id,
@@ -77,10 +170,113 @@ impl Catalog {
             store,
             state: RwLock::new(state),
             users: Mutex::new(users),
-            sequencer: Sequencer::default(),
+            sequencer: Sequencer::starting_after(last),
             rebuilding: AtomicBool::new(false),
             rebuilds: AtomicU64::new(0),
+            snapshots,
+            source,
+            open_seconds,
+            snapshot_status: Mutex::new(SnapshotStatus {
+                watermark: snapshot_watermark,
+                at: Instant::now(),
+            }),
+            changes_since_snapshot: AtomicU64::new(pending),
         })
+    }
+
+    /// The numeric id that owns the catalog's records.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// How the index was made at open.
+    pub fn source(&self) -> &IndexSource {
+        &self.source
+    }
+
+    /// Takes a snapshot of the index: dumps the graph and the slot table
+    /// at the current watermark, publishes them atomically, records the
+    /// watermark in RocksDB and trims the change log up to it.
+    ///
+    /// Writes wait while the graph is dumped (the graph must not change
+    /// under the dump); searches go on. With `wait` false, returns at once
+    /// if a snapshot is already running; without `force`, does nothing when
+    /// no item changed since the last snapshot. Returns what was written.
+    pub fn snapshot(&self, wait: bool, force: bool) -> Result<Option<Written>, SnapshotError> {
+        let mut status = if wait {
+            self.snapshot_status.lock()
+        } else {
+            match self.snapshot_status.try_lock() {
+                Some(status) => status,
+                None => return Ok(None),
+            }
+        };
+        let pending = self.changes_since_snapshot.load(Ordering::Acquire);
+        if !force && pending == 0 && status.watermark.is_some() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let turn = self.sequencer.wait_turn(self.sequencer.ticket());
+        let watermark = turn.watermark();
+        let (graph, slots) = {
+            let state = self.state.read();
+            (state.graph(), state.slot_table())
+        };
+        let written = self.snapshots.write(
+            self.id,
+            watermark,
+            &self.config,
+            &self.settings.hnsw,
+            &graph,
+            &slots,
+        );
+        drop(turn);
+        let written = written?;
+        let mut batch = Batch::new();
+        batch.set_watermark(self.id, watermark);
+        self.store
+            .commit(batch)
+            .map_err(|e| SnapshotError(format!("recording the snapshot's watermark: {e}")))?;
+        self.snapshots.prune(self.id, Some(watermark));
+        self.changes_since_snapshot
+            .fetch_sub(pending, Ordering::AcqRel);
+        *status = SnapshotStatus {
+            watermark: Some(watermark),
+            at: Instant::now(),
+        };
+        tracing::info!(catalog = %self.name, watermark, slots = slots.len(), bytes = written.bytes, seconds = started.elapsed().as_secs_f64(), "index snapshot written");
+        Ok(Some(written))
+    }
+
+    /// Counts `n` item changes and starts a background snapshot when enough
+    /// have accumulated since the last one (and long enough ago).
+    fn note_changes(self: &Arc<Self>, n: u64) {
+        let pending = self.changes_since_snapshot.fetch_add(n, Ordering::AcqRel) + n;
+        let min = self.settings.snapshot_min_changes;
+        if min == 0 || pending < min {
+            return;
+        }
+        let interval = Duration::from_secs(self.settings.snapshot_min_interval_secs);
+        match self.snapshot_status.try_lock() {
+            Some(status) if status.at.elapsed() >= interval => {}
+            _ => return,
+        }
+        self.spawn_snapshot(false);
+    }
+
+    /// Takes a snapshot on a background thread.
+    pub fn spawn_snapshot(self: &Arc<Self>, force: bool) {
+        let catalog = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("snapshot-{}", self.name))
+            .spawn(move || {
+                if let Err(e) = catalog.snapshot(false, force) {
+                    tracing::error!(catalog = %catalog.name, error = %e, "index snapshot failed; the next start rebuilds or replays more");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(catalog = %self.name, error = %e, "could not start a snapshot thread");
+        }
     }
 
     pub fn name(&self) -> &CatalogName {
@@ -92,11 +288,21 @@ impl Catalog {
     }
 
     pub fn counts(&self) -> CatalogCounts {
+        // A running snapshot holds the status lock; report what was last
+        // published rather than wait for it.
+        let snapshot_watermark = match self.snapshot_status.try_lock() {
+            Some(status) => status.watermark,
+            None => None,
+        };
         CatalogCounts {
             index: self.state.read().counts(),
             users: self.users.lock().len() as u64,
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
             rebuilding: self.rebuilding.load(Ordering::Relaxed),
+            source: self.source.clone(),
+            open_seconds: self.open_seconds,
+            snapshot_watermark,
+            changes_since_snapshot: self.changes_since_snapshot.load(Ordering::Relaxed),
         }
     }
 
@@ -110,7 +316,10 @@ impl Catalog {
         for item in &items {
             batch.put_item(self.id, &self.config, item);
         }
-        let (ticket, durable) = self.sequencer.submit(&self.store, batch)?;
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        let (ticket, durable) = self
+            .sequencer
+            .submit_change(&self.store, batch, self.id, &ids)?;
         let committed = wait_durable(durable);
         let _turn = self.sequencer.wait_turn(ticket);
         committed?;
@@ -121,6 +330,7 @@ impl Catalog {
         graph.insert(&prepared.new_points());
         self.state.write().publish_upsert(prepared);
         drop(_turn);
+        self.note_changes(n as u64);
         self.maybe_rebuild();
         Ok(n)
     }
@@ -136,7 +346,10 @@ impl Catalog {
         for id in &ids {
             batch.delete_item(self.id, id);
         }
-        let (ticket, durable) = self.sequencer.submit(&self.store, batch)?;
+        let logged: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (ticket, durable) =
+            self.sequencer
+                .submit_change(&self.store, batch, self.id, &logged)?;
         let committed = wait_durable(durable);
         let turn = self.sequencer.wait_turn(ticket);
         committed?;
@@ -149,6 +362,7 @@ impl Catalog {
         state.delete(&ids);
         drop(state);
         drop(turn);
+        self.note_changes(existed.len() as u64);
         self.maybe_rebuild();
         Ok(existed)
     }
@@ -270,6 +484,10 @@ impl Catalog {
         drop(turn);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         tracing::info!(catalog = %self.name, items = n, seconds = started.elapsed().as_secs_f64(), "index rebuilt");
+        // The old snapshot's slots no longer match: publish the new graph.
+        if let Err(e) = self.snapshot(true, true) {
+            tracing::error!(catalog = %self.name, error = %e, "snapshot after a rebuild failed");
+        }
     }
 
     /// Whether memory agrees with RocksDB item for item (a consistency
@@ -297,4 +515,69 @@ impl Catalog {
         }
         Ok(problems)
     }
+}
+
+/// The index from the snapshot at `watermark` joined with the store: every
+/// item unchanged since the watermark must sit in its snapshot slot; items
+/// changed after it (the change log) are applied afresh from the store.
+/// The outer error is the store's; the inner one says why the snapshot
+/// cannot be used. Returns the index, how many changed ids were replayed,
+/// and the highest change number logged.
+fn open_from_snapshot(
+    store: &Store,
+    snapshots: &SnapshotDir,
+    id: u32,
+    config: CatalogConfig,
+    settings: IndexSettings,
+    watermark: u64,
+) -> Result<FromSnapshot> {
+    let loaded = match snapshots.read(id, watermark, &config, &settings.hnsw) {
+        Ok(loaded) => loaded,
+        Err(e) => return Ok(Err(e.0)),
+    };
+    let changes = store.changes_after(id, watermark)?;
+    let changed: HashSet<&str> = changes.ids.iter().map(String::as_str).collect();
+    let mut slot_of: std::collections::HashMap<&str, u32> = loaded
+        .slots
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, id)| id.as_deref().map(|id| (id, slot as u32)))
+        .collect();
+    let mut placed = Vec::with_capacity(slot_of.len());
+    let mut replay = Vec::new();
+    let mut unknown: Option<String> = None;
+    store.for_each_item(id, &config, |item| {
+        if changed.contains(item.id.as_str()) {
+            replay.push(item);
+        } else {
+            match slot_of.remove(item.id.as_str()) {
+                Some(slot) => placed.push((slot, item)),
+                None => {
+                    unknown.get_or_insert(item.id);
+                }
+            }
+        }
+    })?;
+    if let Some(item) = unknown {
+        return Ok(Err(format!(
+            "item {item:?} is stored, unchanged since the snapshot, but not in it"
+        )));
+    }
+    if let Some((item, _)) = slot_of.iter().find(|(id, _)| !changed.contains(**id)) {
+        return Ok(Err(format!(
+            "the snapshot holds item {item:?}, which the store no longer has and no change removed"
+        )));
+    }
+    let slots = loaded.slots.len();
+    let mut state = IndexState::from_parts(config, settings, loaded.graph, slots, placed);
+    if let Err(reason) = state.check_graph(GRAPH_CHECK_SAMPLES) {
+        return Ok(Err(reason));
+    }
+    let replayed = changes.ids.len() as u64;
+    if !replay.is_empty() {
+        let prepared = state.prepare_upsert(replay);
+        state.graph().insert(&prepared.new_points());
+        state.publish_upsert(prepared);
+    }
+    Ok(Ok((state, replayed, changes.last_change)))
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::model::{CatalogConfig, CatalogName};
+use crate::catalog::IndexSource;
 use crate::catalog::{Catalog, CatalogCounts};
 use crate::config::IndexSettings;
 use crate::error::{Error, Result};
+use crate::snapshot::SnapshotDir;
 use crate::storage::codec::CatalogRecord;
 use crate::storage::{Batch, Store};
 
@@ -50,6 +52,7 @@ pub enum CatalogStatus {
 /// Every catalog of the store.
 pub struct Catalogs {
     store: Arc<Store>,
+    snapshots: SnapshotDir,
     settings: IndexSettings,
     entries: RwLock<BTreeMap<CatalogName, Entry>>,
     /// Serialises create and delete; holds the next catalog id.
@@ -64,12 +67,15 @@ impl Catalogs {
         let next_id = store.next_catalog_id()?;
         let live: Vec<u32> = stored.iter().map(|(_, r)| r.id).collect();
         store.collect_orphans(&live, next_id)?;
+        let snapshots = SnapshotDir::new(store.path());
+        snapshots.remove_orphans(&live);
         let entries = stored
             .into_iter()
             .map(|(name, record)| (name, Entry::Loading(record)))
             .collect();
         Ok(Catalogs {
             store,
+            snapshots,
             settings,
             entries: RwLock::new(entries),
             admin: Mutex::new(next_id),
@@ -90,6 +96,7 @@ impl Catalogs {
         for (name, record) in loading {
             let opened = Catalog::open(
                 Arc::clone(&self.store),
+                self.snapshots.clone(),
                 name.clone(),
                 record.id,
                 record.config,
@@ -103,7 +110,17 @@ impl Catalogs {
                 continue;
             }
             let entry = match opened {
-                Ok(catalog) => Entry::Ready(Arc::new(catalog)),
+                Ok(catalog) => {
+                    let catalog = Arc::new(catalog);
+                    // A rebuilt index is snapshotted at once, so the next
+                    // start (even after a crash) can skip the build.
+                    if matches!(catalog.source(), IndexSource::Rebuilt { .. })
+                        && catalog.counts().index.items > 0
+                    {
+                        catalog.spawn_snapshot(true);
+                    }
+                    Entry::Ready(catalog)
+                }
                 Err(e) => {
                     tracing::error!(catalog = %name, error = %e, "catalog failed to open");
                     Entry::Failed(record, e.to_string())
@@ -149,6 +166,7 @@ impl Catalogs {
         *next_id = id + 1;
         let catalog = Catalog::open(
             Arc::clone(&self.store),
+            self.snapshots.clone(),
             name.clone(),
             id,
             config,
@@ -175,6 +193,7 @@ impl Catalogs {
         batch.delete_catalog(name, record.id);
         self.store.commit(batch)?;
         self.entries.write().remove(name);
+        self.snapshots.remove_catalog(record.id);
         Ok(())
     }
 
@@ -225,6 +244,25 @@ impl Catalogs {
             .ok_or_else(|| Error::CatalogNotFound {
                 name: name.to_string(),
             })
+    }
+
+    /// Snapshots every open catalog whose index changed since its last
+    /// snapshot (called at shutdown, so the next start skips the builds).
+    pub fn snapshot_all(&self) {
+        let ready: Vec<Arc<Catalog>> = self
+            .entries
+            .read()
+            .values()
+            .filter_map(|e| match e {
+                Entry::Ready(c) => Some(Arc::clone(c)),
+                _ => None,
+            })
+            .collect();
+        for catalog in ready {
+            if let Err(e) = catalog.snapshot(true, false) {
+                tracing::error!(catalog = %catalog.name(), error = %e, "snapshot at shutdown failed; the next start rebuilds or replays more");
+            }
+        }
     }
 
     /// Flushes the store (called at shutdown).

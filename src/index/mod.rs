@@ -194,6 +194,86 @@ impl IndexState {
         state
     }
 
+    /// An index over a loaded graph whose `slots` points are `placed`
+    /// (slot, item) and otherwise dead: a snapshot joined with the store.
+    /// The caller has checked that each item's slot holds its vector.
+    pub fn from_parts(
+        config: CatalogConfig,
+        settings: IndexSettings,
+        graph: Graph,
+        slots: usize,
+        placed: Vec<(u32, Item)>,
+    ) -> IndexState {
+        let mut state = IndexState {
+            config,
+            settings,
+            arena: VectorArena::zeros(config.vector_type, config.dimension, slots),
+            graph: Arc::new(graph),
+            metas: vec![None; slots],
+            tiers: vec![None; slots],
+            ids: HashMap::with_capacity(placed.len()),
+            live: RoaringBitmap::new(),
+            attrs: AttributeIndex::default(),
+        };
+        let mut categories = HashSet::new();
+        for (slot, item) in placed {
+            state.arena.set(slot, &item.vector);
+            let meta = Arc::new(ItemMeta::from_item(&item));
+            categories.insert(meta.category.clone());
+            state.ids.insert(Arc::clone(&meta.id), slot);
+            state.index_slot(slot, meta);
+        }
+        state.refresh_tiers(categories);
+        state
+    }
+
+    /// The id of every slot, `None` for dead ones (a snapshot's slot table).
+    pub fn slot_table(&self) -> Vec<Option<Arc<str>>> {
+        self.metas
+            .iter()
+            .map(|m| m.as_ref().map(|m| Arc::clone(&m.id)))
+            .collect()
+    }
+
+    /// Checks that the graph agrees with the vectors: for up to `samples`
+    /// live items spread over the slots, the graph's best candidate for
+    /// the item's own vector scores as well as the item itself (ties with
+    /// duplicates allowed). A graph from a different state fails this.
+    pub fn check_graph(&self, samples: usize) -> Result<(), String> {
+        let live = self.live.len();
+        if live == 0 {
+            return Ok(());
+        }
+        let step = (live / samples.max(1) as u64).max(1);
+        let metric = self.config.metric;
+        for (i, slot) in self.live.iter().enumerate() {
+            if i as u64 % step != 0 {
+                continue;
+            }
+            let v = self.arena.get(slot);
+            let own = self.arena.score(metric, &v, slot);
+            let found = self.graph.search(&v, 10, self.settings.hnsw.ef_search);
+            let best = found
+                .iter()
+                .filter(|s| (**s as usize) < self.metas.len())
+                .map(|s| self.arena.score(metric, &v, *s))
+                .fold(f32::NEG_INFINITY, f32::max);
+            // NaN-safe: a NaN best fails the check.
+            if best.partial_cmp(&(own - 1e-3 * own.abs().max(1.0))) == Some(Ordering::Less)
+                || best.is_nan()
+            {
+                return Err(format!(
+                    "the graph does not find slot {slot} ({}) for its own vector",
+                    self.metas[slot as usize]
+                        .as_ref()
+                        .map(|m| &*m.id)
+                        .unwrap_or("?")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> &CatalogConfig {
         &self.config
     }

@@ -27,6 +27,34 @@ impl VectorArena {
         }
     }
 
+    /// `slots` zero vectors: the arena of a snapshot before its live slots
+    /// are filled in (dead slots stay zero and are never read).
+    pub fn zeros(vector_type: VectorType, dim: usize, slots: usize) -> Self {
+        match vector_type {
+            VectorType::F32 => VectorArena::F32 {
+                dim,
+                data: vec![0.0; slots * dim],
+            },
+            VectorType::F16 => VectorArena::F16 {
+                dim,
+                data: vec![f16::ZERO; slots * dim],
+            },
+        }
+    }
+
+    /// Overwrites an existing slot's vector.
+    pub fn set(&mut self, slot: u32, v: &[f32]) {
+        let start = slot as usize * v.len();
+        match self {
+            VectorArena::F32 { data, .. } => data[start..start + v.len()].copy_from_slice(v),
+            VectorArena::F16 { data, .. } => {
+                for (d, x) in data[start..start + v.len()].iter_mut().zip(v) {
+                    *d = f16::from_f32(*x);
+                }
+            }
+        }
+    }
+
     /// Appends a vector; its slot is the number of vectors before it.
     pub fn push(&mut self, v: &[f32]) {
         match self {

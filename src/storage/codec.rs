@@ -234,6 +234,21 @@ pub fn decode_item(id: &str, bytes: &[u8], config: &CatalogConfig) -> Result<Ite
     })
 }
 
+/// A change-log entry: the ids of the items one write touched.
+pub fn encode_change(ids: &[&str]) -> Vec<u8> {
+    with_version(
+        bincode::serde::encode_to_vec(ids, bincode_config())
+            .expect("encoding to a Vec cannot fail"),
+    )
+}
+
+pub fn decode_change(bytes: &[u8]) -> Result<Vec<String>> {
+    let body = check_version("change", bytes)?;
+    let (ids, _): (Vec<String>, usize) = bincode::serde::decode_from_slice(body, bincode_config())
+        .map_err(|e| corrupt("change", e.to_string()))?;
+    Ok(ids)
+}
+
 pub fn encode_user(user: &User, vector_type: VectorType) -> Vec<u8> {
     let mut out = vec![VERSION_1, 0, 0, 0, 0];
     match &user.vector {

@@ -12,12 +12,39 @@ pub const CF_CATALOGS: &str = "catalogs";
 pub const CF_ITEMS: &str = "items";
 /// Column family: catalog id ++ user id -> user record.
 pub const CF_USERS: &str = "users";
+/// Column family: catalog id ++ change number (big-endian u64) -> the item
+/// ids one write changed. The change log lets a start replay only what
+/// happened after the index snapshot; it is trimmed once a snapshot covers it.
+pub const CF_CHANGES: &str = "changes";
 
 /// Every column family, in the order they are opened.
-pub const ALL_CFS: [&str; 4] = [CF_META, CF_CATALOGS, CF_ITEMS, CF_USERS];
+pub const ALL_CFS: [&str; 5] = [CF_META, CF_CATALOGS, CF_ITEMS, CF_USERS, CF_CHANGES];
 
 /// Key in `meta` of the next catalog id to hand out.
 pub const NEXT_CATALOG_ID: &[u8] = b"next_catalog_id";
+
+/// Key in `meta` of the change number the catalog's current index snapshot
+/// reflects (its watermark).
+pub fn watermark_key(catalog_id: u32) -> Vec<u8> {
+    let mut key = b"watermark/".to_vec();
+    key.extend_from_slice(&catalog_id.to_be_bytes());
+    key
+}
+
+/// Key of change `change` of catalog `catalog_id` in `changes`.
+pub fn change_key(catalog_id: u32, change: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(12);
+    key.extend_from_slice(&catalog_id.to_be_bytes());
+    key.extend_from_slice(&change.to_be_bytes());
+    key
+}
+
+/// The change number of a key in `changes`.
+pub fn split_change_key(key: &[u8]) -> Option<(u32, u64)> {
+    let catalog_id = u32::from_be_bytes(key.get(..4)?.try_into().ok()?);
+    let change = u64::from_be_bytes(key.get(4..12)?.try_into().ok()?);
+    (key.len() == 12).then_some((catalog_id, change))
+}
 
 /// Key of a record (item or user) `id` in catalog `catalog_id`.
 pub fn record_key(catalog_id: u32, id: &str) -> Vec<u8> {
@@ -61,5 +88,16 @@ mod tests {
         assert!(record_key(8, "").as_slice() >= to.as_slice());
         let (_, last) = catalog_range(u32::MAX);
         assert!(record_key(u32::MAX, "\u{10FFFF}").as_slice() < last.as_slice());
+    }
+
+    #[test]
+    fn change_keys_round_trip_and_sort_by_number() {
+        let k = change_key(7, 300);
+        assert_eq!(split_change_key(&k), Some((7, 300)));
+        assert!(change_key(7, 299) < k && k < change_key(7, 301));
+        let (from, to) = catalog_range(7);
+        assert!(from.as_slice() <= k.as_slice() && k.as_slice() < to.as_slice());
+        assert!(change_key(7, u64::MAX).as_slice() < to.as_slice());
+        assert_eq!(split_change_key(&k[..11]), None);
     }
 }

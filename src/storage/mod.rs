@@ -20,7 +20,7 @@ use rocksdb::{
 use crate::catalog::model::{CatalogConfig, CatalogName, Item, User};
 use crate::error::{Error, Result};
 use codec::CatalogRecord;
-use keys::{ALL_CFS, CF_CATALOGS, CF_ITEMS, CF_META, CF_USERS, NEXT_CATALOG_ID};
+use keys::{ALL_CFS, CF_CATALOGS, CF_CHANGES, CF_ITEMS, CF_META, CF_USERS, NEXT_CATALOG_ID};
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -113,6 +113,33 @@ impl Batch {
         });
     }
 
+    /// Records that change number `change` of the catalog touched `ids`
+    /// (in the same atomic batch as the change itself).
+    pub fn log_change(&mut self, catalog_id: u32, change: u64, ids: &[&str]) {
+        self.push(Op::Put {
+            cf: CF_CHANGES,
+            key: keys::change_key(catalog_id, change),
+            value: codec::encode_change(ids),
+        });
+    }
+
+    /// Records the change number the catalog's index snapshot reflects and
+    /// drops the change log up to it (the snapshot covers it).
+    pub fn set_watermark(&mut self, catalog_id: u32, watermark: u64) {
+        self.push(Op::Put {
+            cf: CF_META,
+            key: keys::watermark_key(catalog_id),
+            value: watermark.to_le_bytes().to_vec(),
+        });
+        if let Some(end) = watermark.checked_add(1) {
+            self.push(Op::DeleteRange {
+                cf: CF_CHANGES,
+                from: keys::change_key(catalog_id, 0),
+                to: keys::change_key(catalog_id, end),
+            });
+        }
+    }
+
     /// Deletes the catalog record and every item and user of the catalog.
     pub fn delete_catalog(&mut self, name: &CatalogName, catalog_id: u32) {
         self.push(Op::Delete {
@@ -123,10 +150,14 @@ impl Batch {
     }
 
     fn delete_catalog_records(&mut self, catalog_id: u32) {
-        for cf in [CF_ITEMS, CF_USERS] {
+        for cf in [CF_ITEMS, CF_USERS, CF_CHANGES] {
             let (from, to) = keys::catalog_range(catalog_id);
             self.push(Op::DeleteRange { cf, from, to });
         }
+        self.push(Op::Delete {
+            cf: CF_META,
+            key: keys::watermark_key(catalog_id),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,6 +180,7 @@ struct CommitRequest {
 /// order they were submitted, which `catalog` relies on for ordering.
 pub struct Store {
     db: Arc<Db>,
+    path: std::path::PathBuf,
     /// `None` only while dropping.
     queue: Option<mpsc::Sender<CommitRequest>>,
     writer: Option<thread::JoinHandle<()>>,
@@ -192,9 +224,15 @@ impl Store {
             })?;
         Ok(Store {
             db,
+            path: path.to_path_buf(),
             queue: Some(queue),
             writer: Some(writer),
         })
+    }
+
+    /// The folder the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Hands `batch` to the commit thread and returns a receiver that
@@ -268,6 +306,72 @@ impl Store {
             self.commit(batch)?;
         }
         Ok(())
+    }
+
+    /// The change number the catalog's index snapshot reflects, if one was
+    /// ever recorded.
+    pub fn watermark(&self, catalog_id: u32) -> Result<Option<u64>> {
+        match self
+            .db
+            .get_cf(&self.cf(CF_META), keys::watermark_key(catalog_id))?
+        {
+            None => Ok(None),
+            Some(bytes) => {
+                let raw: [u8; 8] = bytes.as_slice().try_into().map_err(|_| Error::Corruption {
+                    what: "meta".into(),
+                    reason: "watermark is not 8 bytes".into(),
+                })?;
+                Ok(Some(u64::from_le_bytes(raw)))
+            }
+        }
+    }
+
+    /// The catalog's change-log entries numbered above `after`: the ids
+    /// they touched (deduplicated, in first-seen order) and the highest
+    /// change number in the log (whether above `after` or not).
+    pub fn changes_after(&self, catalog_id: u32, after: u64) -> Result<ChangesAfter> {
+        let mut out = ChangesAfter::default();
+        let mut seen = std::collections::HashSet::new();
+        let (_, to) = keys::catalog_range(catalog_id);
+        let cf = self.cf(CF_CHANGES);
+        // The last entry first: it bounds the numbers already used.
+        let mut last = self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&to, Direction::Reverse));
+        if let Some(entry) = last.next() {
+            let (key, _) = entry?;
+            if let Some((id, change)) = keys::split_change_key(&key) {
+                if id == catalog_id {
+                    out.last_change = Some(change);
+                }
+            }
+        }
+        let Some(from) = after.checked_add(1) else {
+            return Ok(out);
+        };
+        let from = keys::change_key(catalog_id, from);
+        for entry in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&from, Direction::Forward))
+        {
+            let (key, value) = entry?;
+            if key.as_ref() >= to.as_slice() {
+                break;
+            }
+            if keys::split_change_key(&key).is_none() {
+                return Err(Error::Corruption {
+                    what: "changes".into(),
+                    reason: "change key is not 12 bytes".into(),
+                });
+            }
+            out.entries += 1;
+            for id in codec::decode_change(&value)? {
+                if seen.insert(id.clone()) {
+                    out.ids.push(id);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Calls `f` for each stored item of the catalog, in id order.
@@ -355,6 +459,17 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What [`Store::changes_after`] found.
+#[derive(Debug, Default)]
+pub struct ChangesAfter {
+    /// Ids touched by the entries after the asked number.
+    pub ids: Vec<String>,
+    /// How many entries that was.
+    pub entries: u64,
+    /// The highest change number in the catalog's log.
+    pub last_change: Option<u64>,
 }
 
 /// Blocks until a submitted batch is durable.
