@@ -403,3 +403,188 @@ async fn a_loading_catalog_answers_503_until_ready() {
     );
     server.stop().await;
 }
+
+/// The snapshot folders of a data dir (`snapshots/<catalog id>/snap-*`).
+fn snapshot_dirs(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(catalogs) = std::fs::read_dir(data_dir.join("snapshots")) else {
+        return out;
+    };
+    for catalog in catalogs.flatten() {
+        for snap in std::fs::read_dir(catalog.path()).unwrap().flatten() {
+            out.push(snap.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn index_info(api: &Api) -> Value {
+    api.get_ok("/v1/catalogs/store").await["index"].clone()
+}
+
+/// Changes made after the snapshot: new vectors, deletions (some of ids
+/// already gone), new items. Returns how many distinct ids they name.
+async fn change_after_snapshot(api: &Api) -> u64 {
+    let p = fixtures::superstore();
+    let moved: Vec<Value> = (2..p.len())
+        .step_by(61)
+        .map(|i| {
+            let mut item = p[i].to_item(i);
+            item["vector"] = json!(p[(i + 7) % p.len()].vector);
+            item
+        })
+        .collect();
+    api.upsert_items("store", &moved).await;
+    let gone: Vec<&str> = (4..p.len()).step_by(97).map(|i| p[i].id.as_str()).collect();
+    api.post_ok("/v1/catalogs/store/items/delete", json!({"ids": gone}))
+        .await;
+    let fresh: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut item = p[i * 3].to_item(i * 3);
+            item["id"] = json!(format!("NEW-{i}"));
+            item
+        })
+        .collect();
+    api.upsert_items("store", &fresh).await;
+    let named: std::collections::HashSet<&str> = moved
+        .iter()
+        .chain(&fresh)
+        .map(|item| item["id"].as_str().unwrap())
+        .chain(gone)
+        .collect();
+    named.len() as u64
+}
+
+/// A graceful stop snapshots the index; a restart loads it instead of
+/// building the graph, replays exactly the writes made after it (even
+/// after `kill -9`), and answers as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_loads_the_snapshot_and_replays_only_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    populate(&server.api).await;
+    let before = answers(&server.api).await;
+    server.terminate();
+    assert_eq!(
+        snapshot_dirs(dir.path()).len(),
+        1,
+        "one snapshot after a graceful stop"
+    );
+
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    let info = index_info(&server.api).await;
+    assert_eq!(info["source"], "snapshot", "{info}");
+    assert_eq!(info["replayed"], 0, "{info}");
+    assert_same_answers(&before, &answers(&server.api).await);
+
+    let changed = change_after_snapshot(&server.api).await;
+    let before = answers(&server.api).await;
+    let items_before = server.api.get_ok("/v1/catalogs/store").await["counts"]["items"].clone();
+    server.kill_9();
+
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    let catalog = server.api.get_ok("/v1/catalogs/store").await;
+    assert_eq!(catalog["index"]["source"], "snapshot", "{catalog}");
+    assert_eq!(catalog["index"]["replayed"], changed, "{catalog}");
+    assert_eq!(catalog["counts"]["items"], items_before);
+    assert_same_answers(&before, &answers(&server.api).await);
+    // Every replayed item is found by its own vector, and no deleted one is.
+    let p = fixtures::superstore();
+    for i in (2..p.len()).step_by(61) {
+        let hits = server
+            .api
+            .search(
+                "store",
+                json!({"vector": p[(i + 7) % p.len()].vector, "k": 3}),
+            )
+            .await;
+        assert!(
+            crate::support::ids(&hits).contains(&p[i].id),
+            "moved item {} not found by its new vector",
+            p[i].id
+        );
+    }
+    for i in (4..p.len()).step_by(97) {
+        let hits = server
+            .api
+            .search("store", json!({"vector": p[i].vector, "k": 20}))
+            .await;
+        assert!(!crate::support::ids(&hits).contains(&p[i].id));
+    }
+}
+
+/// A damaged or missing snapshot is detected and the index rebuilt from
+/// RocksDB, answering exactly as before; the next stop writes a good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_missing_snapshot_is_rebuilt_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    populate(&server.api).await;
+    let before = answers(&server.api).await;
+    server.stop().await;
+
+    let snaps = snapshot_dirs(dir.path());
+    assert_eq!(snaps.len(), 1);
+    let data = snaps[0].join("graph.hnsw.data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&data, &bytes).unwrap();
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let info = index_info(&server.api).await;
+    assert_eq!(info["source"], "rebuild", "{info}");
+    let reason = info["rebuild_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("graph.hnsw.data") && reason.contains("CRC"),
+        "{reason}"
+    );
+    assert_same_answers(&before, &answers(&server.api).await);
+    // The rebuilt index is snapshotted again (at once, and at the stop).
+    server.stop().await;
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    assert_eq!(index_info(&server.api).await["source"], "snapshot");
+    server.stop().await;
+
+    for snap in snapshot_dirs(dir.path()) {
+        std::fs::remove_dir_all(snap).unwrap();
+    }
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let info = index_info(&server.api).await;
+    assert_eq!(info["source"], "rebuild", "{info}");
+    assert!(
+        info["rebuild_reason"].as_str().unwrap().contains("missing"),
+        "{info}"
+    );
+    assert_same_answers(&before, &answers(&server.api).await);
+    server.stop().await;
+}
+
+/// With a low threshold, snapshots follow the writes while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_taken_periodically_as_writes_accumulate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |s| {
+        s.index.snapshot_min_changes = 300;
+        s.index.snapshot_min_interval_secs = 0;
+    })
+    .await;
+    fixtures::load_superstore(&server.api, "store").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = index_info(&server.api).await;
+        if info["snapshot_watermark"].is_u64()
+            && info["changes_since_snapshot"].as_u64() < Some(300)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no periodic snapshot: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!snapshot_dirs(dir.path()).is_empty());
+    server.stop().await;
+}
