@@ -53,6 +53,151 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
+    /// Bulk-load items or users from files into a catalog, offline (no
+    /// server may hold the data directory). Exit code: 0 all loaded,
+    /// 2 loaded with rejected rows (--skip-invalid), 1 failed (nothing
+    /// changed).
+    Load(LoadArgs),
+}
+
+/// Flags of `recstore load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Folder holding the RocksDB store [default: ./data].
+    #[arg(long, env = "RECSTORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file (the server's): its data_dir and hnsw_* settings apply.
+    #[arg(long, env = "RECSTORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The catalog to load into.
+    #[arg(long)]
+    pub catalog: String,
+    /// Create the catalog if it does not exist (needs --dimension and --metric).
+    #[arg(long)]
+    pub create: bool,
+    /// Vector dimension of a created catalog.
+    #[arg(long, requires = "create")]
+    pub dimension: Option<usize>,
+    /// cosine, dot or l2, for a created catalog.
+    #[arg(long, requires = "create")]
+    pub metric: Option<String>,
+    /// f32 or f16, for a created catalog [default: f32].
+    #[arg(long, requires = "create")]
+    pub vector_type: Option<String>,
+    /// Price tiers of a created catalog [default: 4].
+    #[arg(long, requires = "create")]
+    pub price_tiers: Option<u8>,
+    /// ndjson, csv, npy or fvecs; by default taken from each file's extension.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// For one .npy or .fvecs file: a CSV whose row i holds vector i's id
+    /// and attributes (without it, ids are row numbers).
+    #[arg(long)]
+    pub meta: Option<PathBuf>,
+    /// The files hold users instead of items.
+    #[arg(long)]
+    pub users: bool,
+    /// Load the valid rows and list the invalid ones in --rejects,
+    /// instead of stopping at the first invalid row with nothing loaded.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Where --skip-invalid lists rejected rows (NDJSON).
+    #[arg(long, default_value = "rejects.ndjson")]
+    pub rejects: PathBuf,
+    /// HNSW links per node; must match the server's [default: 16].
+    #[arg(long, env = "RECSTORE_HNSW_M")]
+    pub hnsw_m: Option<usize>,
+    /// HNSW build beam width; must match the server's [default: 128].
+    #[arg(long, env = "RECSTORE_HNSW_EF_CONSTRUCTION")]
+    pub hnsw_ef_construction: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars (they are drawn only on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Input files (NDJSON, CSV, .npy, .fvecs).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+impl LoadArgs {
+    /// Validates the flags into load options, with the data directory and
+    /// graph settings resolved exactly as `serve` resolves them, so the
+    /// server accepts the snapshot the load writes.
+    pub fn into_options(self) -> Result<crate::load::LoadOptions, ConfigError> {
+        use crate::catalog::model::{CatalogConfig, CatalogName, Metric, VectorType};
+        let settings = Settings::from_serve_args(ServeArgs {
+            data_dir: self.data_dir,
+            config: self.config,
+            hnsw_m: self.hnsw_m,
+            hnsw_ef_construction: self.hnsw_ef_construction,
+            ..ServeArgs::default()
+        })?;
+        let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+        let catalog =
+            CatalogName::parse(&self.catalog).map_err(|e| invalid("catalog", e.to_string()))?;
+        let create = if self.create {
+            let dimension = self
+                .dimension
+                .ok_or_else(|| invalid("dimension", "--create needs --dimension".into()))?;
+            let metric = match self.metric.as_deref() {
+                Some("cosine") => Metric::Cosine,
+                Some("dot") => Metric::Dot,
+                Some("l2") => Metric::L2,
+                Some(other) => {
+                    return Err(invalid(
+                        "metric",
+                        format!("{other:?} is not cosine, dot or l2"),
+                    ))
+                }
+                None => return Err(invalid("metric", "--create needs --metric".into())),
+            };
+            let vector_type = match self.vector_type.as_deref() {
+                None | Some("f32") => VectorType::F32,
+                Some("f16") => VectorType::F16,
+                Some(other) => {
+                    return Err(invalid(
+                        "vector_type",
+                        format!("{other:?} is not f32 or f16"),
+                    ))
+                }
+            };
+            Some(
+                CatalogConfig::new(
+                    dimension,
+                    metric,
+                    vector_type,
+                    self.price_tiers.unwrap_or(4),
+                )
+                .map_err(|e| invalid("create", e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let format = match self.format.as_deref() {
+            None => None,
+            Some(raw) => Some(crate::load::Format::parse(raw).ok_or_else(|| {
+                invalid(
+                    "format",
+                    format!("{raw:?} is not ndjson, csv, npy or fvecs"),
+                )
+            })?),
+        };
+        Ok(crate::load::LoadOptions {
+            data_dir: settings.data_dir,
+            catalog,
+            create,
+            files: self.files,
+            format,
+            meta: self.meta,
+            users: self.users,
+            skip_invalid: self.skip_invalid,
+            rejects: self.rejects,
+            index: settings.index,
+            progress: !self.no_progress,
+        })
+    }
 }
 
 /// Raw flags of `recstore serve`; every one is optional so that the

@@ -6,6 +6,7 @@
 //! - [`api`]: HTTP API v1: handlers, wire types, the one error -> status mapping.
 //! - [`catalog`]: a catalog = stored records + in-memory index; the write path.
 //! - [`index`]: slots, vectors, the HNSW graph, the attribute index, the filter planner.
+//! - [`load`]: the offline bulk loader (`recstore load`).
 //! - [`recommend`]: similar items and upsell over an index.
 //! - [`snapshot`]: index snapshots on disk, written atomically and checksummed.
 //! - [`storage`]: RocksDB, key layout, the versioned value codec, group commit.
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod index;
+pub mod load;
 pub mod recommend;
 pub mod server;
 pub mod snapshot;

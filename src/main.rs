@@ -1,21 +1,101 @@
 //! The `recstore` binary: parse the command line into validated settings,
 //! set up logging, and hand over to the library.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
-use recstore::config::{Cli, Command, Settings};
+use recstore::config::{Cli, Command, LoadArgs, Settings};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            let settings = Settings::from_serve_args(args)?;
-            init_tracing(settings.log_json);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(serve(settings))
+        Command::Serve(args) => match serve_main(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Load(args) => load_main(args),
+    }
+}
+
+fn serve_main(args: recstore::config::ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_serve_args(args)?;
+    init_tracing(settings.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+/// `recstore load`: 0 all loaded, 2 loaded with rejects, 1 nothing changed.
+fn load_main(args: LoadArgs) -> ExitCode {
+    let json = args.json;
+    let options = match args.into_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Logs go to stderr: stdout carries the summary.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RECSTORE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match recstore::load::run(&options) {
+        Ok(summary) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&summary).expect("the summary serialises")
+                );
+            } else {
+                let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+                println!(
+                    "loaded {} {} into catalog {} ({}) in {:.1} s: read {:.1} s, write {:.1} s, graph {:.1} s, snapshot {:.1} s",
+                    summary.loaded,
+                    summary.kind,
+                    summary.catalog,
+                    if summary.created { "created" } else { "updated" },
+                    summary.seconds.total,
+                    summary.seconds.read,
+                    summary.seconds.write,
+                    summary.seconds.graph,
+                    summary.seconds.snapshot,
+                );
+                println!(
+                    "catalog now holds {} items and {} users; {:.0} vectors/s; snapshot {:.1} MiB; peak memory {}",
+                    summary.catalog_items,
+                    summary.catalog_users,
+                    summary.vectors_per_second,
+                    mb(summary.snapshot_bytes),
+                    summary
+                        .peak_rss_bytes
+                        .map_or("unknown".to_string(), |b| format!("{:.0} MiB", mb(b))),
+                );
+                if let Some(file) = &summary.rejects_file {
+                    println!(
+                        "{} rows rejected, listed in {}",
+                        summary.rejected,
+                        file.display()
+                    );
+                }
+            }
+            if summary.rejected > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

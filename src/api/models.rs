@@ -161,10 +161,25 @@ pub struct ItemWire {
     pub attributes: Map<String, Value>,
 }
 
+/// The JSON path of field `f` under `prefix` (`items[3]` -> `items[3].f`;
+/// an empty prefix, for one item on its own line, -> `f`).
+fn path(prefix: &str, f: &str) -> String {
+    if prefix.is_empty() {
+        f.to_string()
+    } else {
+        format!("{prefix}.{f}")
+    }
+}
+
 impl ItemWire {
     /// Validates the item as element `index` of a batch.
     pub fn into_item(self, index: usize, config: &CatalogConfig) -> Result<Item> {
-        let at = |f: &str| format!("items[{index}].{f}");
+        self.into_item_at(&format!("items[{index}]"), config)
+    }
+
+    /// Validates the item; errors name fields under `prefix`.
+    pub fn into_item_at(self, prefix: &str, config: &CatalogConfig) -> Result<Item> {
+        let at = |f: &str| path(prefix, f);
         check_id(&at("id"), &self.id)?;
         let vector = config.prepare_vector(&at("vector"), self.vector)?;
         let price = self
@@ -264,8 +279,14 @@ pub struct UserWire {
 }
 
 impl UserWire {
+    /// Validates the user as element `index` of a batch.
     pub fn into_user(self, index: usize, config: &CatalogConfig) -> Result<User> {
-        let at = |f: &str| format!("users[{index}].{f}");
+        self.into_user_at(&format!("users[{index}]"), config)
+    }
+
+    /// Validates the user; errors name fields under `prefix`.
+    pub fn into_user_at(self, prefix: &str, config: &CatalogConfig) -> Result<User> {
+        let at = |f: &str| path(prefix, f);
         check_id(&at("id"), &self.id)?;
         let vector = self
             .vector

@@ -187,9 +187,27 @@ impl IndexState {
 
     /// Builds an index over `items` (distinct ids), using every core for the graph.
     pub fn build(config: CatalogConfig, settings: IndexSettings, items: Vec<Item>) -> IndexState {
+        IndexState::build_with_progress(config, settings, items, &mut |_| {})
+    }
+
+    /// [`IndexState::build`], reporting graph points inserted as it goes.
+    pub fn build_with_progress(
+        config: CatalogConfig,
+        settings: IndexSettings,
+        items: Vec<Item>,
+        progress: &mut dyn FnMut(u64),
+    ) -> IndexState {
+        /// Points per progress report; each chunk is inserted on all cores.
+        const CHUNK: usize = 20_000;
         let mut state = IndexState::new(config, settings, items.len());
         let prepared = state.prepare_upsert(items);
-        state.graph.insert(&prepared.new_points());
+        {
+            let points = prepared.new_points();
+            for chunk in points.chunks(CHUNK) {
+                state.graph.insert(chunk);
+                progress(chunk.len() as u64);
+            }
+        }
         state.publish_upsert(prepared);
         state
     }

@@ -149,7 +149,9 @@ impl Batch {
         self.delete_catalog_records(catalog_id);
     }
 
-    fn delete_catalog_records(&mut self, catalog_id: u32) {
+    /// Deletes every record (items, users, change log, watermark) of a
+    /// catalog id; its catalog entry is left alone.
+    pub fn delete_catalog_records(&mut self, catalog_id: u32) {
         for cf in [CF_ITEMS, CF_USERS, CF_CHANGES] {
             let (from, to) = keys::catalog_range(catalog_id);
             self.push(Op::DeleteRange { cf, from, to });
@@ -162,6 +164,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// Bytes of keys and values in the batch.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -245,6 +252,20 @@ impl Store {
             .send(CommitRequest { batch, done })
             .map_err(|_| Error::ShuttingDown)?;
         Ok(wait)
+    }
+
+    /// Writes `batch` with the WAL off, bypassing the commit thread: for
+    /// the offline loader only, which writes records nobody can see yet
+    /// and makes them durable with [`Store::flush`] before publishing them.
+    pub fn write_without_wal(&self, batch: Batch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        let mut write = WriteBatch::default();
+        for op in &batch.ops {
+            apply_op(&self.db, &mut write, op);
+        }
+        self.db.write_opt(write, &opts)?;
+        Ok(())
     }
 
     /// Writes `batch` durably (blocking).
@@ -387,6 +408,19 @@ impl Store {
         })
     }
 
+    /// Calls `f` for each stored user of the catalog, in id order.
+    pub fn for_each_user(
+        &self,
+        catalog_id: u32,
+        config: &CatalogConfig,
+        mut f: impl FnMut(User),
+    ) -> Result<()> {
+        self.for_each_record(CF_USERS, catalog_id, |id, value| {
+            f(codec::decode_user(id, value, config)?);
+            Ok(())
+        })
+    }
+
     /// Calls `f` with the id of each stored user of the catalog.
     pub fn for_each_user_id(&self, catalog_id: u32, mut f: impl FnMut(&str)) -> Result<()> {
         self.for_each_record(CF_USERS, catalog_id, |id, _| {
@@ -481,6 +515,18 @@ pub fn wait_durable(wait: mpsc::Receiver<Result<(), rocksdb::Error>>) -> Result<
     }
 }
 
+fn apply_op(db: &Db, write: &mut WriteBatch, op: &Op) {
+    match op {
+        Op::Put { cf, key, value } => {
+            write.put_cf(&db.cf_handle(cf).expect("cf exists"), key, value)
+        }
+        Op::Delete { cf, key } => write.delete_cf(&db.cf_handle(cf).expect("cf exists"), key),
+        Op::DeleteRange { cf, from, to } => {
+            write.delete_range_cf(&db.cf_handle(cf).expect("cf exists"), from, to)
+        }
+    }
+}
+
 fn commit_loop(db: &Db, requests: mpsc::Receiver<CommitRequest>) {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
@@ -499,17 +545,7 @@ fn commit_loop(db: &Db, requests: mpsc::Receiver<CommitRequest>) {
         let mut write = WriteBatch::default();
         for request in &group {
             for op in &request.batch.ops {
-                match op {
-                    Op::Put { cf, key, value } => {
-                        write.put_cf(&db.cf_handle(cf).expect("cf exists"), key, value)
-                    }
-                    Op::Delete { cf, key } => {
-                        write.delete_cf(&db.cf_handle(cf).expect("cf exists"), key)
-                    }
-                    Op::DeleteRange { cf, from, to } => {
-                        write.delete_range_cf(&db.cf_handle(cf).expect("cf exists"), from, to)
-                    }
-                }
+                apply_op(db, &mut write, op);
             }
         }
         let outcome = db.write_opt(write, &sync);
