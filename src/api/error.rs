@@ -31,7 +31,10 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
-    UnsupportedMediaType,
+    /// The body's content type is not the one the endpoint reads.
+    UnsupportedMediaType {
+        expected: &'static str,
+    },
     RouteNotFound,
     MethodNotAllowed,
     /// A handler panicked; the panic was caught.
@@ -59,7 +62,7 @@ struct Detail<'a> {
 
 impl ApiError {
     /// Status, code, message and field of this error.
-    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
         use StatusCode as S;
         match self {
             ApiError::Core(e) => {
@@ -157,10 +160,10 @@ impl ApiError {
                 format!("the request body exceeds the limit of {limit} bytes"),
                 None,
             ),
-            ApiError::UnsupportedMediaType => (
+            ApiError::UnsupportedMediaType { expected } => (
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "the body must be JSON (content-type: application/json)".into(),
+                format!("the body must be sent with content-type: {expected}"),
                 None,
             ),
             ApiError::RouteNotFound => (

@@ -61,7 +61,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 })
                 .unwrap_or(false);
             if !json {
-                return Err(ApiError::UnsupportedMediaType);
+                return Err(ApiError::UnsupportedMediaType {
+                    expected: "application/json",
+                });
             }
         }
         let limit = state.max_body_bytes;

@@ -1,12 +1,15 @@
 //! `/v1/catalogs/{catalog}/items`.
 
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::{header, HeaderMap};
 use axum::Json;
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::api::error::ApiError;
-use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::api::models::{GetItemQuery, ItemView, ItemsDelete, ItemsUpsert};
+use crate::api::extract::{parse_json, ApiJson, ApiPath, ApiQuery};
+use crate::api::models::{GetItemQuery, ItemView, ItemWire, ItemsDelete, ItemsUpsert};
 use crate::api::{blocking, AppState};
 use crate::catalog::model::{check_id, Item};
 
@@ -92,4 +95,166 @@ pub async fn delete_many(
     Ok(Json(
         json!({ "deleted": deleted.len(), "not_found": not_found }),
     ))
+}
+
+/// Items per write of `items:bulk` (each write is one durable batch).
+const BULK_BATCH_ITEMS: usize = 1_000;
+/// Rejected lines listed in an `items:bulk` response (all are counted).
+const BULK_REJECTS_LISTED: usize = 1_000;
+
+/// `POST /items:bulk`: an NDJSON stream of items (one API item per line),
+/// validated line by line and written in batches of 1,000 as it arrives,
+/// so a catalog of any size can be loaded while the server runs. A bad
+/// line is rejected (with its number, code, field and reason) and the
+/// others are loaded; each batch is durable when written, like `POST
+/// /items`. Only a line longer than the body limit, a body that breaks
+/// off, or a storage failure ends the request early.
+pub async fn bulk(
+    State(state): State<AppState>,
+    ApiPath(catalog): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let ok = content_type
+            .to_str()
+            .ok()
+            .and_then(|s| s.split(';').next())
+            .map(|s| {
+                matches!(
+                    s.trim().to_ascii_lowercase().as_str(),
+                    "application/x-ndjson"
+                        | "application/ndjson"
+                        | "application/jsonl"
+                        | "application/x-jsonlines"
+                )
+            })
+            .unwrap_or(false);
+        if !ok {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: "application/x-ndjson",
+            });
+        }
+    }
+    let catalog = state.catalog(&catalog)?;
+    let config = *catalog.config();
+    let line_limit = state.max_body_bytes;
+    let mut bulk = Bulk::default();
+    let mut body = body;
+    let mut buf: Vec<u8> = Vec::new();
+    // Bytes of `buf` already searched for a newline.
+    let mut scanned = 0;
+    let mut skipping = false;
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                return Err(ApiError::MalformedJson {
+                    field: "body".into(),
+                    message: format!(
+                        "the body broke off after line {} ({} items loaded): {e}",
+                        bulk.line, bulk.loaded
+                    ),
+                })
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        let mut start = 0;
+        while let Some(pos) = buf[scanned..].iter().position(|b| *b == b'\n') {
+            let end = scanned + pos;
+            if skipping {
+                skipping = false;
+            } else if end - start > line_limit {
+                bulk.line += 1;
+                bulk.reject(ApiError::PayloadTooLarge { limit: line_limit });
+            } else {
+                bulk.line(&buf[start..end], &config);
+            }
+            start = end + 1;
+            scanned = start;
+        }
+        buf.drain(..start);
+        scanned = buf.len();
+        if buf.len() > line_limit {
+            // A line longer than any request may be: reject it and skip to
+            // its end rather than buffer it.
+            if !skipping {
+                bulk.line += 1;
+                bulk.reject(ApiError::PayloadTooLarge { limit: line_limit });
+                skipping = true;
+            }
+            buf.clear();
+            scanned = 0;
+        }
+        if bulk.pending.len() >= BULK_BATCH_ITEMS {
+            bulk.flush(&catalog).await?;
+        }
+    }
+    if !skipping && !buf.is_empty() {
+        bulk.line(&buf, &config);
+    }
+    bulk.flush(&catalog).await?;
+    Ok(Json(json!({
+        "loaded": bulk.loaded,
+        "rejected": bulk.rejected,
+        "rejects": bulk.rejects,
+        "rejects_truncated": bulk.rejected as usize > bulk.rejects.len(),
+    })))
+}
+
+#[derive(Default)]
+struct Bulk {
+    /// Number of the last line seen (1-based).
+    line: u64,
+    pending: Vec<Item>,
+    loaded: u64,
+    rejected: u64,
+    rejects: Vec<Value>,
+}
+
+impl Bulk {
+    fn line(&mut self, raw: &[u8], config: &crate::catalog::model::CatalogConfig) {
+        self.line += 1;
+        let text = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match parse_json::<ItemWire>(text)
+            .and_then(|wire| wire.into_item_at("", config).map_err(ApiError::from))
+        {
+            Ok(item) => self.pending.push(item),
+            Err(e) => self.reject(e),
+        }
+    }
+
+    fn reject(&mut self, e: ApiError) {
+        self.rejected += 1;
+        if self.rejects.len() < BULK_REJECTS_LISTED {
+            let (_, code, message, field) = e.parts();
+            self.rejects.push(json!({
+                "line": self.line,
+                "code": code,
+                "field": field,
+                "message": message,
+            }));
+        }
+    }
+
+    async fn flush(
+        &mut self,
+        catalog: &std::sync::Arc<crate::catalog::Catalog>,
+    ) -> Result<(), ApiError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.pending);
+        let catalog = std::sync::Arc::clone(catalog);
+        let n = blocking(move || Ok(catalog.upsert_items(items)?)).await?;
+        self.loaded += n as u64;
+        Ok(())
+    }
 }

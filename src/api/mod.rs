@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(catalogs::delete),
         )
         .route("/v1/catalogs/{catalog}/items", post(items::upsert))
+        .route("/v1/catalogs/{catalog}/items:bulk", post(items::bulk))
         .route(
             "/v1/catalogs/{catalog}/items/delete",
             post(items::delete_many),
