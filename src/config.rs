@@ -22,8 +22,11 @@ impl Defaults {
     /// Below this many tombstones a rebuild is never worth it.
     pub const REBUILD_MIN_TOMBSTONES: usize = 1_000;
     /// Filters matching at most this many items are answered by an exact
-    /// scan instead of the graph. See ARCHITECTURE.md, "The filter planner".
-    pub const EXACT_SCAN_THRESHOLD: usize = 4_096;
+    /// scan instead of the graph. Measured crossover at 384-d f32 on the
+    /// 2-core machine (BENCHMARKS.md, planner): exact 0.83 ms vs graph
+    /// 1.22 ms at 2,000 matches, 1.14 ms vs 0.85 ms at 4,000. See
+    /// ARCHITECTURE.md, "The filter planner".
+    pub const EXACT_SCAN_THRESHOLD: usize = 3_000;
     /// A catalog snapshots its index once this many item changes have
     /// accumulated since the last snapshot (0: only at shutdown, after
     /// rebuilds and after loads)...
@@ -222,7 +225,7 @@ pub struct ServeArgs {
     /// Minimum number of dead graph points before a rebuild is considered [default: 1000].
     #[arg(long, env = "RECSTORE_REBUILD_MIN_TOMBSTONES")]
     pub rebuild_min_tombstones: Option<usize>,
-    /// Filters matching at most this many items use an exact scan [default: 4096].
+    /// Filters matching at most this many items use an exact scan [default: 3000].
     #[arg(long, env = "RECSTORE_EXACT_SCAN_THRESHOLD")]
     pub exact_scan_threshold: Option<usize>,
     /// Item changes after which the index is snapshotted; 0 = only at shutdown and after rebuilds [default: 10000].

@@ -28,7 +28,13 @@ fn serve_main(args: recstore::config::ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings))
+    let served = runtime.block_on(serve(settings));
+    // The store is flushed and closed by now. What may still run on the
+    // blocking pool is derived work (a catalog index still being built at
+    // start): dropping the runtime would wait for it, so a SIGTERM during a
+    // long start would hang. Give it a moment, then leave.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    served
 }
 
 /// `recstore load`: 0 all loaded, 2 loaded with rejects, 1 nothing changed.

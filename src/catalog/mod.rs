@@ -35,9 +35,6 @@ use crate::storage::{wait_durable, Batch, Store};
 use model::{CatalogConfig, CatalogName, Item, User};
 use sequencer::Sequencer;
 
-/// Samples [`IndexState::check_graph`] takes of a loaded snapshot.
-const GRAPH_CHECK_SAMPLES: usize = 16;
-
 /// Counts shown by `GET /v1/catalogs/{catalog}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogCounts {
@@ -531,11 +528,35 @@ fn open_from_snapshot(
     settings: IndexSettings,
     watermark: u64,
 ) -> Result<FromSnapshot> {
-    let loaded = match snapshots.read(id, watermark, &config, &settings.hnsw) {
+    let started = Instant::now();
+    // Reading the snapshot (checksums, hnsw_rs's reload: one core) and
+    // scanning the store are independent: do them at the same time.
+    let (loaded, scanned) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let t = Instant::now();
+            (
+                snapshots.read(id, watermark, &config, &settings.hnsw),
+                t.elapsed(),
+            )
+        });
+        let t = Instant::now();
+        let scanned = store.changes_after(id, watermark).and_then(|changes| {
+            let mut items = Vec::new();
+            store.for_each_item(id, &config, |item| items.push(item))?;
+            Ok((changes, items))
+        });
+        let scan_time = t.elapsed();
+        let (loaded, read_time) = reader.join().expect("the snapshot reader does not panic");
+        (
+            loaded.map(|l| (l, read_time)),
+            scanned.map(|s| (s, scan_time)),
+        )
+    });
+    let ((changes, items), scan_time) = scanned?;
+    let (loaded, read_time) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return Ok(Err(e.0)),
     };
-    let changes = store.changes_after(id, watermark)?;
     let changed: HashSet<&str> = changes.ids.iter().map(String::as_str).collect();
     let mut slot_of: std::collections::HashMap<&str, u32> = loaded
         .slots
@@ -546,7 +567,7 @@ fn open_from_snapshot(
     let mut placed = Vec::with_capacity(slot_of.len());
     let mut replay = Vec::new();
     let mut unknown: Option<String> = None;
-    store.for_each_item(id, &config, |item| {
+    for item in items {
         if changed.contains(item.id.as_str()) {
             replay.push(item);
         } else {
@@ -557,7 +578,7 @@ fn open_from_snapshot(
                 }
             }
         }
-    })?;
+    }
     if let Some(item) = unknown {
         return Ok(Err(format!(
             "item {item:?} is stored, unchanged since the snapshot, but not in it"
@@ -569,15 +590,30 @@ fn open_from_snapshot(
         )));
     }
     let slots = loaded.slots.len();
+    let t = Instant::now();
     let mut state = IndexState::from_parts(config, settings, loaded.graph, slots, placed);
-    if let Err(reason) = state.check_graph(GRAPH_CHECK_SAMPLES) {
+    let build_time = t.elapsed();
+    let t = Instant::now();
+    if let Err(reason) = state.check_graph() {
         return Ok(Err(reason));
     }
+    let check_time = t.elapsed();
     let replayed = changes.ids.len() as u64;
+    let t = Instant::now();
     if !replay.is_empty() {
         let prepared = state.prepare_upsert(replay);
         state.graph().insert(&prepared.new_points());
         state.publish_upsert(prepared);
     }
+    tracing::info!(
+        catalog_id = id,
+        read_snapshot = read_time.as_secs_f64(),
+        scan_store = scan_time.as_secs_f64(),
+        build_index = build_time.as_secs_f64(),
+        check_graph = check_time.as_secs_f64(),
+        replay = t.elapsed().as_secs_f64(),
+        total = started.elapsed().as_secs_f64(),
+        "snapshot load phases (seconds; the read and the scan overlap)"
+    );
     Ok(Ok((state, replayed, changes.last_change)))
 }

@@ -112,6 +112,24 @@ impl Graph {
         }
     }
 
+    /// Calls `f` with every point's slot and vector (as f32), in no
+    /// particular order. Holds hnsw_rs's point lock: not for use while
+    /// points are being inserted.
+    pub fn for_each_point(&self, f: &mut dyn FnMut(u32, &[f32])) {
+        fn visit<T: Element>(h: &Hnsw<'static, T, GraphDistance>, f: &mut dyn FnMut(u32, &[f32])) {
+            let mut buf = Vec::new();
+            for point in h.get_point_indexation() {
+                buf.clear();
+                buf.extend(point.get_v().iter().map(|x| x.to_f32()));
+                f(point.get_origin_id() as u32, &buf);
+            }
+        }
+        match self {
+            Graph::F32(h) => visit(h, f),
+            Graph::F16(h) => visit(h, f),
+        }
+    }
+
     /// Points on layer 1 and above (tests check that levels are drawn at
     /// the right scale after a reload).
     pub fn upper_layer_points(&self) -> usize {

@@ -253,41 +253,40 @@ impl IndexState {
             .collect()
     }
 
-    /// Checks that the graph agrees with the vectors: for up to `samples`
-    /// live items spread over the slots, the graph's best candidate for
-    /// the item's own vector scores as well as the item itself (ties with
-    /// duplicates allowed). A graph from a different state fails this.
-    pub fn check_graph(&self, samples: usize) -> Result<(), String> {
-        let live = self.live.len();
-        if live == 0 {
-            return Ok(());
-        }
-        let step = (live / samples.max(1) as u64).max(1);
-        let metric = self.config.metric;
-        for (i, slot) in self.live.iter().enumerate() {
-            if i as u64 % step != 0 {
-                continue;
+    /// Checks that the graph holds exactly the vectors of this state: one
+    /// point per slot, and each live slot's point carries the slot's vector
+    /// bit for bit. A graph of another state (or one whose id map does not
+    /// belong to it) fails; the check reads every point once.
+    pub fn check_graph(&self) -> Result<(), String> {
+        let slots = self.metas.len();
+        let mut seen = RoaringBitmap::new();
+        let mut problem: Option<String> = None;
+        self.graph.for_each_point(&mut |slot, v| {
+            if problem.is_some() {
+                return;
             }
-            let v = self.arena.get(slot);
-            let own = self.arena.score(metric, &v, slot);
-            let found = self.graph.search(&v, 10, self.settings.hnsw.ef_search);
-            let best = found
-                .iter()
-                .filter(|s| (**s as usize) < self.metas.len())
-                .map(|s| self.arena.score(metric, &v, *s))
-                .fold(f32::NEG_INFINITY, f32::max);
-            // NaN-safe: a NaN best fails the check.
-            if best.partial_cmp(&(own - 1e-3 * own.abs().max(1.0))) == Some(Ordering::Less)
-                || best.is_nan()
-            {
-                return Err(format!(
-                    "the graph does not find slot {slot} ({}) for its own vector",
+            if slot as usize >= slots {
+                problem = Some(format!("the graph has a point for slot {slot} of {slots}"));
+            } else if !seen.insert(slot) {
+                problem = Some(format!("the graph has two points for slot {slot}"));
+            } else if self.live.contains(slot) && !self.arena.equals(slot, v) {
+                problem = Some(format!(
+                    "the graph's vector for slot {slot} ({}) is not the stored one",
                     self.metas[slot as usize]
                         .as_ref()
                         .map(|m| &*m.id)
                         .unwrap_or("?")
                 ));
             }
+        });
+        if let Some(problem) = problem {
+            return Err(problem);
+        }
+        if seen.len() as usize != slots {
+            return Err(format!(
+                "the graph has {} points for {slots} slots",
+                seen.len()
+            ));
         }
         Ok(())
     }

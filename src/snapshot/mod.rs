@@ -264,6 +264,7 @@ impl SnapshotDir {
         if names != wanted {
             return Err(SnapshotError(format!("the manifest lists files {names:?}")));
         }
+        let started = std::time::Instant::now();
         for entry in &manifest.files {
             let path = dir.join(&entry.name);
             let (bytes, crc32) = checksum(&path)?;
@@ -276,6 +277,7 @@ impl SnapshotDir {
                 )));
             }
         }
+        let checked = started.elapsed();
         let slots_path = dir.join(SLOTS);
         let body =
             fs::read(&slots_path).map_err(|e| SnapshotError::io("reading", &slots_path, e))?;
@@ -294,8 +296,15 @@ impl SnapshotDir {
                 manifest.slots
             )));
         }
+        let slots_read = started.elapsed();
         let graph =
             Graph::load(&dir, config.vector_type, config.metric, hnsw).map_err(SnapshotError)?;
+        tracing::info!(
+            checksums = checked.as_secs_f64(),
+            slot_table = (slots_read - checked).as_secs_f64(),
+            graph = (started.elapsed() - slots_read).as_secs_f64(),
+            "snapshot read phases (seconds)"
+        );
         if graph.len() != slots.len() {
             return Err(SnapshotError(format!(
                 "the graph has {} points, the slot table {} slots",
@@ -502,7 +511,7 @@ mod tests {
                 .collect();
             let back =
                 IndexState::from_parts(config(vector_type), settings, loaded.graph, 1500, placed);
-            back.check_graph(16).unwrap();
+            back.check_graph().unwrap();
             for q in 0..20 {
                 let query: Vec<f32> = (0..8).map(|_| rng.next()).collect();
                 let ids = |s: &IndexState| -> Vec<String> {
@@ -570,6 +579,39 @@ mod tests {
             (100..=300).contains(&promoted),
             "{promoted} of 3000 new points above layer 0"
         );
+    }
+
+    /// A graph that belongs to other vectors (same ids and slots) fails
+    /// the check a loaded snapshot must pass.
+    #[test]
+    fn a_graph_of_other_vectors_fails_the_check() {
+        let settings = IndexSettings::default();
+        let mut rng = Rng(3);
+        let ours = IndexState::build(
+            config(VectorType::F32),
+            settings,
+            items(0, 800, 8, &mut rng),
+        );
+        let theirs = IndexState::build(
+            config(VectorType::F32),
+            settings,
+            items(0, 800, 8, &mut rng),
+        );
+        let placed = ours
+            .items()
+            .into_iter()
+            .map(|item| (ours.get(&item.id).unwrap().slot, item))
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::new(tmp.path());
+        snapshot_of(&dir, &theirs, 1);
+        let graph = dir
+            .read(1, 1, &config(VectorType::F32), &settings.hnsw)
+            .unwrap()
+            .graph;
+        let mixed = IndexState::from_parts(config(VectorType::F32), settings, graph, 800, placed);
+        let err = mixed.check_graph().unwrap_err();
+        assert!(err.contains("is not the stored one"), "{err}");
     }
 
     #[test]

@@ -713,3 +713,78 @@ async fn items_bulk_streams_ndjson_and_reports_bad_lines() {
     assert_eq!(missing.status(), 404);
     server.stop().await;
 }
+
+/// `--users` loads users the same way: NDJSON of the API's users, or a CSV
+/// whose extra columns become attributes; items are left as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_load_from_ndjson_and_csv() {
+    let p = fixtures::superstore();
+    let files = tempfile::tempdir().unwrap();
+    let items = files.path().join("items.ndjson");
+    write_lines(&items, (0..50).map(|i| p[i].to_item(i).to_string()));
+    let users = files.path().join("users.ndjson");
+    write_lines(
+        &users,
+        (0..30).map(|i| {
+            json!({"id": format!("u{i}"), "vector": p[i].vector, "attributes": {"segment": if i % 2 == 0 {"b2b"} else {"b2c"}}})
+                .to_string()
+        }),
+    );
+    let csv = files.path().join("more_users.csv");
+    write_lines(
+        &csv,
+        [
+            "id,segment,city".to_string(),
+            "u100,b2c,Lyon".into(),
+            "u101,,Oslo".into(),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    load_ok(
+        d,
+        &[
+            "--catalog",
+            "store",
+            "--create",
+            "--dimension",
+            "384",
+            "--metric",
+            "cosine",
+            items.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let summary = load_ok(
+        d,
+        &[
+            "--catalog",
+            "store",
+            "--users",
+            users.to_str().unwrap(),
+            csv.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(summary["kind"], "users");
+    assert_eq!(summary["loaded"], 32, "{summary}");
+    assert_eq!(summary["catalog_users"], 32);
+    assert_eq!(summary["catalog_items"], 50);
+    let server = serve_loaded(d, "store", 50).await;
+    let u3 = server.api.get_ok("/v1/catalogs/store/users/u3").await;
+    assert_eq!(u3["attributes"], json!({"segment": "b2c"}));
+    let stored: Vec<f32> = serde_json::from_value(u3["vector"].clone()).unwrap();
+    let norm: f32 = p[3].vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    for (a, b) in stored.iter().zip(&p[3].vector) {
+        assert!((a - b / norm).abs() < 1e-5);
+    }
+    let u101 = server.api.get_ok("/v1/catalogs/store/users/u101").await;
+    assert_eq!(u101["vector"], Value::Null);
+    assert_eq!(u101["attributes"], json!({"city": "Oslo"}));
+    let hits = server
+        .api
+        .search("store", json!({"vector": p[7].vector, "k": 1}))
+        .await;
+    assert_eq!(hits[0]["id"], p[7].id);
+    server.stop().await;
+}
