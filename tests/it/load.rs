@@ -292,6 +292,77 @@ async fn superstore_loads_from_fvecs_with_its_csv_and_from_ndjson() {
     }
     server.stop().await;
 
+    // The same catalog from .npy + the CSV, and from one CSV with the
+    // vectors in a column: the same attributes, the same answers.
+    let npy = files.path().join("embeddings.npy");
+    write_npy(&npy, &vectors);
+    let with_vectors = files.path().join("products_with_vectors.csv");
+    {
+        let mut reader = csv::Reader::from_path(&products).unwrap();
+        let mut writer = csv::Writer::from_path(&with_vectors).unwrap();
+        writer
+            .write_record(["id", "name", "category", "sub_category", "price", "vector"])
+            .unwrap();
+        for (row, v) in reader.records().zip(&vectors) {
+            let row = row.unwrap();
+            let cells: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+            let joined = cells.join(" ");
+            writer
+                .write_record([&row[0], &row[1], &row[2], &row[3], &row[4], joined.as_str()])
+                .unwrap();
+        }
+        writer.flush().unwrap();
+    }
+    let inputs: [Vec<&str>; 2] = [
+        vec![npy.to_str().unwrap(), "--meta", products.to_str().unwrap()],
+        vec![with_vectors.to_str().unwrap()],
+    ];
+    for input in inputs {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--catalog",
+            "store",
+            "--create",
+            "--dimension",
+            "384",
+            "--metric",
+            "cosine",
+        ];
+        args.extend(&input);
+        load_ok(dir.path(), &args).await;
+        let server = serve_loaded(dir.path(), "store", 1862).await;
+        for i in (0..p.len()).step_by(131) {
+            let item = server
+                .api
+                .get_ok(&format!("/v1/catalogs/store/items/{}", p[i].id))
+                .await;
+            assert_eq!(
+                item["attributes"],
+                json!({"name": p[i].name, "sub_category": p[i].category}),
+                "{input:?} row {i}"
+            );
+            let hits = server
+                .api
+                .post_ok(
+                    "/v1/catalogs/store/recommend/similar",
+                    json!({"item_id": p[i].id, "k": 10}),
+                )
+                .await;
+            let scores: Vec<f32> = hits["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["score"].as_f64().unwrap() as f32)
+                .collect();
+            let exact = brute_force_scores(Metric::Cosine, &vectors, &vectors[i], 10, |j| j != i);
+            assert!(
+                recall(&scores, &exact) >= 0.9,
+                "{input:?} similar to row {i}"
+            );
+        }
+        server.stop().await;
+    }
+
     // NDJSON of the API's own items: every attribute comes back as sent.
     let dir = tempfile::tempdir().unwrap();
     load_ok(

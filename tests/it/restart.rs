@@ -588,3 +588,57 @@ async fn snapshots_are_taken_periodically_as_writes_accumulate() {
     assert!(!snapshot_dirs(dir.path()).is_empty());
     server.stop().await;
 }
+
+/// A background rebuild renumbers the slots, so it publishes a fresh
+/// snapshot of its own (here periodic snapshots are off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_rebuild_writes_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |s| {
+        s.index.snapshot_min_changes = 0;
+        s.index.rebuild_min_tombstones = 100;
+    })
+    .await;
+    fixtures::load_superstore(&server.api, "store").await;
+    assert_eq!(
+        index_info(&server.api).await["snapshot_watermark"],
+        Value::Null
+    );
+    let p = fixtures::superstore();
+    let moved: Vec<Value> = (0..p.len())
+        .step_by(3)
+        .map(|i| {
+            let mut item = p[i].to_item(i);
+            item["vector"] = json!(p[(i + 1) % p.len()].vector);
+            item
+        })
+        .collect();
+    server.api.upsert_items("store", &moved).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let catalog = server.api.get_ok("/v1/catalogs/store").await;
+        if catalog["counts"]["rebuilds"].as_u64() >= Some(1)
+            && catalog["index"]["snapshot_watermark"].is_u64()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot after a rebuild: {catalog}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let info = index_info(&server.api).await;
+    assert_eq!(info["source"], "snapshot", "{info}");
+    let hits = server
+        .api
+        .search("store", json!({"vector": p[1].vector, "k": 5}))
+        .await;
+    assert!(
+        crate::support::ids(&hits).contains(&p[0].id),
+        "item 0 moved to vector 1"
+    );
+    server.stop().await;
+}
