@@ -177,7 +177,11 @@ impl SnapshotDir {
         graph: &Graph,
         slots: &[Option<Arc<str>>],
     ) -> Result<Written> {
-        graph.dump(dir).map_err(SnapshotError)?;
+        // hnsw_rs cannot dump a graph without points (no entry point): an
+        // empty catalog's snapshot is the slot table alone.
+        if !slots.is_empty() {
+            graph.dump(dir).map_err(SnapshotError)?;
+        }
         let ids: Vec<Option<&str>> = slots.iter().map(|s| s.as_deref()).collect();
         let mut body = vec![FORMAT_VERSION];
         bincode::serde::encode_into_std_write(&ids, &mut body, bincode::config::standard())
@@ -186,7 +190,7 @@ impl SnapshotDir {
         fs::write(&slots_path, &body).map_err(|e| SnapshotError::io("writing", &slots_path, e))?;
         let mut files = Vec::new();
         let mut total = 0;
-        for name in DUMP_FILES.iter().copied().chain([SLOTS]) {
+        for name in files_of(slots.len() as u64) {
             let path = dir.join(name);
             let (bytes, crc32) = checksum(&path)?;
             sync_file(&path)?;
@@ -259,7 +263,7 @@ impl SnapshotDir {
         }
         let mut names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
         names.sort_unstable();
-        let mut wanted: Vec<&str> = DUMP_FILES.iter().copied().chain([SLOTS]).collect();
+        let mut wanted: Vec<&str> = files_of(manifest.slots);
         wanted.sort_unstable();
         if names != wanted {
             return Err(SnapshotError(format!("the manifest lists files {names:?}")));
@@ -297,8 +301,11 @@ impl SnapshotDir {
             )));
         }
         let slots_read = started.elapsed();
-        let graph =
-            Graph::load(&dir, config.vector_type, config.metric, hnsw).map_err(SnapshotError)?;
+        let graph = if slots.is_empty() {
+            Graph::new(config.vector_type, config.metric, hnsw, 0)
+        } else {
+            Graph::load(&dir, config.vector_type, config.metric, hnsw).map_err(SnapshotError)?
+        };
         tracing::info!(
             checksums = checked.as_secs_f64(),
             slot_table = (slots_read - checked).as_secs_f64(),
@@ -360,6 +367,15 @@ impl SnapshotDir {
                 }
             }
         }
+    }
+}
+
+/// The files a snapshot of `slots` slots consists of.
+fn files_of(slots: u64) -> Vec<&'static str> {
+    if slots == 0 {
+        vec![SLOTS]
+    } else {
+        DUMP_FILES.iter().copied().chain([SLOTS]).collect()
     }
 }
 
@@ -579,6 +595,31 @@ mod tests {
             (100..=300).contains(&promoted),
             "{promoted} of 3000 new points above layer 0"
         );
+    }
+
+    /// An empty catalog (all items deleted, or none loaded) snapshots and
+    /// loads too: hnsw_rs cannot dump a graph without points.
+    #[test]
+    fn an_empty_index_snapshots_and_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::new(tmp.path());
+        let settings = IndexSettings::default();
+        let mut rng = Rng(5);
+        let mut state = IndexState::build(config(VectorType::F16), settings, vec![]);
+        snapshot_of(&dir, &state, 1);
+        let loaded = dir
+            .read(1, 1, &config(VectorType::F16), &settings.hnsw)
+            .unwrap();
+        assert!(loaded.slots.is_empty() && loaded.graph.is_empty());
+        // Items added to a reloaded empty graph are found.
+        state = IndexState::from_parts(config(VectorType::F16), settings, loaded.graph, 0, vec![]);
+        let new = items(0, 50, 8, &mut rng);
+        let query = new[7].vector.clone();
+        let prepared = state.prepare_upsert(new);
+        state.graph().insert(&prepared.new_points());
+        state.publish_upsert(prepared);
+        let (hits, _) = state.search(&query, 1, &Filter::default(), &[]);
+        assert_eq!(&*hits[0].meta.id, "item-7");
     }
 
     /// A graph that belongs to other vectors (same ids and slots) fails
