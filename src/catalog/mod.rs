@@ -66,6 +66,9 @@ pub enum IndexSource {
 /// snapshot cannot be used.
 type FromSnapshot = std::result::Result<(IndexState, u64, Option<u64>), String>;
 
+/// `published_watermark` before any snapshot.
+const NO_SNAPSHOT: u64 = u64::MAX;
+
 /// The last snapshot taken (or loaded), guarded by the snapshot lock.
 struct SnapshotStatus {
     watermark: Option<u64>,
@@ -89,6 +92,9 @@ pub struct Catalog {
     open_seconds: f64,
     /// Held while a snapshot is taken (one at a time).
     snapshot_status: Mutex<SnapshotStatus>,
+    /// The newest snapshot's watermark, readable while a snapshot runs
+    /// (`NO_SNAPSHOT` when there is none).
+    published_watermark: AtomicU64,
     changes_since_snapshot: AtomicU64,
 }
 
@@ -173,6 +179,7 @@ impl Catalog {
             snapshots,
             source,
             open_seconds,
+            published_watermark: AtomicU64::new(snapshot_watermark.unwrap_or(NO_SNAPSHOT)),
             snapshot_status: Mutex::new(SnapshotStatus {
                 watermark: snapshot_watermark,
                 at: Instant::now(),
@@ -237,6 +244,7 @@ impl Catalog {
         self.snapshots.prune(self.id, Some(watermark));
         self.changes_since_snapshot
             .fetch_sub(pending, Ordering::AcqRel);
+        self.published_watermark.store(watermark, Ordering::Release);
         *status = SnapshotStatus {
             watermark: Some(watermark),
             at: Instant::now(),
@@ -285,11 +293,9 @@ impl Catalog {
     }
 
     pub fn counts(&self) -> CatalogCounts {
-        // A running snapshot holds the status lock; report what was last
-        // published rather than wait for it.
-        let snapshot_watermark = match self.snapshot_status.try_lock() {
-            Some(status) => status.watermark,
-            None => None,
+        let snapshot_watermark = match self.published_watermark.load(Ordering::Acquire) {
+            NO_SNAPSHOT => None,
+            w => Some(w),
         };
         CatalogCounts {
             index: self.state.read().counts(),
