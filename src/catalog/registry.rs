@@ -94,14 +94,25 @@ impl Catalogs {
             })
             .collect();
         for (name, record) in loading {
-            let opened = Catalog::open(
-                Arc::clone(&self.store),
-                self.snapshots.clone(),
-                name.clone(),
-                record.id,
-                record.config,
-                self.settings,
-            );
+            // A bug while opening one catalog (a panic in a dependency)
+            // fails that catalog, visibly, instead of leaving it loading
+            // forever.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Catalog::open(
+                    Arc::clone(&self.store),
+                    self.snapshots.clone(),
+                    name.clone(),
+                    record.id,
+                    record.config,
+                    self.settings,
+                )
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::Corruption {
+                    what: format!("catalog {name}"),
+                    reason: "opening the catalog panicked (see the log)".into(),
+                })
+            });
             let mut entries = self.entries.write();
             // The catalog may have been deleted (or re-created) meanwhile.
             let still_same =

@@ -116,6 +116,11 @@ impl Graph {
     /// particular order. Holds hnsw_rs's point lock: not for use while
     /// points are being inserted.
     pub fn for_each_point(&self, f: &mut dyn FnMut(u32, &[f32])) {
+        // hnsw_rs's point iterator unwraps the entry point, which an empty
+        // graph does not have.
+        if self.is_empty() {
+            return;
+        }
         fn visit<T: Element>(h: &Hnsw<'static, T, GraphDistance>, f: &mut dyn FnMut(u32, &[f32])) {
             let mut buf = Vec::new();
             for point in h.get_point_indexation() {

@@ -613,6 +613,7 @@ mod tests {
         assert!(loaded.slots.is_empty() && loaded.graph.is_empty());
         // Items added to a reloaded empty graph are found.
         state = IndexState::from_parts(config(VectorType::F16), settings, loaded.graph, 0, vec![]);
+        state.check_graph().unwrap();
         let new = items(0, 50, 8, &mut rng);
         let query = new[7].vector.clone();
         let prepared = state.prepare_upsert(new);
