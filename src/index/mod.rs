@@ -197,13 +197,15 @@ impl IndexState {
         items: Vec<Item>,
         progress: &mut dyn FnMut(u64),
     ) -> IndexState {
-        /// Points per progress report; each chunk is inserted on all cores.
-        const CHUNK: usize = 20_000;
+        // About a hundred progress reports, each chunk inserted on all
+        // cores; chunks stay large enough that the threads' start-up per
+        // chunk does not show.
+        let chunk = (items.len() / 100).clamp(1_000, 20_000);
         let mut state = IndexState::new(config, settings, items.len());
         let prepared = state.prepare_upsert(items);
         {
             let points = prepared.new_points();
-            for chunk in points.chunks(CHUNK) {
+            for chunk in points.chunks(chunk) {
                 state.graph.insert(chunk);
                 progress(chunk.len() as u64);
             }
