@@ -5,6 +5,7 @@
 
 pub mod catalogs;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod items;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/catalogs/{catalog}/users/{id}",
             get(users::get).delete(users::delete),
         )
+        .route("/v1/catalogs/{catalog}/events", post(events::post))
         .route("/v1/catalogs/{catalog}/search", post(search::search))
         .route(
             "/v1/catalogs/{catalog}/recommend/similar",

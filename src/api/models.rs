@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::catalog::model::{check_id, check_price, CatalogConfig, Item, Metric, User, VectorType};
+use crate::catalog::model::{
+    check_id, check_price, CatalogConfig, Event, EventKind, Item, Metric, User, VectorType,
+};
 use crate::error::{Error, Result};
 use crate::index::filter::{
     Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition,
@@ -648,4 +650,108 @@ impl HitsResponse {
                 .collect(),
         }
     }
+}
+
+/// An event's `type`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKindWire {
+    View,
+    Click,
+    AddToCart,
+    Purchase,
+}
+
+/// An event in `POST /events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventWire {
+    pub user_id: String,
+    pub item_id: String,
+    #[serde(rename = "type")]
+    pub kind: EventKindWire,
+    /// RFC 3339; defaults to the time the request is received.
+    pub timestamp: Option<String>,
+    pub session_id: Option<String>,
+    pub order_id: Option<String>,
+    pub quantity: Option<u32>,
+    pub price: Option<f64>,
+    pub event_id: Option<String>,
+    pub recommendation_id: Option<String>,
+}
+
+/// Most units one event may carry.
+const MAX_QUANTITY: u32 = 1_000_000;
+
+impl EventWire {
+    /// Validates the event as element `index` of a batch; `now_ms` is the
+    /// default timestamp.
+    pub fn into_event(self, index: usize, now_ms: i64) -> Result<Event> {
+        let at = |f: &str| format!("events[{index}].{f}");
+        check_id(&at("user_id"), &self.user_id)?;
+        check_id(&at("item_id"), &self.item_id)?;
+        for (name, value) in [
+            ("session_id", &self.session_id),
+            ("order_id", &self.order_id),
+            ("event_id", &self.event_id),
+            ("recommendation_id", &self.recommendation_id),
+        ] {
+            if let Some(v) = value {
+                check_id(&at(name), v)?;
+            }
+        }
+        let timestamp_ms = match &self.timestamp {
+            None => now_ms,
+            Some(raw) => {
+                let parsed = time::OffsetDateTime::parse(
+                    raw,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| {
+                    Error::invalid(
+                        at("timestamp"),
+                        format!(
+                            "{raw:?} is not an RFC 3339 time such as 2026-11-24T10:00:00Z: {e}"
+                        ),
+                    )
+                })?;
+                (parsed.unix_timestamp_nanos() / 1_000_000) as i64
+            }
+        };
+        let quantity = self.quantity.unwrap_or(1);
+        if quantity == 0 || quantity > MAX_QUANTITY {
+            return Err(Error::invalid(
+                at("quantity"),
+                format!("must be in 1..={MAX_QUANTITY}"),
+            ));
+        }
+        let price = self
+            .price
+            .map(|p| check_price(&at("price"), p))
+            .transpose()?;
+        Ok(Event {
+            user_id: self.user_id,
+            item_id: self.item_id,
+            kind: match self.kind {
+                EventKindWire::View => EventKind::View,
+                EventKindWire::Click => EventKind::Click,
+                EventKindWire::AddToCart => EventKind::AddToCart,
+                EventKindWire::Purchase => EventKind::Purchase,
+            },
+            timestamp_ms,
+            session_id: self.session_id,
+            order_id: self.order_id,
+            quantity,
+            price,
+            event_id: self.event_id,
+            recommendation_id: self.recommendation_id,
+        })
+    }
+}
+
+/// `POST /v1/catalogs/{catalog}/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsPost {
+    pub events: Vec<EventWire>,
 }

@@ -32,7 +32,7 @@ use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan};
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
-use model::{CatalogConfig, CatalogName, Item, User};
+use model::{CatalogConfig, CatalogName, Event, Item, User};
 use sequencer::Sequencer;
 
 /// Counts shown by `GET /v1/catalogs/{catalog}`.
@@ -96,6 +96,24 @@ pub struct Catalog {
     /// (`NO_SNAPSHOT` when there is none).
     published_watermark: AtomicU64,
     changes_since_snapshot: AtomicU64,
+    /// Client event ids being written right now: with the stored ones,
+    /// what makes a repeated event a duplicate even under concurrency.
+    events_in_flight: Mutex<HashSet<String>>,
+    /// Source of the unique part of event keys (see `storage::keys`).
+    event_unique: AtomicU64,
+}
+
+/// What [`Catalog::record_events`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsOutcome {
+    pub accepted: usize,
+    /// Events whose `event_id` was already recorded (or repeated in the
+    /// request): not stored again.
+    pub duplicates: usize,
+    /// Item ids the catalog does not hold (the events are kept anyway).
+    pub unknown_items: Vec<String>,
+    /// Users created because an event named them first.
+    pub new_users: Vec<String>,
 }
 
 impl Catalog {
@@ -185,6 +203,15 @@ impl Catalog {
                 at: Instant::now(),
             }),
             changes_since_snapshot: AtomicU64::new(pending),
+            events_in_flight: Mutex::new(HashSet::new()),
+            // Milliseconds at open, shifted: unique across restarts unless
+            // a catalog takes over a million events in one millisecond.
+            event_unique: AtomicU64::new(
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64))
+                    << 20,
+            ),
         })
     }
 
@@ -387,14 +414,19 @@ impl Catalog {
         for user in &users {
             batch.put_user(self.id, &self.config, user);
         }
-        let (ticket, durable) = self.sequencer.submit(&self.store, batch)?;
+        // Submitted under the users lock so that `record_events` never
+        // creates (and overwrites) a user this request is writing.
+        let (ticket, durable) = {
+            let mut known = self.users.lock();
+            let submitted = self.sequencer.submit(&self.store, batch)?;
+            for user in &users {
+                known.insert(user.id.clone());
+            }
+            submitted
+        };
         let committed = wait_durable(durable);
         let _turn = self.sequencer.wait_turn(ticket);
         committed?;
-        let mut known = self.users.lock();
-        for user in users {
-            known.insert(user.id);
-        }
         Ok(n)
     }
 
@@ -417,6 +449,100 @@ impl Catalog {
         committed?;
         self.users.lock().remove(id);
         Ok(())
+    }
+
+    /// Records validated events durably and atomically: events whose
+    /// `event_id` was seen before are skipped, users named for the first
+    /// time are created (without a vector), and item ids the catalog does
+    /// not hold are reported but kept (the item may be indexed later).
+    pub fn record_events(&self, events: Vec<Event>) -> Result<EventsOutcome> {
+        let mut outcome = EventsOutcome::default();
+        let mut claimed = Vec::new();
+        let mut fresh = Vec::with_capacity(events.len());
+        {
+            let mut in_flight = self.events_in_flight.lock();
+            for event in events {
+                if let Some(id) = &event.event_id {
+                    if in_flight.contains(id) || self.store.has_event_id(self.id, id)? {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    in_flight.insert(id.clone());
+                    claimed.push(id.clone());
+                }
+                fresh.push(event);
+            }
+        }
+        // Whatever happens next, the claimed ids are released.
+        let release = ReleaseClaims {
+            set: &self.events_in_flight,
+            ids: claimed,
+        };
+        if fresh.is_empty() {
+            return Ok(outcome);
+        }
+        let mut batch = Batch::new();
+        for event in &fresh {
+            let unique = self.event_unique.fetch_add(1, Ordering::Relaxed);
+            batch.put_event(self.id, event, unique);
+        }
+        // Deciding which users are new and submitting their records happen
+        // under the users lock, as in `upsert_users`: a user written by
+        // another request is either already in the set (not created here)
+        // or committed after this batch (and wins).
+        let mut new_users: Vec<String> = Vec::new();
+        let (ticket, durable) = {
+            let mut users = self.users.lock();
+            for event in &fresh {
+                if !users.contains(&event.user_id) && !new_users.contains(&event.user_id) {
+                    new_users.push(event.user_id.clone());
+                }
+            }
+            for id in &new_users {
+                batch.put_user(
+                    self.id,
+                    &self.config,
+                    &User {
+                        id: id.clone(),
+                        vector: None,
+                        attributes: Default::default(),
+                    },
+                );
+            }
+            let submitted = self.sequencer.submit(&self.store, batch)?;
+            for id in &new_users {
+                users.insert(id.clone());
+            }
+            submitted
+        };
+        let committed = wait_durable(durable);
+        let turn = self.sequencer.wait_turn(ticket);
+        if let Err(e) = committed {
+            let mut users = self.users.lock();
+            for id in &new_users {
+                users.remove(id);
+            }
+            return Err(e);
+        }
+        drop(turn);
+        drop(release);
+        let state = self.state.read();
+        let mut unknown = HashSet::new();
+        for event in &fresh {
+            if state.get(&event.item_id).is_none() && unknown.insert(event.item_id.clone()) {
+                outcome.unknown_items.push(event.item_id.clone());
+            }
+        }
+        outcome.accepted = fresh.len();
+        outcome.new_users = new_users;
+        Ok(outcome)
+    }
+
+    /// Every stored event of the catalog (for tests and tools).
+    pub fn events(&self) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        self.store.for_each_event(self.id, |e| out.push(e))?;
+        Ok(out)
     }
 
     /// Nearest live items to a prepared query vector.
@@ -622,4 +748,19 @@ fn open_from_snapshot(
         "snapshot load phases (seconds; the read and the scan overlap)"
     );
     Ok(Ok((state, replayed, changes.last_change)))
+}
+
+/// Releases claimed event ids when dropped.
+struct ReleaseClaims<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    ids: Vec<String>,
+}
+
+impl Drop for ReleaseClaims<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.lock();
+        for id in &self.ids {
+            set.remove(id);
+        }
+    }
 }

@@ -256,3 +256,41 @@ pub fn check_price(field: &str, price: f64) -> Result<f64> {
     }
     Ok(price)
 }
+
+/// What a shopper did with an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    View,
+    Click,
+    AddToCart,
+    Purchase,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::View => "view",
+            EventKind::Click => "click",
+            EventKind::AddToCart => "add_to_cart",
+            EventKind::Purchase => "purchase",
+        }
+    }
+}
+
+/// One behaviour event, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub user_id: String,
+    pub item_id: String,
+    pub kind: EventKind,
+    /// Milliseconds since the Unix epoch (UTC).
+    pub timestamp_ms: i64,
+    pub session_id: Option<String>,
+    pub order_id: Option<String>,
+    pub quantity: u32,
+    pub price: Option<f64>,
+    /// The client's id for the event; a repeated one is a duplicate.
+    pub event_id: Option<String>,
+    /// The recommendation response the event followed, if any.
+    pub recommendation_id: Option<String>,
+}

@@ -10,7 +10,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::catalog::model::{CatalogConfig, Item, Metric, User, VectorType};
+use crate::catalog::model::{CatalogConfig, Event, EventKind, Item, Metric, User, VectorType};
 use crate::error::{Error, Result};
 
 const VERSION_1: u8 = 1;
@@ -234,6 +234,69 @@ pub fn decode_item(id: &str, bytes: &[u8], config: &CatalogConfig) -> Result<Ite
     })
 }
 
+#[derive(Serialize, Deserialize)]
+struct EventV1 {
+    user_id: String,
+    item_id: String,
+    kind: u8,
+    timestamp_ms: i64,
+    session_id: Option<String>,
+    order_id: Option<String>,
+    quantity: u32,
+    price: Option<f64>,
+    event_id: Option<String>,
+    recommendation_id: Option<String>,
+}
+
+pub fn encode_event(event: &Event) -> Vec<u8> {
+    let v1 = EventV1 {
+        user_id: event.user_id.clone(),
+        item_id: event.item_id.clone(),
+        kind: match event.kind {
+            EventKind::View => 0,
+            EventKind::Click => 1,
+            EventKind::AddToCart => 2,
+            EventKind::Purchase => 3,
+        },
+        timestamp_ms: event.timestamp_ms,
+        session_id: event.session_id.clone(),
+        order_id: event.order_id.clone(),
+        quantity: event.quantity,
+        price: event.price,
+        event_id: event.event_id.clone(),
+        recommendation_id: event.recommendation_id.clone(),
+    };
+    with_version(
+        bincode::serde::encode_to_vec(&v1, bincode_config())
+            .expect("encoding to a Vec cannot fail"),
+    )
+}
+
+pub fn decode_event(bytes: &[u8]) -> Result<Event> {
+    let body = check_version("event", bytes)?;
+    let (v1, _): (EventV1, usize) = bincode::serde::decode_from_slice(body, bincode_config())
+        .map_err(|e| corrupt("event", e.to_string()))?;
+    let kind = match v1.kind {
+        0 => EventKind::View,
+        1 => EventKind::Click,
+        2 => EventKind::AddToCart,
+        3 => EventKind::Purchase,
+        other => return Err(corrupt("event", format!("unknown event kind {other}"))),
+    };
+    Ok(Event {
+        user_id: v1.user_id,
+        item_id: v1.item_id,
+        kind,
+        timestamp_ms: v1.timestamp_ms,
+        session_id: v1.session_id,
+        order_id: v1.order_id,
+        quantity: v1.quantity,
+        price: v1.price,
+        event_id: v1.event_id,
+        recommendation_id: v1.recommendation_id,
+    })
+}
+
 /// A change-log entry: the ids of the items one write touched.
 pub fn encode_change(ids: &[&str]) -> Vec<u8> {
     with_version(
@@ -304,6 +367,27 @@ mod tests {
 
     fn config(vector_type: VectorType) -> CatalogConfig {
         CatalogConfig::new(3, Metric::L2, vector_type, 4).unwrap()
+    }
+
+    #[test]
+    fn events_round_trip_and_damage_is_corruption() {
+        let event = Event {
+            user_id: "u1".into(),
+            item_id: "SKU-1".into(),
+            kind: EventKind::AddToCart,
+            timestamp_ms: -1_234,
+            session_id: Some("s".into()),
+            order_id: None,
+            quantity: 3,
+            price: Some(9.5),
+            event_id: Some("e".into()),
+            recommendation_id: None,
+        };
+        let bytes = encode_event(&event);
+        assert_eq!(decode_event(&bytes).unwrap(), event);
+        for cut in 0..bytes.len() {
+            assert!(decode_event(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     proptest! {

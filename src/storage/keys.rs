@@ -17,8 +17,36 @@ pub const CF_USERS: &str = "users";
 /// happened after the index snapshot; it is trimmed once a snapshot covers it.
 pub const CF_CHANGES: &str = "changes";
 
+/// Column family: catalog id ++ user id (u16 length-prefixed) ++ time
+/// (ms, big-endian, sign-flipped) ++ a unique suffix -> event record, so a
+/// user's events are one contiguous range in time order.
+pub const CF_EVENTS: &str = "events";
+/// Column family: catalog id ++ client event id -> nothing (deduplication).
+pub const CF_EVENT_IDS: &str = "event_ids";
+
 /// Every column family, in the order they are opened.
-pub const ALL_CFS: [&str; 5] = [CF_META, CF_CATALOGS, CF_ITEMS, CF_USERS, CF_CHANGES];
+pub const ALL_CFS: [&str; 7] = [
+    CF_META,
+    CF_CATALOGS,
+    CF_ITEMS,
+    CF_USERS,
+    CF_CHANGES,
+    CF_EVENTS,
+    CF_EVENT_IDS,
+];
+
+/// Key of an event: see [`CF_EVENTS`]. `unique` tells apart events of one
+/// user in the same millisecond.
+pub fn event_key(catalog_id: u32, user_id: &str, timestamp_ms: i64, unique: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + 2 + user_id.len() + 16);
+    key.extend_from_slice(&catalog_id.to_be_bytes());
+    key.extend_from_slice(&(user_id.len() as u16).to_be_bytes());
+    key.extend_from_slice(user_id.as_bytes());
+    // Flipping the sign bit makes big-endian byte order match numeric order.
+    key.extend_from_slice(&((timestamp_ms as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&unique.to_be_bytes());
+    key
+}
 
 /// Key in `meta` of the next catalog id to hand out.
 pub const NEXT_CATALOG_ID: &[u8] = b"next_catalog_id";
@@ -78,6 +106,19 @@ pub fn split_record_key(key: &[u8]) -> Option<(u32, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_keys_group_by_user_and_sort_by_time() {
+        let a = event_key(3, "u1", -5, 0);
+        let b = event_key(3, "u1", 7, 0);
+        let c = event_key(3, "u1", 7, 1);
+        let other = event_key(3, "u10", -100, 0);
+        assert!(a < b && b < c);
+        // A longer user id never interleaves with a shorter one's events.
+        assert!(c < other || other < a);
+        let (from, to) = catalog_range(3);
+        assert!(from <= a && c < to);
+    }
 
     #[test]
     fn record_keys_round_trip_and_sort_by_catalog() {

@@ -17,10 +17,13 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
-use crate::catalog::model::{CatalogConfig, CatalogName, Item, User};
+use crate::catalog::model::{CatalogConfig, CatalogName, Event, Item, User};
 use crate::error::{Error, Result};
 use codec::CatalogRecord;
-use keys::{ALL_CFS, CF_CATALOGS, CF_CHANGES, CF_ITEMS, CF_META, CF_USERS, NEXT_CATALOG_ID};
+use keys::{
+    ALL_CFS, CF_CATALOGS, CF_CHANGES, CF_EVENTS, CF_EVENT_IDS, CF_ITEMS, CF_META, CF_USERS,
+    NEXT_CATALOG_ID,
+};
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -113,6 +116,22 @@ impl Batch {
         });
     }
 
+    /// Stores an event (and its client id, for deduplication).
+    pub fn put_event(&mut self, catalog_id: u32, event: &Event, unique: u64) {
+        self.push(Op::Put {
+            cf: CF_EVENTS,
+            key: keys::event_key(catalog_id, &event.user_id, event.timestamp_ms, unique),
+            value: codec::encode_event(event),
+        });
+        if let Some(event_id) = &event.event_id {
+            self.push(Op::Put {
+                cf: CF_EVENT_IDS,
+                key: keys::record_key(catalog_id, event_id),
+                value: Vec::new(),
+            });
+        }
+    }
+
     /// Records that change number `change` of the catalog touched `ids`
     /// (in the same atomic batch as the change itself).
     pub fn log_change(&mut self, catalog_id: u32, change: u64, ids: &[&str]) {
@@ -152,7 +171,7 @@ impl Batch {
     /// Deletes every record (items, users, change log, watermark) of a
     /// catalog id; its catalog entry is left alone.
     pub fn delete_catalog_records(&mut self, catalog_id: u32) {
-        for cf in [CF_ITEMS, CF_USERS, CF_CHANGES] {
+        for cf in [CF_ITEMS, CF_USERS, CF_CHANGES, CF_EVENTS, CF_EVENT_IDS] {
             let (from, to) = keys::catalog_range(catalog_id);
             self.push(Op::DeleteRange { cf, from, to });
         }
@@ -449,6 +468,35 @@ impl Store {
                 reason: "record key is not utf-8".into(),
             })?;
             f(id, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Whether an event with this client id was stored.
+    pub fn has_event_id(&self, catalog_id: u32, event_id: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(
+                &self.cf(CF_EVENT_IDS),
+                keys::record_key(catalog_id, event_id),
+            )?
+            .is_some())
+    }
+
+    /// Calls `f` for each stored event of the catalog (grouped by user, in
+    /// time order within a user).
+    pub fn for_each_event(&self, catalog_id: u32, mut f: impl FnMut(Event)) -> Result<()> {
+        let (from, to) = keys::catalog_range(catalog_id);
+        let iter = self.db.iterator_cf(
+            &self.cf(CF_EVENTS),
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        for entry in iter {
+            let (key, value) = entry?;
+            if key.as_ref() >= to.as_slice() {
+                break;
+            }
+            f(codec::decode_event(&value)?);
         }
         Ok(())
     }

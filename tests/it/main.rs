@@ -4,6 +4,7 @@
 
 mod config;
 mod errors;
+mod events;
 mod load;
 mod recall;
 mod restart;
