@@ -30,9 +30,10 @@ use crate::config::IndexSettings;
 use crate::error::{Error, Result};
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan};
+use crate::recommend::copurchase::{CoPurchase, PairStats};
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
-use model::{CatalogConfig, CatalogName, Event, Item, User};
+use model::{CatalogConfig, CatalogName, Event, EventKind, Item, User};
 use sequencer::Sequencer;
 
 /// Counts shown by `GET /v1/catalogs/{catalog}`.
@@ -101,6 +102,18 @@ pub struct Catalog {
     events_in_flight: Mutex<HashSet<String>>,
     /// Source of the unique part of event keys (see `storage::keys`).
     event_unique: AtomicU64,
+    /// Bought-together counts, derived from the stored purchase events.
+    copurchase: RwLock<CoPurchase>,
+}
+
+/// The basket a purchase belongs to: its order, else its session, else
+/// whatever its user bought in the same millisecond.
+fn basket_of(event: &Event) -> String {
+    match (&event.order_id, &event.session_id) {
+        (Some(order), _) => format!("o\u{0}{order}"),
+        (None, Some(session)) => format!("s\u{0}{}\u{0}{session}", event.user_id),
+        (None, None) => format!("t\u{0}{}\u{0}{}", event.user_id, event.timestamp_ms),
+    }
 }
 
 /// What [`Catalog::record_events`] did.
@@ -160,6 +173,12 @@ impl Catalog {
                 (state, IndexSource::Rebuilt { reason }, last_change)
             }
         };
+        let mut copurchase = CoPurchase::default();
+        store.for_each_event(id, |event| {
+            if event.kind == EventKind::Purchase {
+                copurchase.add(&basket_of(&event), &event.item_id);
+            }
+        })?;
         let open_seconds = started.elapsed().as_secs_f64();
         match &source {
             IndexSource::Snapshot {
@@ -206,6 +225,7 @@ impl Catalog {
             events_in_flight: Mutex::new(HashSet::new()),
             // Milliseconds at open, shifted: unique across restarts unless
             // a catalog takes over a million events in one millisecond.
+            copurchase: RwLock::new(copurchase),
             event_unique: AtomicU64::new(
                 (std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -524,6 +544,13 @@ impl Catalog {
             }
             return Err(e);
         }
+        {
+            // Applied in commit order (under the turn), like the index.
+            let mut copurchase = self.copurchase.write();
+            for event in fresh.iter().filter(|e| e.kind == EventKind::Purchase) {
+                copurchase.add(&basket_of(event), &event.item_id);
+            }
+        }
         drop(turn);
         drop(release);
         let state = self.state.read();
@@ -536,6 +563,14 @@ impl Catalog {
         outcome.accepted = fresh.len();
         outcome.new_users = new_users;
         Ok(outcome)
+    }
+
+    /// Items bought together with `item`, with the statistics of
+    /// `item -> partner`, most baskets first (ties by id).
+    pub fn bought_together(&self, item: &str) -> Vec<(Arc<str>, PairStats)> {
+        let mut partners = self.copurchase.read().partners(item);
+        partners.sort_by(|a, b| b.1.together.cmp(&a.1.together).then_with(|| a.0.cmp(&b.0)));
+        partners
     }
 
     /// Every stored event of the catalog (for tests and tools).
@@ -762,5 +797,75 @@ impl Drop for ReleaseClaims<'_> {
         for id in &self.ids {
             set.remove(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::model::{Metric, VectorType};
+
+    fn purchase(user: &str, item: &str, order: Option<&str>, at: i64) -> Event {
+        Event {
+            user_id: user.into(),
+            item_id: item.into(),
+            kind: EventKind::Purchase,
+            timestamp_ms: at,
+            session_id: None,
+            order_id: order.map(String::from),
+            quantity: 1,
+            price: None,
+            event_id: None,
+            recommendation_id: None,
+        }
+    }
+
+    /// Bought-together counts follow recorded purchases (views do not
+    /// count) and are rebuilt from the stored events when reopened.
+    #[test]
+    fn copurchase_counts_follow_events_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CatalogConfig::new(2, Metric::L2, VectorType::F32, 4).unwrap();
+        let open = |store: &Arc<Store>| {
+            Catalog::open(
+                Arc::clone(store),
+                SnapshotDir::new(dir.path()),
+                CatalogName::parse("c").unwrap(),
+                1,
+                config,
+                IndexSettings::default(),
+            )
+            .unwrap()
+        };
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let catalog = open(&store);
+        let mut view = purchase("u1", "c", Some("o1"), 5);
+        view.kind = EventKind::View;
+        catalog
+            .record_events(vec![
+                purchase("u1", "a", Some("o1"), 1),
+                purchase("u1", "b", Some("o1"), 1),
+                purchase("u2", "a", Some("o2"), 2),
+                purchase("u2", "b", None, 2),
+                purchase("u3", "b", None, 3),
+                view,
+            ])
+            .unwrap();
+        let check = |c: &Catalog| {
+            let partners = c.bought_together("a");
+            assert_eq!(partners.len(), 1);
+            assert_eq!(&*partners[0].0, "b");
+            let s = partners[0].1;
+            // Baskets: o1 {a, b}, o2 {a}, u2@2 {b}, u3@3 {b}.
+            assert_eq!(s.together, 1);
+            assert!((s.support - 0.25).abs() < 1e-12);
+            assert!((s.confidence - 0.5).abs() < 1e-12);
+            assert!((s.lift - 0.5 / 0.75).abs() < 1e-12);
+        };
+        check(&catalog);
+        drop(catalog);
+        drop(store);
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        check(&open(&store));
     }
 }

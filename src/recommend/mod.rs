@@ -4,5 +4,6 @@
 //!
 //! Must not: write anything, or know about HTTP.
 
+pub mod copurchase;
 pub mod similar;
 pub mod upsell;
