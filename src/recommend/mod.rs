@@ -5,5 +5,6 @@
 //! Must not: write anything, or know about HTTP.
 
 pub mod copurchase;
+pub mod popularity;
 pub mod similar;
 pub mod upsell;
