@@ -477,7 +477,11 @@ impl Catalog {
     /// not hold are reported but kept (the item may be indexed later).
     pub fn record_events(&self, events: Vec<Event>) -> Result<EventsOutcome> {
         let mut outcome = EventsOutcome::default();
-        let mut claimed = Vec::new();
+        // Claimed ids are released whatever happens next, errors included.
+        let mut release = ReleaseClaims {
+            set: &self.events_in_flight,
+            ids: Vec::new(),
+        };
         let mut fresh = Vec::with_capacity(events.len());
         {
             let mut in_flight = self.events_in_flight.lock();
@@ -488,16 +492,11 @@ impl Catalog {
                         continue;
                     }
                     in_flight.insert(id.clone());
-                    claimed.push(id.clone());
+                    release.ids.push(id.clone());
                 }
                 fresh.push(event);
             }
         }
-        // Whatever happens next, the claimed ids are released.
-        let release = ReleaseClaims {
-            set: &self.events_in_flight,
-            ids: claimed,
-        };
         if fresh.is_empty() {
             return Ok(outcome);
         }
