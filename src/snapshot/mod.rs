@@ -484,6 +484,15 @@ mod tests {
             .collect()
     }
 
+    /// Every live item with its slot, as a snapshot load places them.
+    fn placed_of(state: &IndexState) -> Vec<(u32, Item)> {
+        state
+            .items()
+            .into_iter()
+            .map(|item| (state.get(&item.id).unwrap().slot, item))
+            .collect()
+    }
+
     fn config(vector_type: VectorType) -> CatalogConfig {
         CatalogConfig::new(8, Metric::L2, vector_type, 4).unwrap()
     }
@@ -520,11 +529,7 @@ mod tests {
             assert_eq!(loaded.slots.len(), 1500);
             assert_eq!(loaded.slots[3], None);
             assert_eq!(loaded.slots[4].as_deref(), Some("item-4"));
-            let placed = state
-                .items()
-                .into_iter()
-                .map(|item| (state.get(&item.id).unwrap().slot, item))
-                .collect();
+            let placed = placed_of(&state);
             let back =
                 IndexState::from_parts(config(vector_type), settings, loaded.graph, 1500, placed);
             back.check_graph().unwrap();
@@ -569,11 +574,7 @@ mod tests {
                 "round {round}: reloaded scale {} instead of {expected}",
                 loaded.graph.level_scale()
             );
-            let placed = current
-                .items()
-                .into_iter()
-                .map(|item| (current.get(&item.id).unwrap().slot, item))
-                .collect();
+            let placed = placed_of(&current);
             let slots = current.counts().graph_points as usize;
             current = IndexState::from_parts(
                 config(VectorType::F32),
@@ -639,11 +640,7 @@ mod tests {
             settings,
             items(0, 800, 8, &mut rng),
         );
-        let placed = ours
-            .items()
-            .into_iter()
-            .map(|item| (ours.get(&item.id).unwrap().slot, item))
-            .collect();
+        let placed = placed_of(&ours);
         let tmp = tempfile::tempdir().unwrap();
         let dir = SnapshotDir::new(tmp.path());
         snapshot_of(&dir, &theirs, 1);

@@ -419,6 +419,22 @@ fn snapshot_dirs(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Polls `GET /v1/catalogs/store` until `done` holds (at most 60 s).
+async fn wait_for_catalog(api: &Api, what: &str, done: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let catalog = api.get_ok("/v1/catalogs/store").await;
+        if done(&catalog) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited in vain for {what}: {catalog}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn index_info(api: &Api) -> Value {
     api.get_ok("/v1/catalogs/store").await["index"].clone()
 }
@@ -574,17 +590,11 @@ async fn snapshots_are_taken_periodically_as_writes_accumulate() {
     })
     .await;
     fixtures::load_superstore(&server.api, "store").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info = index_info(&server.api).await;
-        if info["snapshot_watermark"].is_u64()
-            && info["changes_since_snapshot"].as_u64() < Some(300)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no periodic snapshot: {info}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_catalog(&server.api, "a periodic snapshot", |c| {
+        c["index"]["snapshot_watermark"].is_u64()
+            && c["index"]["changes_since_snapshot"].as_u64() < Some(300)
+    })
+    .await;
     assert!(!snapshot_dirs(dir.path()).is_empty());
     server.stop().await;
 }
@@ -614,20 +624,10 @@ async fn a_background_rebuild_writes_a_snapshot() {
         })
         .collect();
     server.api.upsert_items("store", &moved).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let catalog = server.api.get_ok("/v1/catalogs/store").await;
-        if catalog["counts"]["rebuilds"].as_u64() >= Some(1)
-            && catalog["index"]["snapshot_watermark"].is_u64()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot after a rebuild: {catalog}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_catalog(&server.api, "a snapshot after a rebuild", |c| {
+        c["counts"]["rebuilds"].as_u64() >= Some(1) && c["index"]["snapshot_watermark"].is_u64()
+    })
+    .await;
     server.stop().await;
     let server = TestServer::start_in(dir.path(), |_| {}).await;
     let info = index_info(&server.api).await;
