@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::EventsPost;
-use crate::api::{blocking, AppState};
+use crate::api::{blocking, now_ms, AppState};
 use crate::catalog::model::Event;
 
 /// `POST /events`: validates the whole batch, then stores it atomically
@@ -34,10 +34,4 @@ pub async fn post(
         "unknown_items": outcome.unknown_items,
         "new_users": outcome.new_users,
     })))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

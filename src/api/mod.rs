@@ -12,6 +12,7 @@ pub mod items;
 pub mod models;
 pub mod recommend;
 pub mod search;
+pub mod settings;
 pub mod users;
 
 use std::sync::Arc;
@@ -48,6 +49,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
             Err(ApiError::Panic)
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The v1 router.
@@ -87,6 +95,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/catalogs/{catalog}/recommend/upsell",
             post(recommend::upsell),
+        )
+        .route(
+            "/v1/catalogs/{catalog}/recommend/user",
+            post(recommend::user),
+        )
+        .route(
+            "/v1/catalogs/{catalog}/recommend/cross-sell",
+            post(recommend::cross_sell),
+        )
+        .route(
+            "/v1/catalogs/{catalog}/recommend/trending",
+            post(recommend::trending),
+        )
+        .route(
+            "/v1/catalogs/{catalog}/settings",
+            get(settings::get).put(settings::put),
         )
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

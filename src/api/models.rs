@@ -6,13 +6,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::catalog::model::{
-    check_id, check_price, CatalogConfig, Event, EventKind, Item, Metric, User, VectorType,
+    check_id, check_price, BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event,
+    EventKind, EventWeights, Item, Metric, User, VectorType,
 };
 use crate::error::{Error, Result};
 use crate::index::filter::{
     Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition,
 };
 use crate::index::Hit;
+use crate::recommend::preferences::Preferences;
+use crate::recommend::{Reason, Recommendation};
 
 /// Largest `k` a query may ask for.
 pub const MAX_K: usize = 1000;
@@ -294,6 +297,7 @@ impl UserWire {
             .vector
             .map(|v| config.prepare_vector(&at("vector"), v))
             .transpose()?;
+        Preferences::from_attributes(&at("attributes"), &self.attributes)?;
         Ok(User {
             id: self.id,
             vector,
@@ -567,6 +571,8 @@ pub struct SearchRequest {
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
     pub item_id: String,
+    /// Leaves out what the user bought and applies their preferences.
+    pub user_id: Option<String>,
     #[serde(default = "default_k")]
     pub k: usize,
     pub filter: Option<FilterWire>,
@@ -586,6 +592,8 @@ fn default_max_ratio() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct UpsellWire {
     pub item_id: String,
+    /// Exclusions, preferences, and the user's affinity in the ranking.
+    pub user_id: Option<String>,
     #[serde(default = "default_k")]
     pub k: usize,
     #[serde(default = "default_true")]
@@ -702,21 +710,7 @@ impl EventWire {
         }
         let timestamp_ms = match &self.timestamp {
             None => now_ms,
-            Some(raw) => {
-                let parsed = time::OffsetDateTime::parse(
-                    raw,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map_err(|e| {
-                    Error::invalid(
-                        at("timestamp"),
-                        format!(
-                            "{raw:?} is not an RFC 3339 time such as 2026-11-24T10:00:00Z: {e}"
-                        ),
-                    )
-                })?;
-                (parsed.unix_timestamp_nanos() / 1_000_000) as i64
-            }
+            Some(raw) => parse_time(&at("timestamp"), raw)?,
         };
         let quantity = self.quantity.unwrap_or(1);
         if quantity == 0 || quantity > MAX_QUANTITY {
@@ -754,4 +748,277 @@ impl EventWire {
 #[serde(deny_unknown_fields)]
 pub struct EventsPost {
     pub events: Vec<EventWire>,
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+pub fn parse_time(field: &str, raw: &str) -> Result<i64> {
+    let parsed = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+        Error::invalid(
+            field,
+            format!("{raw:?} is not an RFC 3339 time such as 2026-11-24T10:00:00Z: {e}"),
+        )
+    })?;
+    Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// `POST /v1/catalogs/{catalog}/recommend/user`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecommendWire {
+    pub user_id: String,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    pub filter: Option<FilterWire>,
+    #[serde(default = "default_true")]
+    pub with_attributes: bool,
+    /// Rank as of this RFC 3339 time instead of now (replays, tests).
+    pub at: Option<String>,
+}
+
+/// `POST /v1/catalogs/{catalog}/recommend/cross-sell`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossSellWire {
+    pub item_ids: Vec<String>,
+    pub user_id: Option<String>,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    pub filter: Option<FilterWire>,
+    #[serde(default = "default_true")]
+    pub with_attributes: bool,
+    pub at: Option<String>,
+}
+
+/// `POST /v1/catalogs/{catalog}/recommend/trending`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrendingWire {
+    pub user_id: Option<String>,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    pub filter: Option<FilterWire>,
+    #[serde(default = "default_true")]
+    pub with_attributes: bool,
+    pub at: Option<String>,
+}
+
+/// The statistics behind a `bought_together` reason.
+#[derive(Debug, Serialize)]
+pub struct EvidenceView {
+    /// The cart item this one is bought with.
+    pub with: String,
+    /// Baskets holding both.
+    pub together: u32,
+    pub support: f64,
+    pub confidence: f64,
+    pub lift: f64,
+}
+
+/// One recommended item: a hit plus why.
+#[derive(Debug, Serialize)]
+pub struct RecommendedView {
+    #[serde(flatten)]
+    pub hit: HitView,
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceView>,
+}
+
+/// Every recommendation response: an id later events can cite, and hits.
+#[derive(Debug, Serialize)]
+pub struct RecommendationsResponse {
+    pub recommendation_id: String,
+    pub hits: Vec<RecommendedView>,
+}
+
+impl RecommendationsResponse {
+    pub fn new(
+        recommendation_id: String,
+        picks: &[Recommendation],
+        with_attributes: bool,
+    ) -> RecommendationsResponse {
+        RecommendationsResponse {
+            recommendation_id,
+            hits: picks
+                .iter()
+                .map(|p| RecommendedView {
+                    hit: HitView::new(&p.hit, with_attributes),
+                    reason: p.reason.as_str(),
+                    evidence: match &p.reason {
+                        Reason::BoughtTogether { with, stats } => Some(EvidenceView {
+                            with: with.to_string(),
+                            together: stats.together,
+                            support: stats.support,
+                            confidence: stats.confidence,
+                            lift: stats.lift,
+                        }),
+                        _ => None,
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Event weights as JSON.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventWeightsWire {
+    pub view: f64,
+    pub click: f64,
+    pub add_to_cart: f64,
+    pub purchase: f64,
+}
+
+/// The personal-picks blend as JSON.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlendWire {
+    pub session: f64,
+    pub long_term: f64,
+    pub user_vector: f64,
+    pub popularity: f64,
+}
+
+/// Cross-sell thresholds as JSON.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossSellSettingsWire {
+    pub min_together: u32,
+    pub min_lift: f64,
+}
+
+/// `GET`/`PUT /v1/catalogs/{catalog}/settings`: durations in seconds.
+/// On `PUT` every field is optional; an omitted one keeps its current
+/// value (`purchase_exclusion_secs: null` means forever).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_weights: Option<EventWeightsWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_half_life_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_term_half_life_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub popularity_half_life_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_gap_secs: Option<f64>,
+    /// Outer `None`: not given; `Some(None)`: forever.
+    #[serde(
+        default,
+        deserialize_with = "some_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub purchase_exclusion_secs: Option<Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_events: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend: Option<BlendWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_sell: Option<CrossSellSettingsWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upsell_affinity: Option<f64>,
+}
+
+/// Tells a present `null` (`Some(None)`) from an absent field (`None`).
+fn some_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
+}
+
+fn secs_to_ms(field: &str, secs: f64) -> Result<i64> {
+    if !secs.is_finite() || !(0.0..=4e9).contains(&secs) {
+        return Err(Error::invalid(
+            format!("settings.{field}"),
+            "must be a number of seconds between 0 and 4e9",
+        ));
+    }
+    Ok((secs * 1000.0).round() as i64)
+}
+
+impl SettingsWire {
+    /// The settings as JSON (every field present).
+    pub fn from_settings(s: &BehaviourSettings) -> SettingsWire {
+        let secs = |ms: i64| ms as f64 / 1000.0;
+        SettingsWire {
+            event_weights: Some(EventWeightsWire {
+                view: s.weights.view,
+                click: s.weights.click,
+                add_to_cart: s.weights.add_to_cart,
+                purchase: s.weights.purchase,
+            }),
+            session_half_life_secs: Some(secs(s.session_half_life_ms)),
+            long_term_half_life_secs: Some(secs(s.long_term_half_life_ms)),
+            popularity_half_life_secs: Some(secs(s.popularity_half_life_ms)),
+            session_gap_secs: Some(secs(s.session_gap_ms)),
+            purchase_exclusion_secs: Some(s.purchase_exclusion_ms.map(secs)),
+            profile_events: Some(s.profile_events),
+            blend: Some(BlendWire {
+                session: s.blend.session,
+                long_term: s.blend.long_term,
+                user_vector: s.blend.user_vector,
+                popularity: s.blend.popularity,
+            }),
+            cross_sell: Some(CrossSellSettingsWire {
+                min_together: s.cross_sell.min_together,
+                min_lift: s.cross_sell.min_lift,
+            }),
+            upsell_affinity: Some(s.upsell_affinity),
+        }
+    }
+
+    /// `current` with the given fields replaced, validated.
+    pub fn apply_to(self, current: BehaviourSettings) -> Result<BehaviourSettings> {
+        let mut s = current;
+        if let Some(w) = self.event_weights {
+            s.weights = EventWeights {
+                view: w.view,
+                click: w.click,
+                add_to_cart: w.add_to_cart,
+                purchase: w.purchase,
+            };
+        }
+        if let Some(v) = self.session_half_life_secs {
+            s.session_half_life_ms = secs_to_ms("session_half_life_secs", v)?;
+        }
+        if let Some(v) = self.long_term_half_life_secs {
+            s.long_term_half_life_ms = secs_to_ms("long_term_half_life_secs", v)?;
+        }
+        if let Some(v) = self.popularity_half_life_secs {
+            s.popularity_half_life_ms = secs_to_ms("popularity_half_life_secs", v)?;
+        }
+        if let Some(v) = self.session_gap_secs {
+            s.session_gap_ms = secs_to_ms("session_gap_secs", v)?;
+        }
+        if let Some(v) = self.purchase_exclusion_secs {
+            s.purchase_exclusion_ms = v
+                .map(|secs| secs_to_ms("purchase_exclusion_secs", secs))
+                .transpose()?;
+        }
+        if let Some(v) = self.profile_events {
+            s.profile_events = v;
+        }
+        if let Some(b) = self.blend {
+            s.blend = Blend {
+                session: b.session,
+                long_term: b.long_term,
+                user_vector: b.user_vector,
+                popularity: b.popularity,
+            };
+        }
+        if let Some(c) = self.cross_sell {
+            s.cross_sell = CrossSellSettings {
+                min_together: c.min_together,
+                min_lift: c.min_lift,
+            };
+        }
+        if let Some(v) = self.upsell_affinity {
+            s.upsell_affinity = v;
+        }
+        s.validate()?;
+        Ok(s)
+    }
 }

@@ -1,41 +1,105 @@
-//! `POST /v1/catalogs/{catalog}/recommend/*`.
+//! `POST /v1/catalogs/{catalog}/recommend/*`. Every response carries a
+//! `recommendation_id` that later events can cite, and each hit a
+//! `reason`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::Json;
 
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
-use crate::api::models::{check_k, parse_filter, HitsResponse, SimilarRequest, UpsellWire};
-use crate::api::{blocking, AppState};
+use crate::api::models::{
+    check_k, parse_filter, parse_time, CrossSellWire, RecommendationsResponse, SimilarRequest,
+    TrendingWire, UpsellWire, UserRecommendWire,
+};
+use crate::api::{blocking, now_ms, AppState};
 use crate::catalog::model::check_id;
+use crate::error::Error;
+use crate::index::Hit;
+use crate::recommend::cross_sell::{CrossSellRequest, MAX_CART_ITEMS};
+use crate::recommend::personal::UserRequest;
 use crate::recommend::upsell::UpsellRequest;
+use crate::recommend::{context_of, Reason, Recommendation};
+
+/// A new recommendation id: `r-` + the time in ms + a per-process random
+/// part + a counter, all hex. Unique without coordination.
+fn recommendation_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("r-{:x}-{:08x}-{n:x}", now_ms(), seed as u32)
+}
+
+fn respond(picks: &[Recommendation], with_attributes: bool) -> Json<RecommendationsResponse> {
+    Json(RecommendationsResponse::new(
+        recommendation_id(),
+        picks,
+        with_attributes,
+    ))
+}
+
+fn similar_picks(hits: Vec<Hit>) -> Vec<Recommendation> {
+    hits.into_iter()
+        .map(|hit| Recommendation {
+            hit,
+            reason: Reason::Similar,
+        })
+        .collect()
+}
+
+/// The request's `at`, or now.
+fn moment(at: Option<&str>) -> Result<i64, Error> {
+    match at {
+        Some(raw) => parse_time("at", raw),
+        None => Ok(now_ms()),
+    }
+}
+
+fn check_user(user_id: Option<&String>) -> Result<(), Error> {
+    match user_id {
+        Some(id) => check_id("user_id", id),
+        None => Ok(()),
+    }
+}
 
 /// Similar items: never the item itself.
 pub async fn similar(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<SimilarRequest>,
-) -> Result<Json<HitsResponse>, ApiError> {
+) -> Result<Json<RecommendationsResponse>, ApiError> {
     let catalog = state.catalog(&catalog)?;
     check_id("item_id", &body.item_id)?;
+    check_user(body.user_id.as_ref())?;
     let k = check_k(body.k)?;
     let filter = parse_filter(body.filter)?;
     let with_attributes = body.with_attributes;
     blocking(move || {
-        let hits = crate::recommend::similar::similar(&catalog, &body.item_id, k, &filter)?;
-        Ok(Json(HitsResponse::new(&hits, with_attributes)))
+        let context = context_of(&catalog, body.user_id.as_deref(), now_ms())?;
+        let hits =
+            crate::recommend::similar::similar(&catalog, &body.item_id, k, filter, &context)?;
+        Ok(respond(&similar_picks(hits), with_attributes))
     })
     .await
 }
 
-/// Upsell: pricier items in the anchor's price band, ranked by similarity.
+/// Upsell: pricier items in the anchor's price band, ranked by similarity
+/// (and the user's affinity, given a user).
 pub async fn upsell(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<UpsellWire>,
-) -> Result<Json<HitsResponse>, ApiError> {
+) -> Result<Json<RecommendationsResponse>, ApiError> {
     let catalog = state.catalog(&catalog)?;
     check_id("item_id", &body.item_id)?;
+    check_user(body.user_id.as_ref())?;
     let request = UpsellRequest {
         k: check_k(body.k)?,
         same_category: body.same_category,
@@ -47,8 +111,84 @@ pub async fn upsell(
     request.validate()?;
     let with_attributes = body.with_attributes;
     blocking(move || {
-        let hits = crate::recommend::upsell::upsell(&catalog, &body.item_id, &request)?;
-        Ok(Json(HitsResponse::new(&hits, with_attributes)))
+        let context = context_of(&catalog, body.user_id.as_deref(), now_ms())?;
+        let hits = crate::recommend::upsell::upsell(&catalog, &body.item_id, &request, &context)?;
+        Ok(respond(&similar_picks(hits), with_attributes))
+    })
+    .await
+}
+
+/// Personal picks for a user; trending items on a cold start.
+pub async fn user(
+    State(state): State<AppState>,
+    ApiPath(catalog): ApiPath<String>,
+    ApiJson(body): ApiJson<UserRecommendWire>,
+) -> Result<Json<RecommendationsResponse>, ApiError> {
+    let catalog = state.catalog(&catalog)?;
+    check_id("user_id", &body.user_id)?;
+    let request = UserRequest {
+        k: check_k(body.k)?,
+        filter: parse_filter(body.filter)?,
+        now_ms: moment(body.at.as_deref())?,
+        user_id: body.user_id,
+    };
+    let with_attributes = body.with_attributes;
+    blocking(move || {
+        let picks = crate::recommend::personal::recommend_user(&catalog, &request)?;
+        Ok(respond(&picks, with_attributes))
+    })
+    .await
+}
+
+/// Complements of a cart (or one item).
+pub async fn cross_sell(
+    State(state): State<AppState>,
+    ApiPath(catalog): ApiPath<String>,
+    ApiJson(body): ApiJson<CrossSellWire>,
+) -> Result<Json<RecommendationsResponse>, ApiError> {
+    let catalog = state.catalog(&catalog)?;
+    if body.item_ids.is_empty() || body.item_ids.len() > MAX_CART_ITEMS {
+        return Err(Error::invalid(
+            "item_ids",
+            format!("must hold 1 to {MAX_CART_ITEMS} item ids"),
+        )
+        .into());
+    }
+    for (i, id) in body.item_ids.iter().enumerate() {
+        check_id(&format!("item_ids[{i}]"), id)?;
+    }
+    check_user(body.user_id.as_ref())?;
+    let request = CrossSellRequest {
+        k: check_k(body.k)?,
+        filter: parse_filter(body.filter)?,
+        now_ms: moment(body.at.as_deref())?,
+        item_ids: body.item_ids,
+        user_id: body.user_id,
+    };
+    let with_attributes = body.with_attributes;
+    blocking(move || {
+        let picks = crate::recommend::cross_sell::cross_sell(&catalog, &request)?;
+        Ok(respond(&picks, with_attributes))
+    })
+    .await
+}
+
+/// The most popular items now (time-decayed), filter-aware.
+pub async fn trending(
+    State(state): State<AppState>,
+    ApiPath(catalog): ApiPath<String>,
+    ApiJson(body): ApiJson<TrendingWire>,
+) -> Result<Json<RecommendationsResponse>, ApiError> {
+    let catalog = state.catalog(&catalog)?;
+    check_user(body.user_id.as_ref())?;
+    let k = check_k(body.k)?;
+    let filter = parse_filter(body.filter)?;
+    let now = moment(body.at.as_deref())?;
+    let with_attributes = body.with_attributes;
+    blocking(move || {
+        let context = context_of(&catalog, body.user_id.as_deref(), now)?;
+        let picks = crate::recommend::personal::trending(&catalog, &context, k, filter, now);
+        Ok(respond(&picks, with_attributes))
     })
     .await
 }

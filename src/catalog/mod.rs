@@ -30,10 +30,11 @@ use crate::config::IndexSettings;
 use crate::error::{Error, Result};
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan};
-use crate::recommend::copurchase::{CoPurchase, PairStats};
+use crate::recommend::behaviour::Behaviour;
+use crate::recommend::copurchase::PairStats;
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
-use model::{CatalogConfig, CatalogName, Event, EventKind, Item, User};
+use model::{BehaviourSettings, CatalogConfig, CatalogName, Event, Item, User};
 use sequencer::Sequencer;
 
 /// Counts shown by `GET /v1/catalogs/{catalog}`.
@@ -102,18 +103,10 @@ pub struct Catalog {
     events_in_flight: Mutex<HashSet<String>>,
     /// Source of the unique part of event keys (see `storage::keys`).
     event_unique: AtomicU64,
-    /// Bought-together counts, derived from the stored purchase events.
-    copurchase: RwLock<CoPurchase>,
-}
-
-/// The basket a purchase belongs to: its order, else its session, else
-/// whatever its user bought in the same millisecond.
-fn basket_of(event: &Event) -> String {
-    match (&event.order_id, &event.session_id) {
-        (Some(order), _) => format!("o\u{0}{order}"),
-        (None, Some(session)) => format!("s\u{0}{}\u{0}{session}", event.user_id),
-        (None, None) => format!("t\u{0}{}\u{0}{}", event.user_id, event.timestamp_ms),
-    }
+    /// What the stored events imply (co-purchases, popularity, who bought
+    /// what), applied in commit order.
+    behaviour: RwLock<Behaviour>,
+    behaviour_settings: RwLock<BehaviourSettings>,
 }
 
 /// What [`Catalog::record_events`] did.
@@ -173,12 +166,8 @@ impl Catalog {
                 (state, IndexSource::Rebuilt { reason }, last_change)
             }
         };
-        let mut copurchase = CoPurchase::default();
-        store.for_each_event(id, |event| {
-            if event.kind == EventKind::Purchase {
-                copurchase.add(&basket_of(&event), &event.item_id);
-            }
-        })?;
+        let behaviour_settings = store.behaviour(id)?.unwrap_or_default();
+        let behaviour = behaviour_from_store(&store, id, &behaviour_settings, &state)?;
         let open_seconds = started.elapsed().as_secs_f64();
         match &source {
             IndexSource::Snapshot {
@@ -223,9 +212,10 @@ impl Catalog {
             }),
             changes_since_snapshot: AtomicU64::new(pending),
             events_in_flight: Mutex::new(HashSet::new()),
+            behaviour: RwLock::new(behaviour),
+            behaviour_settings: RwLock::new(behaviour_settings),
             // Milliseconds at open, shifted: unique across restarts unless
             // a catalog takes over a million events in one millisecond.
-            copurchase: RwLock::new(copurchase),
             event_unique: AtomicU64::new(
                 (std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -465,8 +455,10 @@ impl Catalog {
         batch.delete_user(self.id, id);
         let (ticket, durable) = self.sequencer.submit(&self.store, batch)?;
         let committed = wait_durable(durable);
-        let _turn = self.sequencer.wait_turn(ticket);
+        drop(self.sequencer.wait_turn(ticket));
         committed?;
+        // After the turn: `set_behaviour` holds the users lock while it
+        // waits for its turn.
         self.users.lock().remove(id);
         Ok(())
     }
@@ -535,30 +527,36 @@ impl Catalog {
             submitted
         };
         let committed = wait_durable(durable);
-        let turn = self.sequencer.wait_turn(ticket);
         if let Err(e) = committed {
+            // Before taking the turn: `set_behaviour` holds the users lock
+            // while it waits for its turn.
             let mut users = self.users.lock();
             for id in &new_users {
                 users.remove(id);
             }
+            drop(users);
+            drop(self.sequencer.wait_turn(ticket));
             return Err(e);
         }
+        let turn = self.sequencer.wait_turn(ticket);
+        let mut unknown = HashSet::new();
         {
             // Applied in commit order (under the turn), like the index.
-            let mut copurchase = self.copurchase.write();
-            for event in fresh.iter().filter(|e| e.kind == EventKind::Purchase) {
-                copurchase.add(&basket_of(event), &event.item_id);
+            let state = self.state.read();
+            let mut behaviour = self.behaviour.write();
+            for event in &fresh {
+                let item = state.get(&event.item_id);
+                if item.is_none() && unknown.insert(event.item_id.clone()) {
+                    outcome.unknown_items.push(event.item_id.clone());
+                }
+                behaviour.apply(
+                    event,
+                    item.as_ref().and_then(|i| i.meta.category.as_deref()),
+                );
             }
         }
         drop(turn);
         drop(release);
-        let state = self.state.read();
-        let mut unknown = HashSet::new();
-        for event in &fresh {
-            if state.get(&event.item_id).is_none() && unknown.insert(event.item_id.clone()) {
-                outcome.unknown_items.push(event.item_id.clone());
-            }
-        }
         outcome.accepted = fresh.len();
         outcome.new_users = new_users;
         Ok(outcome)
@@ -567,9 +565,61 @@ impl Catalog {
     /// Items bought together with `item`, with the statistics of
     /// `item -> partner`, most baskets first (ties by id).
     pub fn bought_together(&self, item: &str) -> Vec<(Arc<str>, PairStats)> {
-        let mut partners = self.copurchase.read().partners(item);
+        let mut partners = self.behaviour.read().copurchase.partners(item);
         partners.sort_by(|a, b| b.1.together.cmp(&a.1.together).then_with(|| a.0.cmp(&b.0)));
         partners
+    }
+
+    /// The catalog's behaviour settings.
+    pub fn behaviour_settings(&self) -> BehaviourSettings {
+        *self.behaviour_settings.read()
+    }
+
+    /// Stores new behaviour settings and rebuilds what events imply under
+    /// them (popularity depends on the weights and half-life): one scan
+    /// of the catalog's events.
+    pub fn set_behaviour(&self, settings: BehaviourSettings) -> Result<()> {
+        settings.validate()?;
+        let mut batch = Batch::new();
+        batch.put_behaviour(self.id, &settings);
+        // Holding the users lock keeps new events out of the commit queue
+        // (`record_events` submits under it); once this ticket's turn
+        // comes every earlier event is applied, so the store holds exactly
+        // the events memory has seen and the rebuild counts each once.
+        let users = self.users.lock();
+        let (ticket, durable) = self.sequencer.submit(&self.store, batch)?;
+        let committed = wait_durable(durable);
+        let turn = self.sequencer.wait_turn(ticket);
+        committed?;
+        let rebuilt = {
+            let state = self.state.read();
+            behaviour_from_store(&self.store, self.id, &settings, &state)?
+        };
+        *self.behaviour.write() = rebuilt;
+        *self.behaviour_settings.write() = settings;
+        drop(turn);
+        drop(users);
+        Ok(())
+    }
+
+    /// Runs `f` with a read view of the behaviour state.
+    pub fn with_behaviour<R>(&self, f: impl FnOnce(&Behaviour) -> R) -> R {
+        f(&self.behaviour.read())
+    }
+
+    /// The newest events of `user` (as many as the profile reads), newest
+    /// first.
+    pub fn recent_events(&self, user: &str) -> Result<Vec<Event>> {
+        let limit = self.behaviour_settings().profile_events;
+        self.store.recent_events(self.id, user, limit)
+    }
+
+    /// The stored user, if any (no error when unknown).
+    pub fn find_user(&self, id: &str) -> Result<Option<User>> {
+        if !self.users.lock().contains(id) {
+            return Ok(None);
+        }
+        self.store.get_user(self.id, &self.config, id)
     }
 
     /// Every stored event of the catalog (for tests and tools).
@@ -784,6 +834,25 @@ fn open_from_snapshot(
     Ok(Ok((state, replayed, changes.last_change)))
 }
 
+/// What the catalog's stored events imply under `settings`; categories
+/// come from `state` (events on unknown items count for the item only).
+fn behaviour_from_store(
+    store: &Store,
+    id: u32,
+    settings: &BehaviourSettings,
+    state: &IndexState,
+) -> Result<Behaviour> {
+    let mut behaviour = Behaviour::new(settings);
+    store.for_each_event(id, |event| {
+        let item = state.get(&event.item_id);
+        behaviour.apply(
+            &event,
+            item.as_ref().and_then(|i| i.meta.category.as_deref()),
+        );
+    })?;
+    Ok(behaviour)
+}
+
 /// Releases claimed event ids when dropped.
 struct ReleaseClaims<'a> {
     set: &'a Mutex<HashSet<String>>,
@@ -802,7 +871,7 @@ impl Drop for ReleaseClaims<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::model::{Metric, VectorType};
+    use crate::catalog::model::{EventKind, Metric, VectorType};
 
     fn purchase(user: &str, item: &str, order: Option<&str>, at: i64) -> Event {
         Event {

@@ -294,3 +294,173 @@ pub struct Event {
     /// The recommendation response the event followed, if any.
     pub recommendation_id: Option<String>,
 }
+
+// Behaviour settings: how events shape profiles, popularity and ranking
+// (`recommend::behaviour`). Set per catalog with `PUT .../settings`.
+
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+/// Longest accepted half-life or window: 100 years, in milliseconds.
+const MAX_DURATION_MS: i64 = 100 * 365 * DAY_MS;
+
+/// How much one event of each type counts, in profiles and popularity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventWeights {
+    pub view: f64,
+    pub click: f64,
+    pub add_to_cart: f64,
+    pub purchase: f64,
+}
+
+impl EventWeights {
+    pub fn of(&self, kind: EventKind) -> f64 {
+        match kind {
+            EventKind::View => self.view,
+            EventKind::Click => self.click,
+            EventKind::AddToCart => self.add_to_cart,
+            EventKind::Purchase => self.purchase,
+        }
+    }
+}
+
+/// The weights of the personal-picks blend (see `recommend::personal`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Blend {
+    /// Weight of the session vector (scaled by how fresh the session is).
+    pub session: f64,
+    /// Weight of the long-term vector.
+    pub long_term: f64,
+    /// Weight of the user's own stored vector.
+    pub user_vector: f64,
+    /// Weight of standardised log-popularity next to standardised similarity.
+    pub popularity: f64,
+}
+
+/// Cross-sell thresholds for bought-together candidates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossSellSettings {
+    /// Fewest baskets a pair must share (support as a count).
+    pub min_together: u32,
+    /// Lowest lift: 1.0 means "bought together more often than chance".
+    pub min_lift: f64,
+}
+
+/// A catalog's behaviour settings, validated. Durations in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BehaviourSettings {
+    pub weights: EventWeights,
+    pub session_half_life_ms: i64,
+    pub long_term_half_life_ms: i64,
+    pub popularity_half_life_ms: i64,
+    /// Without a session id, events further apart than this start a new
+    /// session.
+    pub session_gap_ms: i64,
+    /// How long a purchased item stays out of the buyer's recommendations;
+    /// `None`: forever.
+    pub purchase_exclusion_ms: Option<i64>,
+    /// Most recent events a profile is computed from.
+    pub profile_events: usize,
+    pub blend: Blend,
+    pub cross_sell: CrossSellSettings,
+    /// Weight of the user's affinity next to similarity in upsell.
+    pub upsell_affinity: f64,
+}
+
+impl Default for BehaviourSettings {
+    fn default() -> Self {
+        BehaviourSettings {
+            weights: EventWeights {
+                view: 1.0,
+                click: 2.0,
+                add_to_cart: 4.0,
+                purchase: 8.0,
+            },
+            session_half_life_ms: 30 * MINUTE_MS,
+            long_term_half_life_ms: 30 * DAY_MS,
+            popularity_half_life_ms: 7 * DAY_MS,
+            session_gap_ms: 30 * MINUTE_MS,
+            purchase_exclusion_ms: None,
+            profile_events: 200,
+            blend: Blend {
+                session: 1.0,
+                long_term: 1.0,
+                user_vector: 1.0,
+                popularity: 0.3,
+            },
+            cross_sell: CrossSellSettings {
+                min_together: 1,
+                min_lift: 1.0,
+            },
+            upsell_affinity: 0.5,
+        }
+    }
+}
+
+/// Most events a profile may read.
+pub const MAX_PROFILE_EVENTS: usize = 10_000;
+
+impl BehaviourSettings {
+    /// Checks every value; errors name the wire field (`settings.<name>`).
+    pub fn validate(&self) -> Result<()> {
+        let weight = |name: &str, w: f64| {
+            if w.is_finite() && (0.0..=1e6).contains(&w) {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    format!("settings.{name}"),
+                    "must be a finite number in 0..=1000000",
+                ))
+            }
+        };
+        weight("event_weights.view", self.weights.view)?;
+        weight("event_weights.click", self.weights.click)?;
+        weight("event_weights.add_to_cart", self.weights.add_to_cart)?;
+        weight("event_weights.purchase", self.weights.purchase)?;
+        weight("blend.session", self.blend.session)?;
+        weight("blend.long_term", self.blend.long_term)?;
+        weight("blend.user_vector", self.blend.user_vector)?;
+        weight("blend.popularity", self.blend.popularity)?;
+        weight("upsell_affinity", self.upsell_affinity)?;
+        let duration = |name: &str, ms: i64| {
+            if (1..=MAX_DURATION_MS).contains(&ms) {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    format!("settings.{name}"),
+                    "must be between 1 millisecond and 100 years",
+                ))
+            }
+        };
+        duration("session_half_life_secs", self.session_half_life_ms)?;
+        duration("long_term_half_life_secs", self.long_term_half_life_ms)?;
+        duration("popularity_half_life_secs", self.popularity_half_life_ms)?;
+        duration("session_gap_secs", self.session_gap_ms)?;
+        if let Some(ms) = self.purchase_exclusion_ms {
+            if !(0..=MAX_DURATION_MS).contains(&ms) {
+                return Err(Error::invalid(
+                    "settings.purchase_exclusion_secs",
+                    "must be between 0 and 100 years, or null for forever",
+                ));
+            }
+        }
+        if !(1..=MAX_PROFILE_EVENTS).contains(&self.profile_events) {
+            return Err(Error::invalid(
+                "settings.profile_events",
+                format!("must be in 1..={MAX_PROFILE_EVENTS}"),
+            ));
+        }
+        if self.cross_sell.min_together == 0 {
+            return Err(Error::invalid(
+                "settings.cross_sell.min_together",
+                "must be at least 1",
+            ));
+        }
+        if !self.cross_sell.min_lift.is_finite() || self.cross_sell.min_lift < 0.0 {
+            return Err(Error::invalid(
+                "settings.cross_sell.min_lift",
+                "must be a finite number >= 0",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -343,6 +343,28 @@ impl IndexState {
         }
     }
 
+    /// The score of live slot `slot` for a prepared `query` (as in hits).
+    pub fn score(&self, query: &[f32], slot: u32) -> f32 {
+        self.arena.score(self.config.metric, query, slot)
+    }
+
+    /// A hit for live slot `slot` with a score chosen by the caller.
+    pub fn hit(&self, slot: u32, score: f32) -> Hit {
+        let view = self.view(slot);
+        Hit {
+            slot,
+            score,
+            meta: view.meta,
+            tier: view.tier,
+        }
+    }
+
+    /// A computed vector (a profile, a centroid) made ready to search
+    /// with, or `None` when it has no direction under cosine.
+    pub fn prepare_query(&self, vector: Vec<f32>) -> Option<Vec<f32>> {
+        self.config.prepare_vector("query", vector).ok()
+    }
+
     /// A live slot's vector, as f32.
     pub fn vector(&self, slot: u32) -> Vec<f32> {
         self.arena.get(slot)

@@ -1,10 +1,143 @@
-//! Recommendation logic over a catalog's index: what to ask the planner
-//! and how to rank. Pure with respect to storage: reads one consistent
-//! view of the index and returns hits.
+//! Recommendation logic over a catalog's index and behaviour state: what
+//! to ask the planner and how to rank. Reads one consistent view of the
+//! index (and the user's stored events) and returns ranked hits with the
+//! reason each was chosen.
 //!
 //! Must not: write anything, or know about HTTP.
 
+pub mod behaviour;
 pub mod copurchase;
+pub mod cross_sell;
+pub mod personal;
 pub mod popularity;
+pub mod preferences;
+pub mod profile;
 pub mod similar;
 pub mod upsell;
+
+use std::sync::Arc;
+
+use crate::catalog::model::User;
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::index::filter::Filter;
+use crate::index::{Hit, IndexState};
+use copurchase::PairStats;
+use preferences::Preferences;
+use profile::Profile;
+
+/// Why an item was recommended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// Close to the item asked about (similar, upsell).
+    Similar,
+    /// Close to the user's long-term profile (or stored vector).
+    Profile,
+    /// Close to what the user did in the current session.
+    RecentActivity,
+    /// Popular now (cold start, or popularity outweighed similarity).
+    Trending,
+    /// Bought together with `with` (the strongest of the cart's items).
+    BoughtTogether { with: Arc<str>, stats: PairStats },
+    /// A neighbour from another category than the cart's items.
+    Complementary,
+}
+
+impl Reason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reason::Similar => "similar",
+            Reason::Profile => "profile",
+            Reason::RecentActivity => "recent_activity",
+            Reason::Trending => "trending",
+            Reason::BoughtTogether { .. } => "bought_together",
+            Reason::Complementary => "complementary",
+        }
+    }
+}
+
+/// One recommended item.
+#[derive(Debug, Clone)]
+pub struct Recommendation {
+    pub hit: Hit,
+    pub reason: Reason,
+}
+
+/// What is known about the user a request is for, at its `now`.
+#[derive(Debug, Clone, Default)]
+pub struct UserContext {
+    pub user: Option<User>,
+    pub profile: Profile,
+    /// Bought within the exclusion window.
+    pub purchased: Vec<Arc<str>>,
+    pub preferences: Option<Preferences>,
+}
+
+impl UserContext {
+    /// Reads the user, their newest events and purchases; an unknown user
+    /// is simply one without a vector, events or preferences.
+    pub fn load(catalog: &Catalog, user_id: &str, now_ms: i64) -> Result<UserContext> {
+        let settings = catalog.behaviour_settings();
+        let events = catalog.recent_events(user_id)?;
+        let user = catalog.find_user(user_id)?;
+        let profile = catalog.with_index(|index| {
+            profile::profile(
+                &events,
+                user.as_ref().and_then(|u| u.vector.as_deref()),
+                now_ms,
+                &settings,
+                |item| index.get(item).map(|view| index.vector(view.slot)),
+            )
+        });
+        let purchased = catalog
+            .with_behaviour(|b| b.purchased(user_id, now_ms, settings.purchase_exclusion_ms));
+        // Stored preferences were checked on write; a bad one (written by
+        // an older version) is ignored rather than failing every request.
+        let preferences = user
+            .as_ref()
+            .and_then(|u| Preferences::from_attributes("attributes", &u.attributes).ok())
+            .flatten();
+        Ok(UserContext {
+            user,
+            profile,
+            purchased,
+            preferences,
+        })
+    }
+
+    /// `filter` with the user's preferences on the fields it leaves open.
+    pub fn filter(&self, filter: Filter) -> Filter {
+        match &self.preferences {
+            Some(p) => p.apply(filter),
+            None => filter,
+        }
+    }
+
+    /// The live slots of the purchased items (to exclude from searches).
+    pub fn purchased_slots(&self, index: &IndexState) -> Vec<u32> {
+        self.purchased
+            .iter()
+            .filter_map(|id| index.get(id).map(|v| v.slot))
+            .collect()
+    }
+}
+
+/// Loads the context of an optional user.
+pub fn context_of(catalog: &Catalog, user_id: Option<&str>, now_ms: i64) -> Result<UserContext> {
+    match user_id {
+        Some(id) => UserContext::load(catalog, id, now_ms),
+        None => Ok(UserContext::default()),
+    }
+}
+
+/// `(x - mean) / sd` for each value; all zeros when they do not vary.
+pub fn standardise(values: &[f64]) -> Vec<f64> {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let sd = var.sqrt();
+    if sd.is_nan() || sd <= 1e-12 {
+        return vec![0.0; values.len()];
+    }
+    values.iter().map(|v| (v - mean) / sd).collect()
+}

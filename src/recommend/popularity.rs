@@ -78,8 +78,19 @@ impl Popularity {
                 )
             })
             .collect();
-        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        all.truncate(n);
+        let order = |a: &(Arc<str>, f64), b: &(Arc<str>, f64)| {
+            b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+        };
+        // Select the best n first: sorting every counter per request would
+        // cost O(P log P).
+        if n == 0 {
+            return Vec::new();
+        }
+        if all.len() > n {
+            all.select_nth_unstable_by(n - 1, order);
+            all.truncate(n);
+        }
+        all.sort_by(order);
         all
     }
 }

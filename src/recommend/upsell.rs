@@ -6,11 +6,19 @@
 //! or, with `tiers_up = n`, the tiers `anchor.tier + 1 ..= anchor.tier + n`.
 //! Candidates are ranked by similarity to the anchor: "the same thing, but
 //! better" rather than "anything more expensive".
+//!
+//! For a known user, purchases within the exclusion window are left out,
+//! preferences complete the filter, and when the user has a profile the
+//! `n = clamp(3k, 30, 1000)` most similar candidates are re-ranked by
+//! `z(similarity to the anchor) + upsell_affinity * z(similarity to the
+//! user's profile)` (`z` standardises over the candidates), so of two
+//! equally good step-ups the one closer to the user's taste comes first.
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::index::filter::{Bound, Condition, Filter, PriceRange, StringCondition};
 use crate::index::Hit;
+use crate::recommend::{standardise, UserContext};
 
 /// Upsell parameters, validated.
 #[derive(Debug, Clone)]
@@ -49,8 +57,14 @@ impl UpsellRequest {
 }
 
 /// Upsell candidates for `item_id`, best first.
-pub fn upsell(catalog: &Catalog, item_id: &str, request: &UpsellRequest) -> Result<Vec<Hit>> {
+pub fn upsell(
+    catalog: &Catalog,
+    item_id: &str,
+    request: &UpsellRequest,
+    context: &UserContext,
+) -> Result<Vec<Hit>> {
     request.validate()?;
+    let affinity = catalog.behaviour_settings().upsell_affinity;
     catalog.with_index(|index| {
         let anchor = index.get(item_id).ok_or_else(|| Error::ItemNotFound {
             id: item_id.to_string(),
@@ -59,7 +73,7 @@ pub fn upsell(catalog: &Catalog, item_id: &str, request: &UpsellRequest) -> Resu
             field: "item_id".into(),
             reason: format!("item {item_id:?} has no price, so nothing can be pricier"),
         })?;
-        let mut filter = request.filter.clone();
+        let mut filter = context.filter(request.filter.clone());
         if request.same_category {
             filter = filter.and(match &anchor.meta.category {
                 Some(c) => Condition::Category(StringCondition::In(vec![c.clone()])),
@@ -98,6 +112,39 @@ pub fn upsell(catalog: &Catalog, item_id: &str, request: &UpsellRequest) -> Resu
             }
         }
         let query = index.vector(anchor.slot);
-        Ok(index.search(&query, request.k, &filter, &[anchor.slot]).0)
+        let mut excluded = context.purchased_slots(index);
+        excluded.push(anchor.slot);
+        let taste = context
+            .profile
+            .blended
+            .clone()
+            .filter(|_| affinity > 0.0)
+            .and_then(|v| index.prepare_query(v));
+        let Some(taste) = taste else {
+            return Ok(index.search(&query, request.k, &filter, &excluded).0);
+        };
+        let n = (3 * request.k).clamp(30, 1000);
+        let hits = index.search(&query, n, &filter, &excluded).0;
+        let sims: Vec<f64> = hits.iter().map(|h| f64::from(h.score)).collect();
+        let tastes: Vec<f64> = hits
+            .iter()
+            .map(|h| f64::from(index.score(&taste, h.slot)))
+            .collect();
+        let (z_sim, z_taste) = (standardise(&sims), standardise(&tastes));
+        let mut ranked: Vec<Hit> = hits
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut hit)| {
+                hit.score = (z_sim[i] + affinity * z_taste[i]) as f32;
+                hit
+            })
+            .collect();
+        ranked.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.meta.id.cmp(&b.meta.id))
+        });
+        ranked.truncate(request.k);
+        Ok(ranked)
     })
 }

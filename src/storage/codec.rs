@@ -10,7 +10,10 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::catalog::model::{CatalogConfig, Event, EventKind, Item, Metric, User, VectorType};
+use crate::catalog::model::{
+    BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event, EventKind, EventWeights,
+    Item, Metric, User, VectorType,
+};
 use crate::error::{Error, Result};
 
 const VERSION_1: u8 = 1;
@@ -295,6 +298,81 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event> {
         event_id: v1.event_id,
         recommendation_id: v1.recommendation_id,
     })
+}
+
+#[derive(Serialize, Deserialize)]
+struct BehaviourV1 {
+    weights: [f64; 4],
+    session_half_life_ms: i64,
+    long_term_half_life_ms: i64,
+    popularity_half_life_ms: i64,
+    session_gap_ms: i64,
+    purchase_exclusion_ms: Option<i64>,
+    profile_events: u32,
+    blend: [f64; 4],
+    min_together: u32,
+    min_lift: f64,
+    upsell_affinity: f64,
+}
+
+pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
+    let w = &s.weights;
+    let b = &s.blend;
+    let v1 = BehaviourV1 {
+        weights: [w.view, w.click, w.add_to_cart, w.purchase],
+        session_half_life_ms: s.session_half_life_ms,
+        long_term_half_life_ms: s.long_term_half_life_ms,
+        popularity_half_life_ms: s.popularity_half_life_ms,
+        session_gap_ms: s.session_gap_ms,
+        purchase_exclusion_ms: s.purchase_exclusion_ms,
+        profile_events: s.profile_events as u32,
+        blend: [b.session, b.long_term, b.user_vector, b.popularity],
+        min_together: s.cross_sell.min_together,
+        min_lift: s.cross_sell.min_lift,
+        upsell_affinity: s.upsell_affinity,
+    };
+    with_version(
+        bincode::serde::encode_to_vec(&v1, bincode_config())
+            .expect("encoding to a Vec cannot fail"),
+    )
+}
+
+pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
+    let body = check_version("behaviour settings", bytes)?;
+    let (v1, _): (BehaviourV1, usize) =
+        bincode::serde::decode_from_slice(body, bincode_config())
+            .map_err(|e| corrupt("behaviour settings", e.to_string()))?;
+    let [view, click, add_to_cart, purchase] = v1.weights;
+    let [session, long_term, user_vector, popularity] = v1.blend;
+    let settings = BehaviourSettings {
+        weights: EventWeights {
+            view,
+            click,
+            add_to_cart,
+            purchase,
+        },
+        session_half_life_ms: v1.session_half_life_ms,
+        long_term_half_life_ms: v1.long_term_half_life_ms,
+        popularity_half_life_ms: v1.popularity_half_life_ms,
+        session_gap_ms: v1.session_gap_ms,
+        purchase_exclusion_ms: v1.purchase_exclusion_ms,
+        profile_events: v1.profile_events as usize,
+        blend: Blend {
+            session,
+            long_term,
+            user_vector,
+            popularity,
+        },
+        cross_sell: CrossSellSettings {
+            min_together: v1.min_together,
+            min_lift: v1.min_lift,
+        },
+        upsell_affinity: v1.upsell_affinity,
+    };
+    settings
+        .validate()
+        .map_err(|e| corrupt("behaviour settings", e.to_string()))?;
+    Ok(settings)
 }
 
 /// A change-log entry: the ids of the items one write touched.

@@ -48,6 +48,26 @@ pub fn event_key(catalog_id: u32, user_id: &str, timestamp_ms: i64, unique: u64)
     key
 }
 
+/// The key range of one user's events: every [`event_key`] of `user_id`
+/// in `catalog_id` sorts within `[from, to)`.
+pub fn user_events_range(catalog_id: u32, user_id: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut from = Vec::with_capacity(4 + 2 + user_id.len());
+    from.extend_from_slice(&catalog_id.to_be_bytes());
+    from.extend_from_slice(&(user_id.len() as u16).to_be_bytes());
+    from.extend_from_slice(user_id.as_bytes());
+    let mut to = from.clone();
+    // Times and suffixes follow the prefix: 16 bytes of 0xff bound them all.
+    to.extend_from_slice(&[0xff; 17]);
+    (from, to)
+}
+
+/// Key in `meta` of a catalog's behaviour settings.
+pub fn behaviour_key(catalog_id: u32) -> Vec<u8> {
+    let mut key = b"behaviour/".to_vec();
+    key.extend_from_slice(&catalog_id.to_be_bytes());
+    key
+}
+
 /// Key in `meta` of the next catalog id to hand out.
 pub const NEXT_CATALOG_ID: &[u8] = b"next_catalog_id";
 
@@ -118,6 +138,10 @@ mod tests {
         assert!(c < other || other < a);
         let (from, to) = catalog_range(3);
         assert!(from <= a && c < to);
+        let (from, to) = user_events_range(3, "u1");
+        assert!(from <= a && c < to && !(from <= other && other < to));
+        let last = event_key(3, "u1", i64::MAX, u64::MAX);
+        assert!(last < to);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
-use crate::catalog::model::{CatalogConfig, CatalogName, Event, Item, User};
+use crate::catalog::model::{BehaviourSettings, CatalogConfig, CatalogName, Event, Item, User};
 use crate::error::{Error, Result};
 use codec::CatalogRecord;
 use keys::{
@@ -132,6 +132,15 @@ impl Batch {
         }
     }
 
+    /// Stores a catalog's behaviour settings.
+    pub fn put_behaviour(&mut self, catalog_id: u32, settings: &BehaviourSettings) {
+        self.push(Op::Put {
+            cf: CF_META,
+            key: keys::behaviour_key(catalog_id),
+            value: codec::encode_behaviour(settings),
+        });
+    }
+
     /// Records that change number `change` of the catalog touched `ids`
     /// (in the same atomic batch as the change itself).
     pub fn log_change(&mut self, catalog_id: u32, change: u64, ids: &[&str]) {
@@ -178,6 +187,10 @@ impl Batch {
         self.push(Op::Delete {
             cf: CF_META,
             key: keys::watermark_key(catalog_id),
+        });
+        self.push(Op::Delete {
+            cf: CF_META,
+            key: keys::behaviour_key(catalog_id),
         });
     }
 
@@ -499,6 +512,43 @@ impl Store {
             f(codec::decode_event(&value)?);
         }
         Ok(())
+    }
+
+    /// The newest `limit` events of one user, newest first.
+    pub fn recent_events(
+        &self,
+        catalog_id: u32,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let (from, to) = keys::user_events_range(catalog_id, user_id);
+        let iter = self.db.iterator_cf(
+            &self.cf(CF_EVENTS),
+            IteratorMode::From(&to, Direction::Reverse),
+        );
+        let mut out = Vec::new();
+        for entry in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry?;
+            if key.as_ref() < from.as_slice() {
+                break;
+            }
+            out.push(codec::decode_event(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// A catalog's behaviour settings, if they were ever set.
+    pub fn behaviour(&self, catalog_id: u32) -> Result<Option<BehaviourSettings>> {
+        match self
+            .db
+            .get_pinned_cf(&self.cf(CF_META), keys::behaviour_key(catalog_id))?
+        {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode_behaviour(&bytes)?)),
+        }
     }
 
     /// Reads one user.
