@@ -131,13 +131,32 @@ pub fn context_of(catalog: &Catalog, user_id: Option<&str>, now_ms: i64) -> Resu
 }
 
 /// `(x - mean) / sd` for each value; all zeros when they do not vary.
+/// "Vary" is relative to their magnitude, so popularity decayed to tiny
+/// values still ranks, while rounding noise among equal values does not.
 pub fn standardise(values: &[f64]) -> Vec<f64> {
     let n = values.len().max(1) as f64;
     let mean = values.iter().sum::<f64>() / n;
     let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     let sd = var.sqrt();
-    if sd.is_nan() || sd <= 1e-12 {
+    let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if !sd.is_finite() || sd <= 1e-9 * scale || scale == 0.0 {
         return vec![0.0; values.len()];
     }
     values.iter().map(|v| (v - mean) / sd).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::standardise;
+
+    #[test]
+    fn standardise_is_scale_free_and_ignores_rounding_noise() {
+        let z = standardise(&[1.0, 2.0, 3.0]);
+        assert!((z[0] + 1.2247).abs() < 1e-3 && z[1].abs() < 1e-12);
+        assert_eq!(standardise(&[1e-90, 2e-90, 3e-90]).len(), 3);
+        assert!((standardise(&[1e-90, 2e-90, 3e-90])[2] - z[2]).abs() < 1e-9);
+        assert_eq!(standardise(&[0.1 + 0.2, 0.3, 0.3]), vec![0.0; 3]);
+        assert_eq!(standardise(&[0.0, 0.0]), vec![0.0; 2]);
+        assert!(standardise(&[]).is_empty());
+    }
 }

@@ -15,9 +15,10 @@
 //! a popularity prior lifts hit rate markedly (BENCHMARKS.md, replay).
 //!
 //! The reason of a hit is `trending` when the popularity term outweighs
-//! the similarity term, `recent_activity` when the session is fresh
-//! (within one session half-life) and the item is closer to the session
-//! vector than to the blended profile, else `profile`.
+//! the similarity term; `recent_activity` when the session is fresh
+//! (within one session half-life) and the item is at least as close to the
+//! session vector as to the user's history (older events and stored
+//! vector; a user in their first session has none); else `profile`.
 //!
 //! **Cold start.** A user with no vector and no usable events gets the
 //! trending items: the most popular items now that pass the filter.
@@ -146,17 +147,23 @@ pub fn rank_for(
             .clone()
             .filter(|_| context.profile.session_freshness >= 0.5)
             .and_then(|v| index.prepare_query(v));
+        let history = context
+            .profile
+            .history
+            .clone()
+            .and_then(|v| index.prepare_query(v));
         let mut ranked: Vec<Recommendation> = slots
             .iter()
             .enumerate()
-            .map(|(i, (slot, sim))| {
+            .map(|(i, (slot, _))| {
                 let score = z_sim[i] + w * z_pop[i];
                 let reason = if w * z_pop[i] > z_sim[i] && pops[i] > 0.0 {
                     Reason::Trending
-                } else if session
-                    .as_ref()
-                    .is_some_and(|s| index.score(s, *slot) > *sim)
-                {
+                } else if session.as_ref().is_some_and(|s| {
+                    history
+                        .as_ref()
+                        .is_none_or(|h| index.score(s, *slot) >= index.score(h, *slot))
+                }) {
                     Reason::RecentActivity
                 } else {
                     Reason::Profile

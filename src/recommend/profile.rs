@@ -31,6 +31,11 @@ pub struct Profile {
     pub long_term: Option<Vec<f32>>,
     pub user_vector: Option<Vec<f32>>,
     pub blended: Option<Vec<f32>>,
+    /// What the user was before the newest session: the long-term average
+    /// of the older events blended with the stored vector (`None` for a
+    /// user in their first session). Tells `recent_activity` hits from
+    /// `profile` ones.
+    pub history: Option<Vec<f32>>,
     /// Items added to the cart in the newest session and not bought after.
     pub cart: Vec<String>,
     /// How many events the profile was computed from.
@@ -65,6 +70,25 @@ fn average<'a>(
             *a += w * f64::from(*x);
         }
         total += w;
+    }
+    let sum = sum?;
+    (total > 0.0 && total.is_normal()).then(|| sum.iter().map(|a| (a / total) as f32).collect())
+}
+
+/// `sum(w * v) / sum(w)` over the parts that exist with a positive weight.
+fn weighted(parts: &[(Option<&[f32]>, f64)]) -> Option<Vec<f32>> {
+    let mut sum: Option<Vec<f64>> = None;
+    let mut total = 0.0;
+    for &(vector, weight) in parts {
+        let Some(v) = vector else { continue };
+        if weight <= 0.0 {
+            continue;
+        }
+        let acc = sum.get_or_insert_with(|| vec![0.0; v.len()]);
+        for (a, x) in acc.iter_mut().zip(v) {
+            *a += weight * f64::from(*x);
+        }
+        total += weight;
     }
     let sum = sum?;
     (total > 0.0 && total.is_normal()).then(|| sum.iter().map(|a| (a / total) as f32).collect())
@@ -145,33 +169,32 @@ pub fn profile(
         }
     }
     let b = &settings.blend;
-    let parts = [
+    let blended = weighted(&[
         (session.as_deref(), b.session * session_freshness),
         (long_term.as_deref(), b.long_term),
         (user_vector, b.user_vector),
-    ];
-    let mut blended: Option<Vec<f64>> = None;
-    let mut total = 0.0;
-    for (vector, weight) in parts {
-        let Some(v) = vector else { continue };
-        if weight <= 0.0 {
-            continue;
-        }
-        let acc = blended.get_or_insert_with(|| vec![0.0; v.len()]);
-        for (a, x) in acc.iter_mut().zip(v) {
-            *a += weight * f64::from(*x);
-        }
-        total += weight;
-    }
-    let blended = blended
-        .filter(|_| total > 0.0 && total.is_normal())
-        .map(|sum| sum.iter().map(|a| (a / total) as f32).collect());
+    ]);
+    let older = average(
+        events
+            .iter()
+            .copied()
+            .filter(|e| !session_events.iter().any(|s| std::ptr::eq(*s, *e))),
+        now_ms,
+        settings.long_term_half_life_ms,
+        settings,
+        &vector_of,
+    );
+    let history = weighted(&[
+        (older.as_deref(), b.long_term),
+        (user_vector, b.user_vector),
+    ]);
     Profile {
         session,
         session_freshness,
         long_term,
         user_vector: user_vector.map(<[f32]>::to_vec),
         blended,
+        history,
         cart,
         events: events.len(),
     }
@@ -250,6 +273,8 @@ mod tests {
             .collect();
         assert!(close(p.blended.as_ref().unwrap(), &blended));
         assert_eq!(p.events, 4);
+        // History: only c, the older session.
+        assert!(close(p.history.as_ref().unwrap(), &[1.0, 1.0]));
         // With a stored user vector it joins the blend at weight 1.
         let p = profile(&events, Some(&[3.0, 3.0]), now, &s, vectors);
         let with_user: Vec<f64> = (0..2)
