@@ -100,6 +100,11 @@ pub struct LoadArgs {
     /// The files hold users instead of items.
     #[arg(long)]
     pub users: bool,
+    /// The files hold behaviour events (NDJSON or CSV shaped like those of
+    /// POST /events), e.g. a shop's order history: loaded in one atomic
+    /// write, deduplicated by event_id, creating unknown users.
+    #[arg(long, conflicts_with_all = ["users", "meta", "create"])]
+    pub events: bool,
     /// Load the valid rows and list the invalid ones in --rejects,
     /// instead of stopping at the first invalid row with nothing loaded.
     #[arg(long)]
@@ -119,7 +124,7 @@ pub struct LoadArgs {
     /// No progress bars (they are drawn only on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
-    /// Input files (NDJSON, CSV, .npy, .fvecs).
+    /// Input files (NDJSON, CSV, .npy, .fvecs; events: NDJSON, CSV).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -195,6 +200,7 @@ impl LoadArgs {
             format,
             meta: self.meta,
             users: self.users,
+            events: self.events,
             skip_invalid: self.skip_invalid,
             rejects: self.rejects,
             index: settings.index,

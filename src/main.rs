@@ -61,6 +61,23 @@ fn load_main(args: LoadArgs) -> ExitCode {
                     "{}",
                     serde_json::to_string(&summary).expect("the summary serialises")
                 );
+            } else if summary.kind == "events" {
+                println!(
+                    "loaded {} events into catalog {} in {:.1} s: {} duplicates skipped, {} users created, {} unknown item ids (kept)",
+                    summary.loaded,
+                    summary.catalog,
+                    summary.seconds.total,
+                    summary.duplicates,
+                    summary.new_users,
+                    summary.unknown_items,
+                );
+                if let Some(file) = &summary.rejects_file {
+                    println!(
+                        "{} rows rejected, listed in {}",
+                        summary.rejected,
+                        file.display()
+                    );
+                }
             } else {
                 let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
                 println!(

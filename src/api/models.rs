@@ -695,7 +695,12 @@ impl EventWire {
     /// Validates the event as element `index` of a batch; `now_ms` is the
     /// default timestamp.
     pub fn into_event(self, index: usize, now_ms: i64) -> Result<Event> {
-        let at = |f: &str| format!("events[{index}].{f}");
+        self.into_event_at(&format!("events[{index}]"), now_ms)
+    }
+
+    /// Validates the event; errors name fields under `prefix`.
+    pub fn into_event_at(self, prefix: &str, now_ms: i64) -> Result<Event> {
+        let at = |f: &str| path(prefix, f);
         check_id(&at("user_id"), &self.user_id)?;
         check_id(&at("item_id"), &self.item_id)?;
         for (name, value) in [

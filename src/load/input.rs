@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::api::models::{ItemWire, UserWire};
+use crate::api::models::{EventKindWire, EventWire, ItemWire, UserWire};
 use crate::catalog::model::MAX_DIMENSION;
 
 /// An input format.
@@ -92,8 +92,11 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// A record type rows can become: the API's item or user.
+/// A record type rows can become: the API's item, user or event.
 pub trait Record: DeserializeOwned {
+    /// Whether CSV rows need an `id` column (events have none).
+    const KEYED: bool = true;
+
     /// Builds the record from CSV-style columns. `Err` is (field, reason).
     fn from_columns(
         id: Option<String>,
@@ -172,6 +175,95 @@ impl Record for UserWire {
             vector,
             attributes,
         })
+    }
+}
+
+/// The columns an events CSV may have.
+const EVENT_COLUMNS: &str = "user_id, item_id, type, timestamp, session_id, order_id, quantity, price, event_id, recommendation_id";
+
+impl Record for EventWire {
+    const KEYED: bool = false;
+
+    fn from_columns(
+        id: Option<String>,
+        vector: Option<Vec<f32>>,
+        columns: Vec<(String, String)>,
+    ) -> Result<Self, (String, String)> {
+        if id.is_some() {
+            return Err(bad(
+                "id",
+                "events have no id column; a client event id goes in event_id",
+            ));
+        }
+        if vector.is_some() {
+            return Err(bad("vector", "events have no vector"));
+        }
+        let (mut user_id, mut item_id, mut kind) = (None, None, None);
+        let mut event = EventWire {
+            user_id: String::new(),
+            item_id: String::new(),
+            kind: EventKindWire::View,
+            timestamp: None,
+            session_id: None,
+            order_id: None,
+            quantity: None,
+            price: None,
+            event_id: None,
+            recommendation_id: None,
+        };
+        for (name, value) in columns {
+            // An empty cell is an absent value.
+            if value.is_empty() {
+                continue;
+            }
+            match name.as_str() {
+                "user_id" => user_id = Some(value),
+                "item_id" => item_id = Some(value),
+                "type" => {
+                    kind = Some(match value.trim() {
+                        "view" => EventKindWire::View,
+                        "click" => EventKindWire::Click,
+                        "add_to_cart" => EventKindWire::AddToCart,
+                        "purchase" => EventKindWire::Purchase,
+                        other => {
+                            return Err(bad(
+                                "type",
+                                format!("{other:?} is not view, click, add_to_cart or purchase"),
+                            ))
+                        }
+                    })
+                }
+                "timestamp" => event.timestamp = Some(value),
+                "session_id" => event.session_id = Some(value),
+                "order_id" => event.order_id = Some(value),
+                "quantity" => {
+                    event.quantity =
+                        Some(value.trim().parse().map_err(|_| {
+                            bad("quantity", format!("{value:?} is not a whole number"))
+                        })?)
+                }
+                "price" => {
+                    event.price = Some(
+                        value
+                            .trim()
+                            .parse()
+                            .map_err(|_| bad("price", format!("{value:?} is not a number")))?,
+                    )
+                }
+                "event_id" => event.event_id = Some(value),
+                "recommendation_id" => event.recommendation_id = Some(value),
+                other => {
+                    return Err(bad(
+                        other,
+                        format!("unknown column; events have {EVENT_COLUMNS}"),
+                    ))
+                }
+            }
+        }
+        event.user_id = user_id.ok_or_else(|| bad("user_id", "missing"))?;
+        event.item_id = item_id.ok_or_else(|| bad("item_id", "missing"))?;
+        event.kind = kind.ok_or_else(|| bad("type", "missing"))?;
+        Ok(event)
     }
 }
 
@@ -343,7 +435,7 @@ fn read_csv<R: Record>(
         }
     };
     let columns = Columns::new(&header);
-    if columns.id.is_none() {
+    if R::KEYED && columns.id.is_none() {
         row(Err(reject(
             at_line(path, 1),
             Some("id".into()),

@@ -18,7 +18,16 @@
 //! Until step 5 the catalog is exactly as before; a load killed earlier
 //! leaves records and a snapshot under an id no catalog owns, which the
 //! next open of the store deletes (`collect_orphans`). Re-running a load
-//! gives the same catalog (upsert semantics).
+//! gives the same catalog (upsert semantics). The catalog's behaviour
+//! events and settings move to the new generation with its records.
+//!
+//! **Events** (`--events`: NDJSON lines or CSV rows shaped like the
+//! events of `POST /events`) are not a generation: they are validated
+//! like the API's, deduplicated by `event_id` (within the input and
+//! against the store), and written with the users they create in one
+//! synced RocksDB batch, so a load of history is all or nothing. The whole
+//! input is held in memory: split histories of many millions of events
+//! into several loads.
 
 pub mod input;
 
@@ -30,8 +39,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::api::models::{ItemWire, UserWire};
-use crate::catalog::model::{CatalogConfig, CatalogName, Item, User};
+use crate::api::models::{EventWire, ItemWire, UserWire};
+use crate::catalog::model::{CatalogConfig, CatalogName, Event, Item, User};
 use crate::config::IndexSettings;
 use crate::error::Error;
 use crate::index::IndexState;
@@ -60,6 +69,8 @@ pub struct LoadOptions {
     pub meta: Option<PathBuf>,
     /// The files hold users rather than items.
     pub users: bool,
+    /// The files hold behaviour events.
+    pub events: bool,
     /// Load the good rows and list the bad ones in `rejects`, instead of
     /// stopping at the first bad row.
     pub skip_invalid: bool,
@@ -86,13 +97,19 @@ pub struct LoadSummary {
     /// The catalog id now holding the catalog's records.
     pub generation: u32,
     pub created: bool,
-    /// `"items"` or `"users"`.
+    /// `"items"`, `"users"` or `"events"`.
     pub kind: &'static str,
     /// Rows read from the input, good or bad.
     pub rows: u64,
     /// Distinct records loaded from the input (a repeated id counts once).
     pub loaded: u64,
     pub rejected: u64,
+    /// Events whose `event_id` was already stored or repeated in the input.
+    pub duplicates: u64,
+    /// Users created because events named them first.
+    pub new_users: u64,
+    /// Distinct item ids of loaded events that the catalog does not hold.
+    pub unknown_items: u64,
     /// Where the rejects were listed (with `--skip-invalid` and rejects).
     pub rejects_file: Option<PathBuf>,
     pub catalog_items: u64,
@@ -187,6 +204,15 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
             )))
         }
     };
+    if opts.events {
+        let Some(record) = existing else {
+            return Err(LoadError::Usage(format!(
+                "catalog {} does not exist; load its items first",
+                opts.catalog
+            )));
+        };
+        return load_events(opts, &formats, &store, record, started);
+    }
 
     // 1. Read and validate.
     let read_started = Instant::now();
@@ -278,6 +304,27 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         }
         bar.inc(1);
     }
+    // Behaviour belongs to the catalog, not to a generation: carry the
+    // events (re-keyed) and the settings over.
+    if let Some(record) = existing {
+        let mut unique = event_unique_base();
+        let mut failed = None;
+        store.for_each_event(record.id, |event| {
+            batch.put_event(generation, &event, unique);
+            unique += 1;
+            if batch.bytes() >= WRITE_BATCH_BYTES && failed.is_none() {
+                if let Err(e) = store.write_without_wal(std::mem::take(&mut batch)) {
+                    failed = Some(e);
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        if let Some(settings) = store.behaviour(record.id)? {
+            batch.put_behaviour(generation, &settings);
+        }
+    }
     if !batch.is_empty() {
         store.write_without_wal(batch)?;
     }
@@ -333,12 +380,155 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         rows: input.rows,
         loaded,
         rejected: input.rejects.len() as u64,
+        duplicates: 0,
+        new_users: 0,
+        unknown_items: 0,
         rejects_file,
         catalog_items,
         catalog_users,
         vectors_per_second: catalog_items as f64 / seconds.total.max(1e-9),
         seconds,
         snapshot_bytes: written.bytes,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// The first unique suffix for event keys written now: milliseconds
+/// shifted, like a catalog's at open (see `storage::keys::event_key`).
+fn event_unique_base() -> u64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64))
+        << 20
+}
+
+/// Loads behaviour events into the catalog `record` (see the module
+/// documentation).
+fn load_events(
+    opts: &LoadOptions,
+    formats: &[Format],
+    store: &Store,
+    record: CatalogRecord,
+    started: Instant,
+) -> Result<LoadSummary, LoadError> {
+    let mut seconds = PhaseSeconds::default();
+    if formats
+        .iter()
+        .any(|f| matches!(f, Format::Npy | Format::Fvecs))
+        || opts.meta.is_some()
+    {
+        return Err(LoadError::Usage(
+            "events load from NDJSON or CSV files only".into(),
+        ));
+    }
+    let now_ms = event_unique_base() as i64 >> 20;
+    let total_bytes: u64 = opts
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = progress_bar(opts.progress, total_bytes, "reading", true);
+    let mut rows = 0u64;
+    let mut events: Vec<Event> = Vec::new();
+    let mut rejects: Vec<Rejection> = Vec::new();
+    for (file, format) in opts.files.iter().zip(formats) {
+        let skip = opts.skip_invalid;
+        let mut on_row = |row: input::RowResult<EventWire>| -> bool {
+            rows += 1;
+            match row {
+                Ok((location, wire)) => match wire.into_event_at("", now_ms) {
+                    Ok(event) => events.push(event),
+                    Err(e) => rejects.push(rejection(location, e)),
+                },
+                Err(r) => rejects.push(r),
+            }
+            skip || rejects.is_empty()
+        };
+        read_file::<EventWire>(file, *format, None, &mut |n| bar.inc(n), &mut on_row).map_err(
+            |source| LoadError::Read {
+                path: file.to_path_buf(),
+                source,
+            },
+        )?;
+        if let Some(first) = rejects.first() {
+            if !opts.skip_invalid {
+                bar.finish_and_clear();
+                return Err(LoadError::Rejected(first.clone()));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    seconds.read = started.elapsed().as_secs_f64();
+    let rejects_file = if rejects.is_empty() {
+        None
+    } else {
+        write_rejects(&opts.rejects, &rejects)?;
+        Some(opts.rejects.clone())
+    };
+
+    let write_started = Instant::now();
+    let mut users = std::collections::HashSet::new();
+    store.for_each_user_id(record.id, |u| {
+        users.insert(u.to_string());
+    })?;
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut known_items: HashMap<String, bool> = HashMap::new();
+    let (mut duplicates, mut new_users, mut accepted) = (0u64, 0u64, 0u64);
+    let mut batch = Batch::new();
+    let mut unique = event_unique_base();
+    for event in &events {
+        if let Some(id) = &event.event_id {
+            if !seen_ids.insert(id.clone()) || store.has_event_id(record.id, id)? {
+                duplicates += 1;
+                continue;
+            }
+        }
+        if !known_items.contains_key(&event.item_id) {
+            let known = store
+                .get_item(record.id, &record.config, &event.item_id)?
+                .is_some();
+            known_items.insert(event.item_id.clone(), known);
+        }
+        if users.insert(event.user_id.clone()) {
+            batch.put_user(
+                record.id,
+                &record.config,
+                &User {
+                    id: event.user_id.clone(),
+                    vector: None,
+                    attributes: Default::default(),
+                },
+            );
+            new_users += 1;
+        }
+        batch.put_event(record.id, event, unique);
+        unique += 1;
+        accepted += 1;
+    }
+    // One synced batch: the history is loaded whole or not at all.
+    store.commit(batch)?;
+    seconds.write = write_started.elapsed().as_secs_f64();
+    seconds.total = started.elapsed().as_secs_f64();
+    let mut catalog_items = 0u64;
+    store.for_each_item(record.id, &record.config, |_| catalog_items += 1)?;
+    Ok(LoadSummary {
+        catalog: opts.catalog.to_string(),
+        generation: record.id,
+        created: false,
+        kind: "events",
+        rows,
+        loaded: accepted,
+        rejected: rejects.len() as u64,
+        duplicates,
+        new_users,
+        unknown_items: known_items.values().filter(|k| !**k).count() as u64,
+        rejects_file,
+        catalog_items,
+        catalog_users: users.len() as u64,
+        vectors_per_second: 0.0,
+        seconds,
+        snapshot_bytes: 0,
         peak_rss_bytes: peak_rss_bytes(),
     })
 }

@@ -859,3 +859,152 @@ async fn users_load_from_ndjson_and_csv() {
     assert_eq!(hits[0]["id"], p[7].id);
     server.stop().await;
 }
+
+/// `load --events`: a shop's order history as CSV (and NDJSON), validated
+/// like the API's events, deduplicated by `event_id` on a re-run, creating
+/// the customers; the history survives a later items load (a new
+/// generation); a bad row loads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_history_loads_as_events_and_survives_an_items_reload() {
+    let p = fixtures::superstore();
+    let files = tempfile::tempdir().unwrap();
+    let fvecs = files.path().join("embeddings.fvecs");
+    write_fvecs(
+        &fvecs,
+        &p.iter().map(|x| x.vector.clone()).collect::<Vec<_>>(),
+    );
+    let products = fixtures::data_path("products.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let items_args = [
+        "--catalog",
+        "store",
+        "--create",
+        "--dimension",
+        "384",
+        "--metric",
+        "cosine",
+        fvecs.to_str().unwrap(),
+        "--meta",
+        products.to_str().unwrap(),
+    ];
+    load_ok(dir.path(), &items_args).await;
+
+    // The orders as an events CSV, one event id per order line.
+    let mut reader = csv::Reader::from_path(fixtures::data_path("orders.csv")).unwrap();
+    let mut lines = vec!["user_id,item_id,type,timestamp,order_id,event_id,quantity".to_string()];
+    let mut customers = std::collections::BTreeSet::new();
+    let mut line_ids = std::collections::BTreeSet::new();
+    for r in reader.records() {
+        let r = r.unwrap();
+        customers.insert(r[1].to_string());
+        // An order listing a product twice is one event.
+        line_ids.insert(format!("{}/{}", &r[0], &r[3]));
+        lines.push(format!(
+            "{},{},purchase,{}T12:00:00Z,{},{}/{},{}",
+            &r[1], &r[3], &r[2], &r[0], &r[0], &r[3], &r[4]
+        ));
+    }
+    let rows = lines.len() as u64 - 1;
+    let events_csv = files.path().join("orders-events.csv");
+    write_lines(&events_csv, lines.clone());
+    let summary = load_ok(
+        dir.path(),
+        &[
+            "--catalog",
+            "store",
+            "--events",
+            events_csv.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(summary["kind"], "events");
+    assert_eq!(summary["rows"], rows);
+    assert_eq!(summary["loaded"], line_ids.len() as u64, "{summary}");
+    assert_eq!(summary["duplicates"], rows - line_ids.len() as u64);
+    assert_eq!(summary["new_users"], customers.len() as u64);
+    assert_eq!(summary["unknown_items"], 0);
+    // Again: every event id is known, nothing is added.
+    let again = load_ok(
+        dir.path(),
+        &[
+            "--catalog",
+            "store",
+            "--events",
+            events_csv.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(again["loaded"], 0, "{again}");
+    assert_eq!(again["duplicates"], rows);
+    // NDJSON too, with an unknown item kept.
+    let ndjson = files.path().join("more.ndjson");
+    write_lines(
+        &ndjson,
+        [json!({"user_id": "web-1", "item_id": "NOT-YET", "type": "view"}).to_string()],
+    );
+    let more = load_ok(
+        dir.path(),
+        &["--catalog", "store", "--events", ndjson.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        (more["loaded"].as_u64(), more["unknown_items"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // A bad row: exit 1, named, nothing written.
+    let bad = files.path().join("bad.csv");
+    let mut bad_lines = lines[..3].to_vec();
+    bad_lines[2] = bad_lines[2]
+        .replace(",purchase,", ",like,")
+        .replace("/", "/bad-");
+    bad_lines[1] = bad_lines[1].replace("/", "/new-");
+    write_lines(&bad, bad_lines);
+    let out = load(
+        dir.path(),
+        &["--catalog", "store", "--events", bad.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 3") && err.contains("type") && err.contains("\"like\""),
+        "{err}"
+    );
+
+    // Serve: bought-together evidence is there; reload the items (a new
+    // generation) and it must be exactly the same.
+    let anchor = "OFF-BI-10004728";
+    let ask = json!({"item_ids": [anchor], "k": 30, "with_attributes": false});
+    let server = serve_loaded(dir.path(), "store", 1862).await;
+    let (status, before) = server
+        .api
+        .post("/v1/catalogs/store/recommend/cross-sell", ask.clone())
+        .await;
+    assert_eq!(status.as_u16(), 200, "{before}");
+    assert!(before["hits"][0]["reason"] == "bought_together", "{before}");
+    server
+        .api
+        .put(
+            "/v1/catalogs/store/settings",
+            json!({"upsell_affinity": 0.25}),
+        )
+        .await;
+    let users_before = server.api.get_ok("/v1/catalogs/store").await["counts"]["users"].clone();
+    assert_eq!(
+        users_before,
+        customers.len() as u64 + 1,
+        "no user from the bad load"
+    );
+    server.stop().await;
+    load_ok(dir.path(), &items_args).await;
+    let server = serve_loaded(dir.path(), "store", 1862).await;
+    let (_, after) = server
+        .api
+        .post("/v1/catalogs/store/recommend/cross-sell", ask)
+        .await;
+    assert_eq!(before["hits"], after["hits"]);
+    let settings = server.api.get_ok("/v1/catalogs/store/settings").await;
+    assert_eq!(settings["upsell_affinity"], 0.25);
+    server.stop().await;
+}
