@@ -884,6 +884,7 @@ pub struct BlendWire {
     pub long_term: f64,
     pub user_vector: f64,
     pub popularity: f64,
+    pub category: f64,
 }
 
 /// Cross-sell thresholds as JSON.
@@ -966,6 +967,7 @@ impl SettingsWire {
                 long_term: s.blend.long_term,
                 user_vector: s.blend.user_vector,
                 popularity: s.blend.popularity,
+                category: s.blend.category,
             }),
             cross_sell: Some(CrossSellSettingsWire {
                 min_together: s.cross_sell.min_together,
@@ -1012,6 +1014,7 @@ impl SettingsWire {
                 long_term: b.long_term,
                 user_vector: b.user_vector,
                 popularity: b.popularity,
+                category: b.category,
             };
         }
         if let Some(c) = self.cross_sell {

@@ -334,6 +334,9 @@ pub struct Blend {
     pub user_vector: f64,
     /// Weight of standardised log-popularity next to standardised similarity.
     pub popularity: f64,
+    /// Weight of standardised category affinity (the user's share of
+    /// activity in the candidate's category).
+    pub category: f64,
 }
 
 /// Cross-sell thresholds for bought-together candidates.
@@ -385,7 +388,11 @@ impl Default for BehaviourSettings {
                 session: 1.0,
                 long_term: 1.0,
                 user_vector: 1.0,
-                popularity: 0.3,
+                // Chosen with tools/replay (BENCHMARKS.md): z-units, so 3
+                // is close to the "similarity + 0.3 x z(log pop)"
+                // with raw cosine similarities (their spread is ~0.07).
+                popularity: 3.0,
+                category: 1.0,
             },
             cross_sell: CrossSellSettings {
                 min_together: 1,
@@ -420,6 +427,7 @@ impl BehaviourSettings {
         weight("blend.long_term", self.blend.long_term)?;
         weight("blend.user_vector", self.blend.user_vector)?;
         weight("blend.popularity", self.blend.popularity)?;
+        weight("blend.category", self.blend.category)?;
         weight("upsell_affinity", self.upsell_affinity)?;
         let duration = |name: &str, ms: i64| {
             if (1..=MAX_DURATION_MS).contains(&ms) {

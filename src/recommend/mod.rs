@@ -71,6 +71,9 @@ pub struct UserContext {
     /// Bought within the exclusion window.
     pub purchased: Vec<Arc<str>>,
     pub preferences: Option<Preferences>,
+    /// The share of the user's (long-term, weighted) activity in each
+    /// category, largest first: category affinity.
+    pub categories: Vec<(String, f64)>,
 }
 
 impl UserContext {
@@ -80,14 +83,27 @@ impl UserContext {
         let settings = catalog.behaviour_settings();
         let events = catalog.recent_events(user_id)?;
         let user = catalog.find_user(user_id)?;
-        let profile = catalog.with_index(|index| {
-            profile::profile(
+        let (profile, categories) = catalog.with_index(|index| {
+            let profile = profile::profile(
                 &events,
                 user.as_ref().and_then(|u| u.vector.as_deref()),
                 now_ms,
                 &settings,
                 |item| index.get(item).map(|view| index.vector(view.slot)),
-            )
+            );
+            let mut shares: Vec<(String, f64)> = Vec::new();
+            let total: f64 = profile.item_weights.iter().map(|(_, w)| w).sum();
+            for (item, w) in &profile.item_weights {
+                let Some(category) = index.get(item).and_then(|v| v.meta.category.clone()) else {
+                    continue;
+                };
+                match shares.iter_mut().find(|(c, _)| *c == category) {
+                    Some((_, s)) => *s += w / total,
+                    None => shares.push((category, w / total)),
+                }
+            }
+            shares.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            (profile, shares)
         });
         let purchased = catalog
             .with_behaviour(|b| b.purchased(user_id, now_ms, settings.purchase_exclusion_ms));
@@ -102,6 +118,7 @@ impl UserContext {
             profile,
             purchased,
             preferences,
+            categories,
         })
     }
 

@@ -1,15 +1,22 @@
 //! Personal picks for a user, and trending items.
 //!
 //! **Ranking rule.** Candidates are the `n = clamp(3k, 50, 1000)` items
-//! nearest to the user's blended profile vector (`recommend::profile`)
-//! plus the `n / 2` most popular items, all satisfying the filter (the
-//! request's, completed by the user's preferences) and none bought within
-//! the exclusion window. Each candidate scores
+//! nearest to the user's blended profile vector (`recommend::profile`),
+//! the `clamp(2k, 20, 200)` nearest to each of the user's strongest
+//! interests (up to 8 items), and the `n / 2` most popular items, all
+//! satisfying the filter (the request's, completed by the user's
+//! preferences) and none bought within the exclusion window; with
+//! category affinity on, also the most popular items of the user's three
+//! strongest categories. The interests widen the pool (a shopper of
+//! bookcases *and* phones gets candidates from both, not only from what
+//! lies between). Each candidate scores
 //!
-//! `z(similarity to the profile) + blend.popularity * z(ln(1 + popularity))`
+//! `z(similarity to the profile) + blend.popularity * z(ln(1 + popularity))
+//!  + blend.category * z(category share)`
 //!
-//! where `z` standardises over the candidates and popularity is the item's
-//! time-decayed, type-weighted event count. Recency enters through the
+//! where `z` standardises over the candidates, popularity is the item's
+//! time-decayed, type-weighted event count, and the category share is the
+//! part of the user's weighted activity spent in the candidate's category. Recency enters through the
 //! profile: recent events weigh more, and the session vector counts in
 //! proportion to how fresh the session is. Pure similarity is not enough:
 //! a popularity prior lifts hit rate markedly (BENCHMARKS.md, replay).
@@ -27,9 +34,10 @@ use std::collections::HashMap;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::index::filter::Filter;
+use crate::index::filter::{Condition, Filter, StringCondition};
 use crate::index::IndexState;
 use crate::recommend::behaviour::Behaviour;
+use crate::recommend::profile::MAX_INTERESTS;
 use crate::recommend::{standardise, Reason, Recommendation, UserContext};
 
 /// A personal-picks request, validated.
@@ -115,16 +123,51 @@ pub fn rank_for(
             return catalog.with_behaviour(|b| trending_in(index, b, now, k, &filter, &excluded));
         };
         let n = (3 * k).clamp(50, 1000);
+        let interests: Vec<Vec<f32>> = context
+            .profile
+            .item_weights
+            .iter()
+            .take(MAX_INTERESTS)
+            .filter_map(|(id, _)| index.get(id).map(|v| index.vector(v.slot)))
+            .collect();
+        // Affinity is the similarity to the weighted profile: interests
+        // widen the pool, they do not outvote the weights (a viewed
+        // bookcase must not count as much as a phone in the cart).
+        let affinity = |slot: u32| index.score(&query, slot);
         let mut candidates: HashMap<u32, f32> = HashMap::new();
+        let mut add = |slot: u32| {
+            candidates.entry(slot).or_insert_with(|| affinity(slot));
+        };
         for hit in index.search(&query, n, &filter, &excluded).0 {
-            candidates.insert(hit.slot, hit.score);
+            add(hit.slot);
+        }
+        let per_interest = (2 * k).clamp(20, 200);
+        for v in &interests {
+            for hit in index.search(v, per_interest, &filter, &excluded).0 {
+                add(hit.slot);
+            }
         }
         let popular =
             catalog.with_behaviour(|b| trending_in(index, b, now, n / 2, &filter, &excluded));
         for rec in popular {
-            candidates
-                .entry(rec.hit.slot)
-                .or_insert_with(|| index.score(&query, rec.hit.slot));
+            add(rec.hit.slot);
+        }
+        // With category affinity on: what is popular in the user's top
+        // categories.
+        if settings.blend.category > 0.0 {
+            for (category, _) in context.categories.iter().take(3) {
+                let within = filter
+                    .clone()
+                    .and(Condition::Category(StringCondition::In(vec![
+                        category.clone()
+                    ])));
+                let popular = catalog.with_behaviour(|b| {
+                    trending_in(index, b, now, per_interest, &within, &excluded)
+                });
+                for rec in popular {
+                    add(rec.hit.slot);
+                }
+            }
         }
         let mut slots: Vec<(u32, f32)> = candidates.into_iter().collect();
         slots.sort_unstable_by_key(|(slot, _)| *slot);
@@ -138,9 +181,24 @@ pub fn rank_for(
                 })
                 .collect()
         });
+        let shares: Vec<f64> = slots
+            .iter()
+            .map(|(slot, _)| {
+                let meta = index.hit(*slot, 0.0).meta;
+                meta.category.as_ref().map_or(0.0, |c| {
+                    context
+                        .categories
+                        .iter()
+                        .find(|(x, _)| x == c)
+                        .map_or(0.0, |(_, s)| *s)
+                })
+            })
+            .collect();
         let z_sim = standardise(&sims);
         let z_pop = standardise(&pops);
+        let z_cat = standardise(&shares);
         let w = settings.blend.popularity;
+        let w_cat = settings.blend.category;
         let session = context
             .profile
             .session
@@ -156,7 +214,7 @@ pub fn rank_for(
             .iter()
             .enumerate()
             .map(|(i, (slot, _))| {
-                let score = z_sim[i] + w * z_pop[i];
+                let score = z_sim[i] + w * z_pop[i] + w_cat * z_cat[i];
                 let reason = if w * z_pop[i] > z_sim[i] && pops[i] > 0.0 {
                     Reason::Trending
                 } else if session.as_ref().is_some_and(|s| {

@@ -36,11 +36,20 @@ pub struct Profile {
     /// user in their first session). Tells `recent_activity` hits from
     /// `profile` ones.
     pub history: Option<Vec<f32>>,
+    /// Every distinct item of the profile events that has a vector, with
+    /// its summed long-term event weight, strongest first. The first
+    /// [`MAX_INTERESTS`] are the user's interests: personal picks search
+    /// around each, so a shopper of both bookcases and phones gets both
+    /// rather than what lies between.
+    pub item_weights: Vec<(String, f64)>,
     /// Items added to the cart in the newest session and not bought after.
     pub cart: Vec<String>,
     /// How many events the profile was computed from.
     pub events: usize,
 }
+
+/// Most interests a profile keeps.
+pub const MAX_INTERESTS: usize = 8;
 
 /// `2^(-age / half_life)`.
 pub fn decay(age_ms: i64, half_life_ms: i64) -> f64 {
@@ -188,7 +197,21 @@ pub fn profile(
         (older.as_deref(), b.long_term),
         (user_vector, b.user_vector),
     ]);
+    let mut weights: Vec<(String, f64)> = Vec::new();
+    for event in &events {
+        let w = settings.weights.of(event.kind)
+            * decay(now_ms - event.timestamp_ms, settings.long_term_half_life_ms);
+        if w <= 0.0 || vector_of(&event.item_id).is_none() {
+            continue;
+        }
+        match weights.iter_mut().find(|(id, _)| *id == event.item_id) {
+            Some((_, total)) => *total += w,
+            None => weights.push((event.item_id.clone(), w)),
+        }
+    }
+    weights.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Profile {
+        item_weights: weights,
         session,
         session_freshness,
         long_term,
@@ -273,6 +296,9 @@ mod tests {
             .collect();
         assert!(close(p.blended.as_ref().unwrap(), &blended));
         assert_eq!(p.events, 4);
+        // Interests by summed long-term weight: b (8), c (2), a (1).
+        let interests: Vec<&str> = p.item_weights.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(interests, ["b", "c", "a"]);
         // History: only c, the older session.
         assert!(close(p.history.as_ref().unwrap(), &[1.0, 1.0]));
         // With a stored user vector it joins the blend at weight 1.

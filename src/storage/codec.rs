@@ -309,7 +309,7 @@ struct BehaviourV1 {
     session_gap_ms: i64,
     purchase_exclusion_ms: Option<i64>,
     profile_events: u32,
-    blend: [f64; 4],
+    blend: [f64; 5],
     min_together: u32,
     min_lift: f64,
     upsell_affinity: f64,
@@ -326,7 +326,13 @@ pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
         session_gap_ms: s.session_gap_ms,
         purchase_exclusion_ms: s.purchase_exclusion_ms,
         profile_events: s.profile_events as u32,
-        blend: [b.session, b.long_term, b.user_vector, b.popularity],
+        blend: [
+            b.session,
+            b.long_term,
+            b.user_vector,
+            b.popularity,
+            b.category,
+        ],
         min_together: s.cross_sell.min_together,
         min_lift: s.cross_sell.min_lift,
         upsell_affinity: s.upsell_affinity,
@@ -343,7 +349,7 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
         bincode::serde::decode_from_slice(body, bincode_config())
             .map_err(|e| corrupt("behaviour settings", e.to_string()))?;
     let [view, click, add_to_cart, purchase] = v1.weights;
-    let [session, long_term, user_vector, popularity] = v1.blend;
+    let [session, long_term, user_vector, popularity, category] = v1.blend;
     let settings = BehaviourSettings {
         weights: EventWeights {
             view,
@@ -362,6 +368,7 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
             long_term,
             user_vector,
             popularity,
+            category,
         },
         cross_sell: CrossSellSettings {
             min_together: v1.min_together,
