@@ -56,7 +56,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
-    /// Bulk-load items or users from files into a catalog, offline (no
+    /// Bulk-load items, users or behaviour events from files into a catalog, offline (no
     /// server may hold the data directory). Exit code: 0 all loaded,
     /// 2 loaded with rejected rows (--skip-invalid), 1 failed (nothing
     /// changed).

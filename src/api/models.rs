@@ -830,11 +830,21 @@ pub struct RecommendedView {
     pub evidence: Option<EvidenceView>,
 }
 
+/// A trending category and its decayed, type-weighted event count.
+#[derive(Debug, Serialize)]
+pub struct CategoryView {
+    pub category: String,
+    pub score: f64,
+}
+
 /// Every recommendation response: an id later events can cite, and hits.
 #[derive(Debug, Serialize)]
 pub struct RecommendationsResponse {
     pub recommendation_id: String,
     pub hits: Vec<RecommendedView>,
+    /// Trending categories (the trending endpoint only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<CategoryView>>,
 }
 
 impl RecommendationsResponse {
@@ -862,6 +872,7 @@ impl RecommendationsResponse {
                     },
                 })
                 .collect(),
+            categories: None,
         }
     }
 }

@@ -10,8 +10,8 @@ use axum::Json;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::{
-    check_k, parse_filter, parse_time, CrossSellWire, RecommendationsResponse, SimilarRequest,
-    TrendingWire, UpsellWire, UserRecommendWire,
+    check_k, parse_filter, parse_time, CategoryView, CrossSellWire, RecommendationsResponse,
+    SimilarRequest, TrendingWire, UpsellWire, UserRecommendWire,
 };
 use crate::api::{blocking, now_ms, AppState};
 use crate::catalog::model::check_id;
@@ -173,7 +173,8 @@ pub async fn cross_sell(
     .await
 }
 
-/// The most popular items now (time-decayed), filter-aware.
+/// The most popular items now (time-decayed), filter-aware, and the most
+/// popular categories.
 pub async fn trending(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
@@ -188,7 +189,20 @@ pub async fn trending(
     blocking(move || {
         let context = context_of(&catalog, body.user_id.as_deref(), now)?;
         let picks = crate::recommend::personal::trending(&catalog, &context, k, filter, now);
-        Ok(respond(&picks, with_attributes))
+        let categories = catalog.with_behaviour(|b| {
+            b.categories
+                .top(now, k, |_| true)
+                .into_iter()
+                .filter(|(_, score)| *score > 0.0)
+                .map(|(category, score)| CategoryView {
+                    category: category.to_string(),
+                    score,
+                })
+                .collect()
+        });
+        let mut answer = respond(&picks, with_attributes);
+        answer.categories = Some(categories);
+        Ok(answer)
     })
     .await
 }
