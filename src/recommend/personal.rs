@@ -1,15 +1,13 @@
 //! Personal picks for a user, and trending items.
 //!
 //! **Ranking rule.** Candidates are the `n = clamp(3k, 50, 1000)` items
-//! nearest to the user's blended profile vector (`recommend::profile`),
-//! the `clamp(2k, 20, 200)` nearest to each of the user's strongest
-//! interests (up to 8 items), and the `n / 2` most popular items, all
-//! satisfying the filter (the request's, completed by the user's
-//! preferences) and none bought within the exclusion window; with
-//! category affinity on, also the most popular items of the user's three
-//! strongest categories. The interests widen the pool (a shopper of
-//! bookcases *and* phones gets candidates from both, not only from what
-//! lies between). Each candidate scores
+//! nearest to the user's blended profile vector (`recommend::profile`)
+//! and the `n / 2` most popular items, all satisfying the filter (the
+//! request's, completed by the user's preferences) and none bought within
+//! the exclusion window; with category affinity on, also the `n / 2` most
+//! popular items of each of the user's three strongest categories (so a
+//! shopper of bookcases *and* phones gets candidates from both, not only
+//! from what lies between). Each candidate scores
 //!
 //! `z(similarity to the profile) + blend.popularity * z(ln(1 + popularity))
 //!  + blend.category * z(category share)`
@@ -37,7 +35,6 @@ use crate::error::Result;
 use crate::index::filter::{Condition, Filter, StringCondition};
 use crate::index::IndexState;
 use crate::recommend::behaviour::Behaviour;
-use crate::recommend::profile::MAX_INTERESTS;
 use crate::recommend::{standardise, Reason, Recommendation, UserContext};
 
 /// A personal-picks request, validated.
@@ -123,16 +120,6 @@ pub fn rank_for(
             return catalog.with_behaviour(|b| trending_in(index, b, now, k, &filter, &excluded));
         };
         let n = (3 * k).clamp(50, 1000);
-        let interests: Vec<Vec<f32>> = context
-            .profile
-            .item_weights
-            .iter()
-            .take(MAX_INTERESTS)
-            .filter_map(|(id, _)| index.get(id).map(|v| index.vector(v.slot)))
-            .collect();
-        // Affinity is the similarity to the weighted profile: interests
-        // widen the pool, they do not outvote the weights (a viewed
-        // bookcase must not count as much as a phone in the cart).
         let affinity = |slot: u32| index.score(&query, slot);
         let mut candidates: HashMap<u32, f32> = HashMap::new();
         let mut add = |slot: u32| {
@@ -140,12 +127,6 @@ pub fn rank_for(
         };
         for hit in index.search(&query, n, &filter, &excluded).0 {
             add(hit.slot);
-        }
-        let per_interest = (2 * k).clamp(20, 200);
-        for v in &interests {
-            for hit in index.search(v, per_interest, &filter, &excluded).0 {
-                add(hit.slot);
-            }
         }
         let popular =
             catalog.with_behaviour(|b| trending_in(index, b, now, n / 2, &filter, &excluded));
@@ -161,9 +142,8 @@ pub fn rank_for(
                     .and(Condition::Category(StringCondition::In(vec![
                         category.clone()
                     ])));
-                let popular = catalog.with_behaviour(|b| {
-                    trending_in(index, b, now, per_interest, &within, &excluded)
-                });
+                let popular = catalog
+                    .with_behaviour(|b| trending_in(index, b, now, n / 2, &within, &excluded));
                 for rec in popular {
                     add(rec.hit.slot);
                 }

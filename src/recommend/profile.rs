@@ -37,19 +37,14 @@ pub struct Profile {
     /// `profile` ones.
     pub history: Option<Vec<f32>>,
     /// Every distinct item of the profile events that has a vector, with
-    /// its summed long-term event weight, strongest first. The first
-    /// [`MAX_INTERESTS`] are the user's interests: personal picks search
-    /// around each, so a shopper of both bookcases and phones gets both
-    /// rather than what lies between.
+    /// its summed long-term event weight, strongest first (category
+    /// affinity is computed from it).
     pub item_weights: Vec<(String, f64)>,
     /// Items added to the cart in the newest session and not bought after.
     pub cart: Vec<String>,
     /// How many events the profile was computed from.
     pub events: usize,
 }
-
-/// Most interests a profile keeps.
-pub const MAX_INTERESTS: usize = 8;
 
 /// `2^(-age / half_life)`.
 pub fn decay(age_ms: i64, half_life_ms: i64) -> f64 {

@@ -339,7 +339,7 @@ async fn cold_start_is_trending_and_preferences_act_as_default_filters() {
         (t.unix_timestamp() * 1000) as f64
     };
     let now = at_ms("2021-01-01") - 12.0 * 3_600_000.0;
-    let half_life = 7.0 * 86_400_000.0;
+    let half_life = 30.0 * 86_400_000.0;
     let mut popularity: HashMap<&str, f64> = HashMap::new();
     for l in &lines {
         *popularity.entry(&l.product).or_default() +=
