@@ -614,11 +614,10 @@ impl Catalog {
         self.store.recent_events(self.id, user, limit)
     }
 
-    /// The stored user, if any (no error when unknown).
+    /// The stored user, if any (no error when unknown). Reads RocksDB
+    /// without the users lock, so recommendations never wait for a
+    /// settings change (which holds that lock while it rescans events).
     pub fn find_user(&self, id: &str) -> Result<Option<User>> {
-        if !self.users.lock().contains(id) {
-            return Ok(None);
-        }
         self.store.get_user(self.id, &self.config, id)
     }
 

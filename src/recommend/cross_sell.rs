@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::index::filter::{Condition, Filter, StringCondition};
+use crate::index::ItemView;
 use crate::recommend::copurchase::PairStats;
 use crate::recommend::{context_of, Reason, Recommendation};
 
@@ -44,12 +45,15 @@ pub fn cross_sell(catalog: &Catalog, request: &CrossSellRequest) -> Result<Vec<R
     let filter = context.filter(request.filter.clone());
     let k = request.k;
     catalog.with_index(|index| {
-        let mut cart = Vec::with_capacity(request.item_ids.len());
+        let mut cart: Vec<ItemView> = Vec::with_capacity(request.item_ids.len());
         for id in &request.item_ids {
             let view = index
                 .get(id)
                 .ok_or_else(|| Error::ItemNotFound { id: id.clone() })?;
-            cart.push(view);
+            // A repeated id is one cart item (its confidence counts once).
+            if !cart.iter().any(|c| c.slot == view.slot) {
+                cart.push(view);
+            }
         }
         let mut excluded: HashSet<u32> = cart.iter().map(|v| v.slot).collect();
         excluded.extend(context.purchased_slots(index));
