@@ -290,10 +290,13 @@ async fn purchased_items_never_come_back_and_one_event_changes_the_next_answer()
         &recommend(
             api,
             "cross-sell",
-            json!({"item_ids": [p[bookcases[0]].id], "user_id": "shopper", "k": 100}),
+            json!({"item_ids": [p[bookcases[0]].id], "user_id": "shopper", "k": 1000,
+                   "filter": {"category": "Phones"}}),
         )
         .await,
     );
+    // (Every other phone comes back, so only the exclusion keeps it out.)
+    assert_eq!(cross.len(), phones.len() - 1);
     assert!(!ids(&cross).contains(&p[phones[0]].id));
     // Buying it takes it out of personal picks.
     let before_buy = ids(&hits(
@@ -403,12 +406,12 @@ async fn cold_start_is_trending_and_preferences_act_as_default_filters() {
             );
         }
     }
-    let chair = p.iter().find(|x| x.category == "Bookcases").unwrap();
+    let bookcase = p.iter().find(|x| x.category == "Bookcases").unwrap();
     for hit in hits(
         &recommend(
             api,
             "similar",
-            json!({"item_id": chair.id, "user_id": "picky", "k": 5}),
+            json!({"item_id": bookcase.id, "user_id": "picky", "k": 5}),
         )
         .await,
     ) {
