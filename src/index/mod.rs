@@ -325,6 +325,11 @@ impl IndexState {
             && c.tombstones as f64 >= self.settings.rebuild_tombstone_ratio * c.graph_points as f64
     }
 
+    /// The slot of the live item `id` (cheaper than [`IndexState::get`]).
+    pub fn slot_of(&self, id: &str) -> Option<u32> {
+        self.ids.get(id).copied()
+    }
+
     /// The live item `id`.
     pub fn get(&self, id: &str) -> Option<ItemView> {
         let slot = *self.ids.get(id)?;

@@ -59,8 +59,8 @@ pub fn trending_in(
 ) -> Vec<Recommendation> {
     let keep = |id: &str| {
         index
-            .get(id)
-            .is_some_and(|v| !excluded.contains(&v.slot) && index.satisfies(v.slot, filter))
+            .slot_of(id)
+            .is_some_and(|slot| !excluded.contains(&slot) && index.satisfies(slot, filter))
     };
     behaviour
         .items

@@ -1,0 +1,159 @@
+//! The recommenders in-process, without HTTP: personal picks (a user with
+//! events, and a cold start), cross-sell, trending, and loading a user's
+//! context (events from RocksDB + profile), on 20,000 synthetic clustered
+//! 384-d items in 64 categories with 200,000 events by 10,000 users
+//! (Zipf-skewed items, fixed seed), in a real store in a temp dir.
+//!
+//! Run: `cargo bench --bench recommend`
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use recstore::catalog::model::{
+    CatalogConfig, CatalogName, Event, EventKind, Item, Metric, VectorType,
+};
+use recstore::catalog::registry::Catalogs;
+use recstore::config::IndexSettings;
+use recstore::index::filter::Filter;
+use recstore::recommend::cross_sell::{cross_sell, CrossSellRequest};
+use recstore::recommend::personal::{recommend_user, trending, UserRequest};
+use recstore::recommend::UserContext;
+use recstore::storage::Store;
+
+const N: usize = 20_000;
+const DIM: usize = 384;
+const CLUSTERS: usize = 64;
+const USERS: usize = 10_000;
+const EVENTS: usize = 200_000;
+const NOW: i64 = 1_800_000_000_000;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard normal sample (Box-Muller).
+    fn normal(&mut self) -> f32 {
+        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let u2 = self.unit();
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+fn items(rng: &mut Rng) -> Vec<Item> {
+    let centers: Vec<Vec<f32>> = (0..CLUSTERS)
+        .map(|_| (0..DIM).map(|_| rng.normal()).collect())
+        .collect();
+    (0..N)
+        .map(|i| {
+            let c = (rng.next() % CLUSTERS as u64) as usize;
+            let v: Vec<f32> = centers[c].iter().map(|x| x + 0.6 * rng.normal()).collect();
+            Item {
+                id: format!("i{i}"),
+                vector: v,
+                price: Some((i % 100) as f64 + 1.0),
+                category: Some(format!("c{c}")),
+                brand: None,
+                in_stock: true,
+                tags: Vec::new(),
+                explicit_tier: None,
+                attributes: Default::default(),
+            }
+        })
+        .collect()
+}
+
+fn setup() -> (tempfile::TempDir, Arc<Catalogs>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let catalogs = Arc::new(Catalogs::open(store, IndexSettings::default()).unwrap());
+    let name = CatalogName::parse("bench").unwrap();
+    catalogs
+        .create(
+            &name,
+            CatalogConfig::new(DIM, Metric::Cosine, VectorType::F32, 4).unwrap(),
+        )
+        .unwrap();
+    let catalog = catalogs.get("bench").unwrap();
+    let mut rng = Rng(0x5EED);
+    catalog.upsert_items(items(&mut rng)).unwrap();
+    let kinds = [
+        EventKind::View,
+        EventKind::View,
+        EventKind::Click,
+        EventKind::AddToCart,
+        EventKind::Purchase,
+    ];
+    let mut events = Vec::with_capacity(EVENTS);
+    for e in 0..EVENTS {
+        // Zipf-like item popularity: the square of a uniform index.
+        let item = ((rng.unit() * rng.unit()) * N as f64) as usize;
+        let user = (rng.next() % USERS as u64) as usize;
+        let kind = kinds[(rng.next() % kinds.len() as u64) as usize];
+        events.push(Event {
+            user_id: format!("u{user}"),
+            item_id: format!("i{item}"),
+            kind,
+            timestamp_ms: NOW - (rng.next() % (60 * 86_400_000)) as i64,
+            session_id: None,
+            order_id: (kind == EventKind::Purchase).then(|| format!("o{}", e / 3)),
+            quantity: 1,
+            price: None,
+            event_id: None,
+            recommendation_id: None,
+        });
+        if events.len() == 10_000 {
+            catalog.record_events(std::mem::take(&mut events)).unwrap();
+        }
+    }
+    (dir, catalogs)
+}
+
+fn bench(c: &mut Criterion) {
+    let (_dir, catalogs) = setup();
+    let catalog = catalogs.get("bench").unwrap();
+    let mut group = c.benchmark_group("recommend");
+    group.sample_size(30);
+    let user = |id: &str| UserRequest {
+        user_id: id.into(),
+        k: 10,
+        filter: Filter::default(),
+        now_ms: NOW,
+    };
+    group.bench_function("user_context/20_events", |b| {
+        b.iter(|| UserContext::load(&catalog, "u17", NOW).unwrap())
+    });
+    group.bench_function("personal/20_events", |b| {
+        b.iter(|| recommend_user(&catalog, &user("u17")).unwrap())
+    });
+    group.bench_function("personal/cold_start", |b| {
+        b.iter(|| recommend_user(&catalog, &user("nobody")).unwrap())
+    });
+    let empty = UserContext::default();
+    group.bench_function("trending/k10", |b| {
+        b.iter(|| trending(&catalog, &empty, 10, Filter::default(), NOW))
+    });
+    let cart = CrossSellRequest {
+        item_ids: vec!["i3".into()],
+        user_id: Some("u17".into()),
+        k: 10,
+        filter: Filter::default(),
+        now_ms: NOW,
+    };
+    group.bench_function("cross_sell/one_item", |b| {
+        b.iter(|| cross_sell(&catalog, &cart).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
