@@ -592,3 +592,58 @@ async fn bad_recommendation_requests_name_the_field() {
     }
     server.stop().await;
 }
+
+/// Upsell for a user blends their taste into the ranking: an item that is
+/// the user's own vector climbs; without a user the order is similarity
+/// to the anchor alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsell_for_a_user_blends_their_taste() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let api = &server.api;
+    store_with_products(api).await;
+    let p = fixtures::superstore();
+    // The cheapest chair has many pricier chairs above it.
+    let anchor = p
+        .iter()
+        .filter(|x| x.category == "Chairs")
+        .min_by(|a, b| a.price.total_cmp(&b.price))
+        .unwrap();
+    let ask = json!({"item_id": anchor.id, "k": 10, "max_price_ratio": 100.0});
+    let plain = ids(&hits(&recommend(api, "upsell", ask.clone()).await));
+    assert_eq!(plain.len(), 10);
+    let last = plain[9].clone();
+    let taste = p.iter().find(|x| x.id == last).unwrap();
+    api.post_ok(
+        "/v1/catalogs/store/users",
+        json!({"users": [{"id": "fan", "vector": taste.vector}]}),
+    )
+    .await;
+    let mut with_user = ask.clone();
+    with_user["user_id"] = json!("fan");
+    let personal = ids(&hits(&recommend(api, "upsell", with_user).await));
+    let rank = personal.iter().position(|id| *id == last);
+    assert!(
+        rank.is_some_and(|r| r < 9),
+        "the user's favourite climbs: {plain:?} -> {personal:?}"
+    );
+    // Every hit is still a pricier chair.
+    for hit in hits(
+        &recommend(
+            api,
+            "upsell",
+            json!({"item_id": anchor.id, "k": 10, "user_id": "fan", "max_price_ratio": 100.0}),
+        )
+        .await,
+    ) {
+        assert_eq!(hit["category"], "Chairs");
+        assert!(hit["price"].as_f64().unwrap() > anchor.price);
+    }
+    // With the affinity weight at 0 the user changes nothing.
+    api.put("/v1/catalogs/store/settings", json!({"upsell_affinity": 0}))
+        .await;
+    let mut again = ask.clone();
+    again["user_id"] = json!("fan");
+    assert_eq!(ids(&hits(&recommend(api, "upsell", again).await)), plain);
+    server.stop().await;
+}
