@@ -475,6 +475,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn behaviour_settings_round_trip_and_invalid_ones_are_corruption() {
+        let mut settings = BehaviourSettings {
+            purchase_exclusion_ms: Some(86_400_000),
+            profile_events: 50,
+            ..BehaviourSettings::default()
+        };
+        settings.blend.category = 0.5;
+        settings.cross_sell.min_together = 3;
+        let bytes = encode_behaviour(&settings);
+        assert_eq!(decode_behaviour(&bytes).unwrap(), settings);
+        for cut in 0..bytes.len() {
+            assert!(decode_behaviour(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // Bytes that decode to settings that fail validation are corrupt.
+        let bad = encode_behaviour(&BehaviourSettings {
+            profile_events: 0,
+            ..BehaviourSettings::default()
+        });
+        assert!(matches!(
+            decode_behaviour(&bad),
+            Err(Error::Corruption { .. })
+        ));
+    }
+
     proptest! {
         #[test]
         fn items_round_trip(
