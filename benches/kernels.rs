@@ -1,0 +1,110 @@
+//! The score kernels recstore runs today (the portable loops in
+//! `index::distance`) for each metric and element type, per vector pair at
+//! 128 and 384 dimensions, and an exact scan of 10,000 stored vectors
+//! through the vector arena. The baseline that issue #5's SIMD kernels
+//! must beat; random unit vectors, fixed seed.
+//!
+//! Run: `cargo bench --bench kernels`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use half::f16;
+use recstore::catalog::model::{Metric, VectorType};
+use recstore::index::distance::score;
+use recstore::index::vectors::VectorArena;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        let v: Vec<f32> = (0..dim)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    }
+}
+
+const METRICS: [(Metric, &str); 3] = [
+    (Metric::Cosine, "cosine"),
+    (Metric::Dot, "dot"),
+    (Metric::L2, "l2"),
+];
+
+fn pairs(c: &mut Criterion) {
+    let mut rng = Rng(0x5EED);
+    let mut group = c.benchmark_group("pair");
+    for dim in [128usize, 384] {
+        let q = rng.vector(dim);
+        let v32 = rng.vector(dim);
+        let v16: Vec<f16> = v32.iter().map(|x| f16::from_f32(*x)).collect();
+        for (metric, name) in METRICS {
+            group.bench_with_input(
+                BenchmarkId::new(format!("f32/{name}"), dim),
+                &dim,
+                |b, _| {
+                    b.iter(|| {
+                        score(
+                            metric,
+                            std::hint::black_box(&q[..]),
+                            std::hint::black_box(&v32[..]),
+                        )
+                    })
+                },
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("f16/{name}"), dim),
+                &dim,
+                |b, _| {
+                    b.iter(|| {
+                        score(
+                            metric,
+                            std::hint::black_box(&q[..]),
+                            std::hint::black_box(&v16[..]),
+                        )
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+fn scan(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let mut rng = Rng(0xA11CE);
+    let mut group = c.benchmark_group("exact_scan_10k");
+    group.throughput(Throughput::Elements(N as u64));
+    for dim in [128usize, 384] {
+        for (vector_type, type_name) in [(VectorType::F32, "f32"), (VectorType::F16, "f16")] {
+            let mut arena = VectorArena::new(vector_type, dim, N);
+            for _ in 0..N {
+                arena.push(&rng.vector(dim));
+            }
+            let q = rng.vector(dim);
+            group.bench_with_input(
+                BenchmarkId::new(format!("{type_name}/l2"), dim),
+                &dim,
+                |b, _| {
+                    b.iter(|| {
+                        let mut best = f32::NEG_INFINITY;
+                        for slot in 0..N as u32 {
+                            best = best.max(arena.score(Metric::L2, &q, slot));
+                        }
+                        best
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pairs, scan);
+criterion_main!(benches);
