@@ -6,30 +6,15 @@
 //!
 //! Run: `cargo bench --bench kernels`
 
+mod support;
+
+use support::{unit_length, Rng};
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
 use recstore::catalog::model::{Metric, VectorType};
 use recstore::index::distance::score;
 use recstore::index::vectors::VectorArena;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn vector(&mut self, dim: usize) -> Vec<f32> {
-        let v: Vec<f32> = (0..dim)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / norm).collect()
-    }
-}
 
 const METRICS: [(Metric, &str); 3] = [
     (Metric::Cosine, "cosine"),
@@ -37,12 +22,21 @@ const METRICS: [(Metric, &str); 3] = [
     (Metric::L2, "l2"),
 ];
 
+/// A random unit vector.
+fn vector(rng: &mut Rng, dim: usize) -> Vec<f32> {
+    unit_length(
+        (0..dim)
+            .map(|_| (rng.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect(),
+    )
+}
+
 fn pairs(c: &mut Criterion) {
     let mut rng = Rng(0x5EED);
     let mut group = c.benchmark_group("pair");
     for dim in [128usize, 384] {
-        let q = rng.vector(dim);
-        let v32 = rng.vector(dim);
+        let q = vector(&mut rng, dim);
+        let v32 = vector(&mut rng, dim);
         let v16: Vec<f16> = v32.iter().map(|x| f16::from_f32(*x)).collect();
         for (metric, name) in METRICS {
             group.bench_with_input(
@@ -85,9 +79,9 @@ fn scan(c: &mut Criterion) {
         for (vector_type, type_name) in [(VectorType::F32, "f32"), (VectorType::F16, "f16")] {
             let mut arena = VectorArena::new(vector_type, dim, N);
             for _ in 0..N {
-                arena.push(&rng.vector(dim));
+                arena.push(&vector(&mut rng, dim));
             }
-            let q = rng.vector(dim);
+            let q = vector(&mut rng, dim);
             group.bench_with_input(
                 BenchmarkId::new(format!("{type_name}/l2"), dim),
                 &dim,

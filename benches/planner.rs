@@ -6,6 +6,10 @@
 //!
 //! Run: `cargo bench --bench planner`
 
+mod support;
+
+use support::{unit_length, Rng};
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use recstore::catalog::model::{CatalogConfig, Item, Metric, VectorType};
 use recstore::config::IndexSettings;
@@ -17,30 +21,6 @@ const N: usize = 20_000;
 const DIM: usize = 384;
 const CLUSTERS: usize = 64;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A standard normal sample (Box-Muller).
-    fn normal(&mut self) -> f32 {
-        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = ((self.next() >> 11) as f64) / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
-}
-
-fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
-}
-
 /// Clustered unit vectors; item i has price i % 100, so `price < p`
 /// matches p % of the items.
 fn data(rng: &mut Rng) -> (Vec<Item>, Vec<Vec<f32>>) {
@@ -49,7 +29,7 @@ fn data(rng: &mut Rng) -> (Vec<Item>, Vec<Vec<f32>>) {
         .collect();
     let point = |rng: &mut Rng| {
         let c = &centers[(rng.next() % CLUSTERS as u64) as usize];
-        unit(c.iter().map(|x| x + 0.6 * rng.normal()).collect())
+        unit_length(c.iter().map(|x| x + 0.6 * rng.normal()).collect())
     };
     let items = (0..N)
         .map(|i| Item {

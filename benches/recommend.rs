@@ -6,6 +6,10 @@
 //!
 //! Run: `cargo bench --bench recommend`
 
+mod support;
+
+use support::Rng;
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -26,28 +30,6 @@ const CLUSTERS: usize = 64;
 const USERS: usize = 10_000;
 const EVENTS: usize = 200_000;
 const NOW: i64 = 1_800_000_000_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A standard normal sample (Box-Muller).
-    fn normal(&mut self) -> f32 {
-        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = self.unit();
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
-}
 
 fn items(rng: &mut Rng) -> Vec<Item> {
     let centers: Vec<Vec<f32>> = (0..CLUSTERS)

@@ -31,7 +31,6 @@ use crate::error::{Error, Result};
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan};
 use crate::recommend::behaviour::Behaviour;
-use crate::recommend::copurchase::PairStats;
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
 use model::{BehaviourSettings, CatalogConfig, CatalogName, Event, Item, User};
@@ -562,14 +561,6 @@ impl Catalog {
         Ok(outcome)
     }
 
-    /// Items bought together with `item`, with the statistics of
-    /// `item -> partner`, most baskets first (ties by id).
-    pub fn bought_together(&self, item: &str) -> Vec<(Arc<str>, PairStats)> {
-        let mut partners = self.behaviour.read().copurchase.partners(item);
-        partners.sort_by(|a, b| b.1.together.cmp(&a.1.together).then_with(|| a.0.cmp(&b.0)));
-        partners
-    }
-
     /// The catalog's behaviour settings.
     pub fn behaviour_settings(&self) -> BehaviourSettings {
         *self.behaviour_settings.read()
@@ -619,13 +610,6 @@ impl Catalog {
     /// settings change (which holds that lock while it rescans events).
     pub fn find_user(&self, id: &str) -> Result<Option<User>> {
         self.store.get_user(self.id, &self.config, id)
-    }
-
-    /// Every stored event of the catalog (for tests and tools).
-    pub fn events(&self) -> Result<Vec<Event>> {
-        let mut out = Vec::new();
-        self.store.for_each_event(self.id, |e| out.push(e))?;
-        Ok(out)
     }
 
     /// Nearest live items to a prepared query vector.
@@ -919,7 +903,7 @@ mod tests {
             ])
             .unwrap();
         let check = |c: &Catalog| {
-            let partners = c.bought_together("a");
+            let partners = c.with_behaviour(|b| b.copurchase.partners("a"));
             assert_eq!(partners.len(), 1);
             assert_eq!(&*partners[0].0, "b");
             let s = partners[0].1;

@@ -29,11 +29,12 @@
 //! trending items: the most popular items now that pass the filter.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::index::filter::{Condition, Filter, StringCondition};
-use crate::index::IndexState;
+use crate::index::{IndexState, ItemMeta};
 use crate::recommend::behaviour::Behaviour;
 use crate::recommend::{standardise, Reason, Recommendation, UserContext};
 
@@ -100,7 +101,7 @@ pub fn recommend_user(catalog: &Catalog, request: &UserRequest) -> Result<Vec<Re
 }
 
 /// The ranking for a loaded context.
-pub fn rank_for(
+fn rank_for(
     catalog: &Catalog,
     context: &UserContext,
     request: &UserRequest,
@@ -152,20 +153,20 @@ pub fn rank_for(
         let mut slots: Vec<(u32, f32)> = candidates.into_iter().collect();
         slots.sort_unstable_by_key(|(slot, _)| *slot);
         let sims: Vec<f64> = slots.iter().map(|(_, s)| f64::from(*s)).collect();
+        let metas: Vec<Arc<ItemMeta>> = slots
+            .iter()
+            .map(|(slot, _)| index.hit(*slot, 0.0).meta)
+            .collect();
         let pops: Vec<f64> = catalog.with_behaviour(|b| {
-            slots
+            metas
                 .iter()
-                .map(|(slot, _)| {
-                    let id = &index.hit(*slot, 0.0).meta.id;
-                    b.items.score(id, now).max(0.0).ln_1p()
-                })
+                .map(|m| b.items.score(&m.id, now).max(0.0).ln_1p())
                 .collect()
         });
-        let shares: Vec<f64> = slots
+        let shares: Vec<f64> = metas
             .iter()
-            .map(|(slot, _)| {
-                let meta = index.hit(*slot, 0.0).meta;
-                meta.category.as_ref().map_or(0.0, |c| {
+            .map(|m| {
+                m.category.as_ref().map_or(0.0, |c| {
                     context
                         .categories
                         .iter()
