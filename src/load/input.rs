@@ -198,7 +198,8 @@ impl Record for EventWire {
         if vector.is_some() {
             return Err(bad("vector", "events have no vector"));
         }
-        let (mut user_id, mut item_id, mut kind) = (None, None, None);
+        let (mut user_id, mut item_id, mut kind): (_, _, Option<EventKindWire>) =
+            (None, None, None);
         let mut event = EventWire {
             user_id: String::new(),
             item_id: String::new(),
@@ -220,18 +221,19 @@ impl Record for EventWire {
                 "user_id" => user_id = Some(value),
                 "item_id" => item_id = Some(value),
                 "type" => {
-                    kind = Some(match value.trim() {
-                        "view" => EventKindWire::View,
-                        "click" => EventKindWire::Click,
-                        "add_to_cart" => EventKindWire::AddToCart,
-                        "purchase" => EventKindWire::Purchase,
-                        other => {
-                            return Err(bad(
-                                "type",
-                                format!("{other:?} is not view, click, add_to_cart or purchase"),
-                            ))
-                        }
-                    })
+                    // The wire enum decides the names, as for the API.
+                    kind = Some(
+                        serde_json::from_value(Value::String(value.trim().to_string())).map_err(
+                            |_| {
+                                bad(
+                                    "type",
+                                    format!(
+                                        "{value:?} is not view, click, add_to_cart or purchase"
+                                    ),
+                                )
+                            },
+                        )?,
+                    )
                 }
                 "timestamp" => event.timestamp = Some(value),
                 "session_id" => event.session_id = Some(value),
