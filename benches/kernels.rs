@@ -1,8 +1,8 @@
-//! The score kernels recstore runs today (the portable loops in
-//! `index::distance`) for each metric and element type, per vector pair at
-//! 128 and 384 dimensions, and an exact scan of 10,000 stored vectors
-//! through the vector arena. The baseline that issue #5's SIMD kernels
-//! must beat; random unit vectors, fixed seed.
+//! The score kernels (`index::kernels`): the portable loops against the
+//! best set this CPU runs (AVX2+FMA+F16C on x86-64), for each metric and
+//! element type, per vector pair at 128, 384 and 784 dimensions; and an
+//! exact scan of 10,000 stored vectors through the vector arena (the
+//! kernels in use). Random unit vectors, fixed seed.
 //!
 //! Run: `cargo bench --bench kernels`
 
@@ -13,7 +13,8 @@ use support::{unit_length, Rng};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
 use recstore::catalog::model::{Metric, VectorType};
-use recstore::index::distance::score;
+use recstore::index::distance::score_with;
+use recstore::index::kernels::{self, Kernels};
 use recstore::index::vectors::VectorArena;
 
 const METRICS: [(Metric, &str); 3] = [
@@ -34,32 +35,53 @@ fn vector(rng: &mut Rng, dim: usize) -> Vec<f32> {
 fn pairs(c: &mut Criterion) {
     let mut rng = Rng(0x5EED);
     let mut group = c.benchmark_group("pair");
-    for dim in [128usize, 384] {
+    let mut sets: Vec<&'static Kernels> = vec![&kernels::PORTABLE];
+    if !std::ptr::eq(kernels::best(), &kernels::PORTABLE) {
+        sets.push(kernels::best());
+    }
+    for dim in [128usize, 384, 784] {
         let q = vector(&mut rng, dim);
         let v32 = vector(&mut rng, dim);
         let v16: Vec<f16> = v32.iter().map(|x| f16::from_f32(*x)).collect();
-        for (metric, name) in METRICS {
+        for k in &sets {
+            for (metric, name) in METRICS {
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{}/f32/{name}", k.name), dim),
+                    &dim,
+                    |b, _| {
+                        b.iter(|| {
+                            score_with(
+                                k,
+                                metric,
+                                std::hint::black_box(&q[..]),
+                                std::hint::black_box(&v32[..]),
+                            )
+                        })
+                    },
+                );
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{}/f16/{name}", k.name), dim),
+                    &dim,
+                    |b, _| {
+                        b.iter(|| {
+                            score_with(
+                                k,
+                                metric,
+                                std::hint::black_box(&q[..]),
+                                std::hint::black_box(&v16[..]),
+                            )
+                        })
+                    },
+                );
+            }
+            // The graph's own pairing: two stored f16 vectors.
             group.bench_with_input(
-                BenchmarkId::new(format!("f32/{name}"), dim),
+                BenchmarkId::new(format!("{}/f16xf16/l2", k.name), dim),
                 &dim,
                 |b, _| {
                     b.iter(|| {
-                        score(
-                            metric,
-                            std::hint::black_box(&q[..]),
-                            std::hint::black_box(&v32[..]),
-                        )
-                    })
-                },
-            );
-            group.bench_with_input(
-                BenchmarkId::new(format!("f16/{name}"), dim),
-                &dim,
-                |b, _| {
-                    b.iter(|| {
-                        score(
-                            metric,
-                            std::hint::black_box(&q[..]),
+                        (k.l2_f16)(
+                            std::hint::black_box(&v16[..]),
                             std::hint::black_box(&v16[..]),
                         )
                     })

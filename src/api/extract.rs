@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
@@ -45,39 +46,64 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A JSON request body's bytes: checks the content type and the size limit.
+async fn json_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+        let json = content_type
+            .to_str()
+            .ok()
+            .and_then(|s| s.split(';').next())
+            .map(|s| {
+                let s = s.trim().to_ascii_lowercase();
+                s == "application/json" || (s.starts_with("application/") && s.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !json {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: "application/json",
+            });
+        }
+    }
+    let limit = state.max_body_bytes;
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::MalformedJson {
+                field: "body".into(),
+                message: rejection.body_text(),
+            }
+        }
+    })
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
-            let json = content_type
-                .to_str()
-                .ok()
-                .and_then(|s| s.split(';').next())
-                .map(|s| {
-                    let s = s.trim().to_ascii_lowercase();
-                    s == "application/json"
-                        || (s.starts_with("application/") && s.ends_with("+json"))
-                })
-                .unwrap_or(false);
-            if !json {
-                return Err(ApiError::UnsupportedMediaType {
-                    expected: "application/json",
-                });
-            }
-        }
-        let limit = state.max_body_bytes;
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::MalformedJson {
-                    field: "body".into(),
-                    message: rejection.body_text(),
-                }
-            }
-        })?;
+        let bytes = json_body(req, state).await?;
         Ok(ApiJson(parse_json(&bytes)?))
+    }
+}
+
+/// [`ApiJson`] that also reports how long parsing took (for the
+/// `Server-Timing` header of the search endpoint).
+pub struct TimedJson<T> {
+    pub value: T,
+    pub parse: Duration,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for TimedJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = json_body(req, state).await?;
+        let started = Instant::now();
+        let value = parse_json(&bytes)?;
+        Ok(TimedJson {
+            value,
+            parse: started.elapsed(),
+        })
     }
 }
 

@@ -154,7 +154,10 @@ pub struct CountsView {
 #[serde(deny_unknown_fields)]
 pub struct ItemWire {
     pub id: String,
-    pub vector: Vec<f32>,
+    /// The vector as a JSON array; or `vector_b64`.
+    pub vector: Option<Vec<f32>>,
+    /// The vector as base64 of little-endian f32 or f16 (see [`decode_vector`]).
+    pub vector_b64: Option<String>,
     pub price: Option<f64>,
     pub category: Option<String>,
     pub brand: Option<String>,
@@ -186,7 +189,8 @@ impl ItemWire {
     pub fn into_item_at(self, prefix: &str, config: &CatalogConfig) -> Result<Item> {
         let at = |f: &str| path(prefix, f);
         check_id(&at("id"), &self.id)?;
-        let vector = config.prepare_vector(&at("vector"), self.vector)?;
+        let vector = decode_vector(prefix, self.vector, self.vector_b64, config)?
+            .ok_or_else(|| Error::invalid(at("vector"), "missing: give vector or vector_b64"))?;
         let price = self
             .price
             .map(|p| check_price(&at("price"), p))
@@ -231,6 +235,72 @@ impl ItemWire {
             explicit_tier: self.price_tier,
             attributes: self.attributes,
         })
+    }
+}
+
+/// A vector from its two wire forms, checked and prepared for `config`
+/// (see `CatalogConfig::prepare_vector`); `None` if neither was given.
+///
+/// `vector_b64` is standard base64 (padding optional) of the components
+/// as little-endian IEEE floats: 4 bytes each (f32) or 2 bytes each (f16).
+/// The catalog's dimension tells which: `4·d` bytes are f32, `2·d` f16.
+/// It spares the client printing and the server parsing hundreds of
+/// decimal numbers per request.
+pub fn decode_vector(
+    prefix: &str,
+    array: Option<Vec<f32>>,
+    b64: Option<String>,
+    config: &CatalogConfig,
+) -> Result<Option<Vec<f32>>> {
+    use base64::Engine as _;
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let field = path(prefix, "vector_b64");
+    match (array, b64) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(Error::invalid(
+            field,
+            "give either vector or vector_b64, not both",
+        )),
+        (Some(v), None) => config.prepare_vector(&path(prefix, "vector"), v).map(Some),
+        (None, Some(text)) => {
+            let d = config.dimension;
+            // Reject before decoding anything much larger than a vector.
+            if text.len() > (4 * d).div_ceil(3) * 4 + 4 {
+                return Err(Error::invalid(
+                    field,
+                    format!("too long for a {d}-d vector ({} characters)", text.len()),
+                ));
+            }
+            let bytes = ENGINE
+                .decode(text.as_bytes())
+                .map_err(|e| Error::invalid(&field, format!("not valid base64: {e}")))?;
+            let vector: Vec<f32> = if bytes.len() == 4 * d {
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            } else if bytes.len() == 2 * d {
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect()
+            } else {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "decodes to {} bytes; a {d}-d vector is {} bytes as f32 or {} as f16, little-endian",
+                        bytes.len(),
+                        4 * d,
+                        2 * d
+                    ),
+                ));
+            };
+            config.prepare_vector(&field, vector).map(Some)
+        }
     }
 }
 
@@ -279,6 +349,8 @@ pub struct ItemView {
 pub struct UserWire {
     pub id: String,
     pub vector: Option<Vec<f32>>,
+    /// The vector as base64 of little-endian f32 or f16.
+    pub vector_b64: Option<String>,
     #[serde(default)]
     pub attributes: Map<String, Value>,
 }
@@ -293,10 +365,7 @@ impl UserWire {
     pub fn into_user_at(self, prefix: &str, config: &CatalogConfig) -> Result<User> {
         let at = |f: &str| path(prefix, f);
         check_id(&at("id"), &self.id)?;
-        let vector = self
-            .vector
-            .map(|v| config.prepare_vector(&at("vector"), v))
-            .transpose()?;
+        let vector = decode_vector(prefix, self.vector, self.vector_b64, config)?;
         Preferences::from_attributes(&at("attributes"), &self.attributes)?;
         Ok(User {
             id: self.id,
@@ -558,7 +627,9 @@ pub fn parse_filter(filter: Option<FilterWire>) -> Result<Filter> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    pub vector: Vec<f32>,
+    pub vector: Option<Vec<f32>>,
+    /// The query as base64 of little-endian f32 or f16.
+    pub vector_b64: Option<String>,
     #[serde(default = "default_k")]
     pub k: usize,
     pub filter: Option<FilterWire>,

@@ -1,27 +1,74 @@
 //! `POST /v1/catalogs/{catalog}/search`: nearest neighbours of a vector.
+//!
+//! The answer carries a `Server-Timing` header splitting the server's time
+//! into `parse` (JSON and vector decoding), `queue` (the hand-over to a
+//! blocking thread), `plan` (the filter's matching set), `search` (graph
+//! or exact scan) and `encode` (the JSON answer), in milliseconds: the
+//! load generator (`tools/loadgen`) reports it per request.
+
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::error::ApiError;
-use crate::api::extract::{ApiJson, ApiPath};
-use crate::api::models::{check_k, parse_filter, HitsResponse, SearchRequest};
+use crate::api::extract::{ApiPath, TimedJson};
+use crate::api::models::{check_k, decode_vector, parse_filter, HitsResponse, SearchRequest};
 use crate::api::{blocking, AppState};
+use crate::error::Error;
 
 pub async fn search(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
-    ApiJson(body): ApiJson<SearchRequest>,
-) -> Result<Json<HitsResponse>, ApiError> {
+    body: TimedJson<SearchRequest>,
+) -> Result<Response, ApiError> {
+    let TimedJson { value: body, parse } = body;
+    let decoding = Instant::now();
     let catalog = state.catalog(&catalog)?;
     let k = check_k(body.k)?;
     let filter = parse_filter(body.filter)?;
-    let query = catalog.config().prepare_vector("vector", body.vector)?;
+    let query = decode_vector("", body.vector, body.vector_b64, catalog.config())?
+        .ok_or_else(|| Error::invalid("vector", "missing: give vector or vector_b64"))?;
+    let parse = parse + decoding.elapsed();
     let with_attributes = body.with_attributes;
+    let handed_over = Instant::now();
     blocking(move || {
-        let (hits, plan) = catalog.search(&query, k, &filter, &[]);
+        let queue = handed_over.elapsed();
+        let (hits, plan, planning, searching) = catalog.with_index(|index| {
+            let started = Instant::now();
+            let planned = index.plan(&filter, &[]);
+            let planning = started.elapsed();
+            let started = Instant::now();
+            let (hits, plan) = index.execute(planned, &query, k);
+            (hits, plan, planning, started.elapsed())
+        });
         tracing::debug!(?plan, hits = hits.len(), "search");
-        Ok(Json(HitsResponse::new(&hits, with_attributes)))
+        let started = Instant::now();
+        let mut response = Json(HitsResponse::new(&hits, with_attributes)).into_response();
+        let encode = started.elapsed();
+        let timing = server_timing(&[
+            ("parse", parse),
+            ("queue", queue),
+            ("plan", planning),
+            ("search", searching),
+            ("encode", encode),
+        ]);
+        if let Ok(value) = HeaderValue::from_str(&timing) {
+            response.headers_mut().insert("server-timing", value);
+        }
+        Ok(response)
     })
     .await
+}
+
+/// `name;dur=0.012, ...` with durations in milliseconds (RFC: W3C Server
+/// Timing).
+fn server_timing(parts: &[(&str, Duration)]) -> String {
+    parts
+        .iter()
+        .map(|(name, d)| format!("{name};dur={:.3}", d.as_secs_f64() * 1e3))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -23,6 +23,7 @@ pub mod attributes;
 pub mod distance;
 pub mod filter;
 pub mod graph;
+pub mod kernels;
 pub mod tiers;
 pub mod vectors;
 
@@ -114,6 +115,21 @@ pub enum Plan {
     Graph { rounds: u32 },
     /// The graph did not yield enough hits; finished by an exact scan.
     GraphThenExact,
+}
+
+/// What a filter matches, ready to search ([`IndexState::plan`]).
+pub struct Planned {
+    /// The matching live slots; `None`: every live slot not `excluded`.
+    candidates: Option<RoaringBitmap>,
+    excluded: RoaringBitmap,
+    matches: u64,
+}
+
+impl Planned {
+    /// How many live items match.
+    pub fn matches(&self) -> u64 {
+        self.matches
+    }
 }
 
 /// Where an upserted item goes.
@@ -586,12 +602,34 @@ impl IndexState {
         filter: &Filter,
         exclude: &[u32],
     ) -> (Vec<Hit>, Plan) {
+        self.execute(self.plan(filter, exclude), query, k)
+    }
+
+    /// The first half of [`IndexState::search`]: the matching slots of
+    /// `filter` minus `exclude`, from the attribute index. Split out so the
+    /// API can time planning and searching apart.
+    pub fn plan(&self, filter: &Filter, exclude: &[u32]) -> Planned {
         let mut excluded: RoaringBitmap = exclude.iter().copied().collect();
         let candidates = self.candidates(filter, &mut excluded);
         let matches = match &candidates {
             Some(set) => set.len(),
             None => self.live.len() - excluded.intersection_len(&self.live),
         };
+        Planned {
+            candidates,
+            excluded,
+            matches,
+        }
+    }
+
+    /// The second half of [`IndexState::search`]: the exact scan or the
+    /// graph search over what `plan` matched.
+    pub fn execute(&self, planned: Planned, query: &[f32], k: usize) -> (Vec<Hit>, Plan) {
+        let Planned {
+            candidates,
+            excluded,
+            matches,
+        } = planned;
         if matches == 0 || k == 0 {
             return (Vec::new(), Plan::Empty);
         }

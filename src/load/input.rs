@@ -117,7 +117,8 @@ impl Record for ItemWire {
     ) -> Result<Self, (String, String)> {
         let mut item = ItemWire {
             id: id.ok_or_else(|| bad("id", "missing"))?,
-            vector: vector.ok_or_else(|| bad("vector", "missing"))?,
+            vector: Some(vector.ok_or_else(|| bad("vector", "missing"))?),
+            vector_b64: None,
             price: None,
             category: None,
             brand: None,
@@ -173,6 +174,7 @@ impl Record for UserWire {
         Ok(UserWire {
             id: id.ok_or_else(|| bad("id", "missing"))?,
             vector,
+            vector_b64: None,
             attributes,
         })
     }

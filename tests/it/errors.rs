@@ -283,8 +283,8 @@ async fn bad_queries_get_clear_errors() {
             &search,
             json!({"k": 3}),
             400,
-            "malformed_json",
-            Some("body"),
+            "invalid_argument",
+            Some("vector"),
         ),
         (
             &search,

@@ -11,4 +11,5 @@ mod recall;
 mod restart;
 mod support;
 mod upsell;
+mod wire;
 mod writes;
