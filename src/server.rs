@@ -61,7 +61,12 @@ pub async fn run(
         path: settings.data_dir.clone(),
         source,
     })?;
-    tracing::info!(%address, data_dir = %settings.data_dir.display(), "recstore listening on {address}");
+    tracing::info!(
+        %address,
+        data_dir = %settings.data_dir.display(),
+        kernels = crate::index::kernels::active().name,
+        "recstore listening on {address}"
+    );
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {

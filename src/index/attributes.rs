@@ -25,6 +25,12 @@ pub struct AttributeIndex {
     out_of_stock: RoaringBitmap,
     by_attribute: HashMap<(String, String), RoaringBitmap>,
     prices: BTreeSet<(u64, u32)>,
+    /// The price keys in order, as of the last refresh: counts a price
+    /// range in O(log n) for the planner's estimates. Refreshed once the
+    /// price index changed by a sixteenth since (amortised O(1) a change),
+    /// so an estimate is off by at most that many items.
+    price_order: Vec<u64>,
+    price_changes: usize,
 }
 
 fn add(map: &mut HashMap<String, RoaringBitmap>, key: &str, slot: u32) {
@@ -80,7 +86,52 @@ impl AttributeIndex {
         }
         if let Some(p) = meta.price {
             self.prices.insert((price_key(p), slot));
+            self.price_changed();
         }
+    }
+
+    fn price_changed(&mut self) {
+        self.price_changes += 1;
+        if self.price_changes > (self.prices.len() / 16).max(1024) {
+            self.refresh_price_order();
+        }
+    }
+
+    /// Re-reads the price keys in order (after a bulk build, and by itself
+    /// as prices change).
+    pub fn refresh_price_order(&mut self) {
+        self.price_order.clear();
+        self.price_order
+            .extend(self.prices.iter().map(|(key, _)| *key));
+        self.price_changes = 0;
+    }
+
+    /// About how many live slots have a price in `range`: exact right after
+    /// a refresh, otherwise off by at most the changes since, scaled to
+    /// today's size. For planning only; never for answers.
+    pub fn estimate_price_slots(&self, range: &PriceRange) -> u64 {
+        if self.price_changes > 0 && self.price_order.len() < 1024 {
+            // Small and changed: counting exactly is cheap.
+            return self
+                .prices
+                .iter()
+                .filter(|(key, _)| range.contains(f64::from_bits(*key)))
+                .count() as u64;
+        }
+        let order = &self.price_order;
+        let from = match range.low {
+            None => 0,
+            Some(b) if b.inclusive => order.partition_point(|k| f64::from_bits(*k) < b.value),
+            Some(b) => order.partition_point(|k| f64::from_bits(*k) <= b.value),
+        };
+        let to = match range.high {
+            None => order.len(),
+            Some(b) if b.inclusive => order.partition_point(|k| f64::from_bits(*k) <= b.value),
+            Some(b) => order.partition_point(|k| f64::from_bits(*k) < b.value),
+        };
+        let counted = to.saturating_sub(from) as f64;
+        let scale = self.prices.len() as f64 / order.len().max(1) as f64;
+        (counted * scale).round() as u64
     }
 
     /// Removes a slot indexed with `meta` and `tier`.
@@ -113,7 +164,9 @@ impl AttributeIndex {
             }
         }
         if let Some(p) = meta.price {
-            self.prices.remove(&(price_key(p), slot));
+            if self.prices.remove(&(price_key(p), slot)) {
+                self.price_changed();
+            }
         }
     }
 
@@ -174,15 +227,20 @@ impl AttributeIndex {
                 return RoaringBitmap::new();
             }
         }
-        let mut out = RoaringBitmap::new();
-        for &(key, slot) in self.prices.range((low, high)) {
-            // The tuple bounds are exact for the key; re-check the value so
-            // inclusive/exclusive edges are honoured at equal keys too.
-            if range.contains(f64::from_bits(key)) {
-                out.insert(slot);
-            }
-        }
-        out
+        // The tuple bounds are exact for the key; re-check the value so
+        // inclusive/exclusive edges are honoured at equal keys too.
+        let mut slots: Vec<u32> = self
+            .prices
+            .range((low, high))
+            .filter(|(key, _)| range.contains(f64::from_bits(*key)))
+            .map(|&(_, slot)| slot)
+            .collect();
+        // Slots come in price order, i.e. scattered: one sort and a sorted
+        // build is ~4x faster than inserting them one by one (measured:
+        // 3.8 ms for 50,000 slots inserted, see BENCHMARKS.md).
+        slots.sort_unstable();
+        slots.dedup();
+        RoaringBitmap::from_sorted_iter(slots).expect("sorted and unique")
     }
 
     /// The exact set of live slots matching `condition`, given the set of

@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use crate::catalog::model::{CatalogConfig, Item};
 use crate::config::IndexSettings;
 use attributes::AttributeIndex;
-use filter::{Condition, Filter};
+use filter::{Condition, Filter, PriceRange};
 use graph::Graph;
 use vectors::VectorArena;
 
@@ -117,19 +117,44 @@ pub enum Plan {
     GraphThenExact,
 }
 
+/// Bytes of vectors an exact scan reads in the time a graph search spends
+/// per unit of beam width (ef). Measured on this machine at 100k x 384 f32
+/// (cosine): the graph at ef 64 took 0.62 ms, i.e. 9.7 us per unit of ef,
+/// while an exact scan reads 384-d f32 vectors at ~148 ns each (1,536
+/// bytes, from memory): 9.7 us / 148 ns x 1,536 B = ~100 KB. See
+/// BENCHMARKS.md, "Planner".
+const EXACT_SCAN_BYTES_PER_BEAM: u64 = 96 * 1024;
+
+/// Above this many estimated matches a broad price condition is not turned
+/// into a set of slots: the graph checks each candidate's price instead.
+/// Building the set costs a walk of the price index plus a sort (3.8 ms for
+/// 50,000 slots at 100k items, BENCHMARKS.md "Planner"), more than the
+/// graph search it would serve; below this it is under ~1 ms.
+const PRICE_MATERIALIZE_LIMIT: u64 = 16_384;
+
 /// What a filter matches, ready to search ([`IndexState::plan`]).
 pub struct Planned {
-    /// The matching live slots; `None`: every live slot not `excluded`.
-    candidates: Option<RoaringBitmap>,
+    candidates: Candidates,
     excluded: RoaringBitmap,
+    /// How many live items match: exact, but for [`Candidates::Priced`] an
+    /// estimate from the price index (for choosing a path only).
     matches: u64,
 }
 
-impl Planned {
-    /// How many live items match.
-    pub fn matches(&self) -> u64 {
-        self.matches
-    }
+/// The matching slots, as the planner chose to represent them.
+enum Candidates {
+    /// Every live slot not excluded.
+    All,
+    /// Exactly these live slots (excluded ones already removed).
+    Set(RoaringBitmap),
+    /// The live slots (of `within` when given) whose price lies in every
+    /// range and that are not excluded: a broad price filter, checked
+    /// per candidate rather than materialised.
+    Priced {
+        within: Option<RoaringBitmap>,
+        ranges: Vec<PriceRange>,
+        estimate: u64,
+    },
 }
 
 /// Where an upserted item goes.
@@ -178,6 +203,9 @@ pub struct IndexState {
     ids: HashMap<Arc<str>, u32>,
     live: RoaringBitmap,
     attrs: AttributeIndex,
+    /// [`PRICE_MATERIALIZE_LIMIT`]; tests lower it to exercise the
+    /// per-candidate price check on small data.
+    price_materialize_limit: u64,
 }
 
 impl IndexState {
@@ -198,6 +226,7 @@ impl IndexState {
             ids: HashMap::with_capacity(capacity),
             live: RoaringBitmap::new(),
             attrs: AttributeIndex::default(),
+            price_materialize_limit: PRICE_MATERIALIZE_LIMIT,
         }
     }
 
@@ -227,6 +256,7 @@ impl IndexState {
             }
         }
         state.publish_upsert(prepared);
+        state.attrs.refresh_price_order();
         state
     }
 
@@ -250,6 +280,7 @@ impl IndexState {
             ids: HashMap::with_capacity(placed.len()),
             live: RoaringBitmap::new(),
             attrs: AttributeIndex::default(),
+            price_materialize_limit: PRICE_MATERIALIZE_LIMIT,
         };
         let mut categories = HashSet::new();
         for (slot, item) in placed {
@@ -260,7 +291,14 @@ impl IndexState {
             state.index_slot(slot, meta);
         }
         state.refresh_tiers(categories);
+        state.attrs.refresh_price_order();
         state
+    }
+
+    /// Sets the broad-price limit ([`PRICE_MATERIALIZE_LIMIT`]).
+    #[cfg(test)]
+    fn set_price_materialize_limit(&mut self, limit: u64) {
+        self.price_materialize_limit = limit;
     }
 
     /// The id of every slot, `None` for dead ones (a snapshot's slot table).
@@ -543,11 +581,10 @@ impl IndexState {
             .all(|c| condition_holds(c, meta, tier))
     }
 
-    /// The matching live slots, or `None` when the filter has no indexed
-    /// condition (everything live matches but `excluded`).
-    fn candidates(&self, filter: &Filter, excluded: &mut RoaringBitmap) -> Option<RoaringBitmap> {
+    /// What `filter` matches, minus what it excludes (added to `excluded`).
+    fn candidates(&self, filter: &Filter, excluded: &mut RoaringBitmap) -> Candidates {
         let mut set: Option<RoaringBitmap> = None;
-        let mut prices = Vec::new();
+        let mut prices: Vec<&PriceRange> = Vec::new();
         for condition in &filter.conditions {
             match condition {
                 Condition::ExcludeIds(ids) => {
@@ -570,25 +607,81 @@ impl IndexState {
                 }
             }
         }
-        for range in prices {
-            set = Some(match set {
-                Some(s) if s.len() <= PRICE_PREDICATE_LIMIT => s
-                    .iter()
-                    .filter(|&slot| {
-                        let meta = self.metas[slot as usize].as_ref();
-                        meta.and_then(|m| m.price)
-                            .is_some_and(|p| range.contains(p))
-                    })
-                    .collect(),
-                Some(s) => s & self.attrs.price_slots(range),
-                None => self.attrs.price_slots(range),
-            });
-        }
-        set.map(|mut s| {
+        let live_only = |mut s: RoaringBitmap| {
             s &= &self.live;
             s -= &*excluded;
             s
-        })
+        };
+        if prices.is_empty() {
+            return set.map_or(Candidates::All, |s| Candidates::Set(live_only(s)));
+        }
+        // A small set: check its prices directly.
+        if let Some(s) = set.as_ref().filter(|s| s.len() <= PRICE_PREDICATE_LIMIT) {
+            let s = s
+                .iter()
+                .filter(|&slot| self.price_holds(slot, prices.iter().copied()))
+                .collect();
+            return Candidates::Set(live_only(s));
+        }
+        // Otherwise the narrowest range decides: materialised from the
+        // price index when it is narrow, else checked per candidate.
+        let (narrowest, estimate) = prices
+            .iter()
+            .map(|r| (*r, self.attrs.estimate_price_slots(r)))
+            .min_by_key(|(_, n)| *n)
+            .expect("at least one price range");
+        let estimate = match &set {
+            // Assume the price and the other conditions independent: an
+            // estimate for planning, never for answers.
+            Some(s) => {
+                let share = estimate as f64 / self.live.len().max(1) as f64;
+                (s.len() as f64 * share.min(1.0)).round() as u64
+            }
+            None => estimate,
+        };
+        if estimate > self.price_materialize_limit {
+            return Candidates::Priced {
+                within: set.map(live_only),
+                ranges: prices.into_iter().cloned().collect(),
+                estimate,
+            };
+        }
+        let by_price = self.attrs.price_slots(narrowest);
+        let s: RoaringBitmap = match set {
+            Some(s) => s & by_price,
+            None => by_price,
+        };
+        let s = if prices.len() > 1 {
+            s.iter()
+                .filter(|&slot| self.price_holds(slot, prices.iter().copied()))
+                .collect()
+        } else {
+            s
+        };
+        Candidates::Set(live_only(s))
+    }
+
+    /// Whether slot `slot` has a price within every range of `ranges`.
+    fn price_holds<'a>(&self, slot: u32, mut ranges: impl Iterator<Item = &'a PriceRange>) -> bool {
+        let price = self
+            .metas
+            .get(slot as usize)
+            .and_then(|m| m.as_ref())
+            .and_then(|m| m.price);
+        price.is_some_and(|p| ranges.all(|r| r.contains(p)))
+    }
+
+    /// Whether `slot` is one of `candidates` (`excluded` as planned).
+    fn accepts(&self, candidates: &Candidates, excluded: &RoaringBitmap, slot: u32) -> bool {
+        let live = || self.live.contains(slot) && !excluded.contains(slot);
+        match candidates {
+            Candidates::All => live(),
+            Candidates::Set(set) => set.contains(slot),
+            Candidates::Priced { within, ranges, .. } => {
+                within.as_ref().map_or_else(live, |w| w.contains(slot))
+                    && self.price_holds(slot, ranges.iter())
+            }
+        }
     }
 
     /// The `k` live items best scoring for `query` that satisfy `filter`
@@ -605,15 +698,16 @@ impl IndexState {
         self.execute(self.plan(filter, exclude), query, k)
     }
 
-    /// The first half of [`IndexState::search`]: the matching slots of
-    /// `filter` minus `exclude`, from the attribute index. Split out so the
-    /// API can time planning and searching apart.
+    /// The first half of [`IndexState::search`]: what `filter` minus
+    /// `exclude` matches, from the attribute index. Split out so the API
+    /// can time planning and searching apart.
     pub fn plan(&self, filter: &Filter, exclude: &[u32]) -> Planned {
         let mut excluded: RoaringBitmap = exclude.iter().copied().collect();
         let candidates = self.candidates(filter, &mut excluded);
         let matches = match &candidates {
-            Some(set) => set.len(),
-            None => self.live.len() - excluded.intersection_len(&self.live),
+            Candidates::All => self.live.len() - excluded.intersection_len(&self.live),
+            Candidates::Set(set) => set.len(),
+            Candidates::Priced { estimate, .. } => *estimate,
         };
         Planned {
             candidates,
@@ -630,43 +724,44 @@ impl IndexState {
             excluded,
             matches,
         } = planned;
-        if matches == 0 || k == 0 {
+        // An estimated count may be off (prices changed since the price
+        // order was read): it only steers the path, never ends the search.
+        let counted = !matches!(candidates, Candidates::Priced { .. });
+        if k == 0 || (counted && matches == 0) {
             return (Vec::new(), Plan::Empty);
         }
-        // Few matches (a selective filter, or a small catalog): an exact
-        // scan costs less than a graph search and is exact.
-        if matches as usize <= self.settings.exact_scan_threshold {
-            let hits = match &candidates {
-                Some(set) => self.exact(query, k, set.iter()),
-                None => self.exact(
-                    query,
-                    k,
-                    self.live.iter().filter(|s| !excluded.contains(*s)),
-                ),
-            };
-            return (hits, Plan::Exact);
-        }
-        let want = (k as u64).min(matches) as usize;
+        let want = if counted {
+            (k as u64).min(matches) as usize
+        } else {
+            k
+        };
         let live = self.live.len().max(1) as f64;
-        let selectivity = matches as f64 / live;
+        let selectivity = matches.max(1) as f64 / live;
         let dead_factor = self.metas.len() as f64 / live;
         let graph_points = self.metas.len();
         let mut fetch = ((k as f64 / selectivity) * dead_factor * 1.2).ceil() as usize
             + 10
             + excluded.len() as usize;
+        // Few matches (a selective filter, or a small catalog): an exact
+        // scan costs less than a graph search and is exact.
+        if self.exact_is_cheaper(matches, fetch) {
+            return (
+                self.exact_over(&candidates, &excluded, query, k),
+                Plan::Exact,
+            );
+        }
         let mut rounds = 0;
         loop {
             fetch = fetch.min(graph_points);
             rounds += 1;
-            let accept = |slot: u32| match &candidates {
-                Some(set) => set.contains(slot),
-                None => self.live.contains(slot) && !excluded.contains(slot),
-            };
             let slots = self
                 .graph
                 .search(query, fetch, self.settings.hnsw.ef_search);
             let mut top = TopK::new(k);
-            for slot in slots.into_iter().filter(|s| accept(*s)) {
+            for slot in slots
+                .into_iter()
+                .filter(|s| self.accepts(&candidates, &excluded, *s))
+            {
                 top.push(
                     slot,
                     self.arena.score(self.config.metric, query, slot),
@@ -677,21 +772,74 @@ impl IndexState {
                 return (self.hits(top), Plan::Graph { rounds });
             }
             // Escalate while a graph search is still cheaper than scanning
-            // every match; then finish exactly.
-            if fetch >= graph_points || fetch.saturating_mul(4) as u64 >= matches || rounds >= 3 {
+            // every match; then finish exactly. Post-filtering fails like
+            // this when the filter and the query's neighbourhood disagree
+            // (a price band of other categories than the query's).
+            let next = fetch.saturating_mul(4);
+            if fetch >= graph_points
+                || next as u64 >= matches
+                || rounds >= 3
+                || self.exact_is_cheaper(matches, next)
+            {
                 break;
             }
-            fetch = fetch.saturating_mul(4);
+            fetch = next;
         }
-        let hits = match &candidates {
-            Some(set) => self.exact(query, k, set.iter()),
-            None => self.exact(
+        (
+            self.exact_over(&candidates, &excluded, query, k),
+            Plan::GraphThenExact,
+        )
+    }
+
+    /// Exact top-k over `candidates`.
+    fn exact_over(
+        &self,
+        candidates: &Candidates,
+        excluded: &RoaringBitmap,
+        query: &[f32],
+        k: usize,
+    ) -> Vec<Hit> {
+        match candidates {
+            Candidates::Set(set) => self.exact(query, k, set.iter()),
+            Candidates::Priced {
+                within: Some(set), ..
+            } => self.exact(
                 query,
                 k,
-                self.live.iter().filter(|s| !excluded.contains(*s)),
+                set.iter()
+                    .filter(|&s| self.accepts(candidates, excluded, s)),
             ),
-        };
-        (hits, Plan::GraphThenExact)
+            Candidates::All | Candidates::Priced { within: None, .. } => self.exact(
+                query,
+                k,
+                self.live
+                    .iter()
+                    .filter(|&s| self.accepts(candidates, excluded, s)),
+            ),
+        }
+    }
+
+    /// Whether scanning `matches` vectors exactly costs less than a graph
+    /// search fetching `fetch` candidates. Both costs are in bytes of
+    /// vectors read: the exact scan reads `matches` vectors; the graph,
+    /// measured on this project's machine, costs as much time per unit of
+    /// beam width as scanning [`EXACT_SCAN_BYTES_PER_BEAM`] bytes (the
+    /// graph's per-step bookkeeping does not shrink with the vectors, so
+    /// the rule leans to the graph at low dimensions, where it is right to).
+    /// Also exact at or below `exact_scan_threshold` matches; a threshold
+    /// of 0 turns exact-first planning off (the graph always, exact only as
+    /// a fallback), which tests use to exercise the graph on small data.
+    fn exact_is_cheaper(&self, matches: u64, fetch: usize) -> bool {
+        let threshold = self.settings.exact_scan_threshold;
+        if threshold == 0 {
+            return false;
+        }
+        if matches <= threshold as u64 {
+            return true;
+        }
+        let beam = fetch.max(self.settings.hnsw.ef_search) as u64;
+        let scanned = matches.saturating_mul(self.arena.vector_bytes() as u64);
+        scanned <= EXACT_SCAN_BYTES_PER_BEAM.saturating_mul(beam)
     }
 
     /// Exact top-k over `slots`.
@@ -812,6 +960,7 @@ impl IndexState {
             state.index_slot(slot, Arc::clone(meta));
         }
         state.refresh_tiers(categories);
+        state.attrs.refresh_price_order();
         state
     }
 }

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::filter::{Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition};
-use super::{IndexState, Plan};
+use super::{Candidates, IndexState, Plan};
 use crate::catalog::model::{CatalogConfig, Item, Metric, VectorType};
 use crate::config::IndexSettings;
 
@@ -356,9 +356,51 @@ proptest! {
         // A filter with an indexed condition goes through the attribute
         // index: its set must be the model's exactly.
         let mut excluded = roaring::RoaringBitmap::new();
-        if let Some(set) = index.candidates(&filter, &mut excluded) {
+        if let Candidates::Set(set) = index.candidates(&filter, &mut excluded) {
             let ids: HashSet<String> = set.iter().map(|slot| index.id_of(slot).to_string()).collect();
             prop_assert_eq!(ids, matching);
+        }
+    }
+
+    /// A broad price filter checked per candidate instead of materialised
+    /// (limit 0: every price filter is "broad"), with prices and vectors
+    /// changed and items deleted after the price order was read, so the
+    /// planner's estimate is stale: the exact path still equals brute
+    /// force, and the graph path still returns min(k, matches) matching
+    /// hits.
+    #[test]
+    fn priced_predicate_equals_brute_force(s in scenario()) {
+        let q = query(&s);
+        let filter = Filter { conditions: s.filter.clone() };
+        let priced = s.filter.iter().any(|c| matches!(c, Condition::Price(_)));
+        for threshold in [usize::MAX, 0] {
+            let (mut index, model) = build(&s, threshold);
+            index.set_price_materialize_limit(0);
+            let (matching, scores) = expected(&s, &model, &q);
+            let mut excluded = roaring::RoaringBitmap::new();
+            let candidates = index.candidates(&filter, &mut excluded);
+            let is_priced = matches!(candidates, Candidates::Priced { .. });
+            // Every price filter is checked per candidate, unless the
+            // other conditions already left a small set.
+            if priced && !is_priced {
+                prop_assert!(matches!(candidates, Candidates::Set(_)));
+            }
+            let (hits, plan) = index.search(&q, s.k, &filter, &[]);
+            prop_assert_eq!(hits.len(), s.k.min(matching.len()));
+            let mut seen = HashSet::new();
+            for hit in &hits {
+                prop_assert!(matching.contains(&*hit.meta.id), "{} does not match", hit.meta.id);
+                prop_assert!(seen.insert(hit.meta.id.clone()), "duplicate hit");
+            }
+            if threshold == usize::MAX {
+                for (hit, want) in hits.iter().zip(&scores) {
+                    prop_assert!((hit.score - want).abs() <= 1e-4, "score {} vs brute force {}", hit.score, want);
+                }
+                if is_priced {
+                    // An estimate never ends a search as empty.
+                    prop_assert_eq!(plan, Plan::Exact);
+                }
+            }
         }
     }
 
@@ -383,5 +425,106 @@ proptest! {
             prop_assert!((hit.score - brute_score(s.config.metric, &q, &stored)).abs() <= 1e-4);
         }
         prop_assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+}
+
+/// A catalog of 3,000 items priced 0..3,000, of which 500 were then
+/// re-priced to 25,000 (1,000 price changes: fewer than trigger a refresh
+/// of the price order), so the planner's estimates are stale: 2,000 for
+/// [0, 2,000) where 1,497 match, and 0 for [20,000, 30,000) where 500
+/// match. Whether the price filter is materialised (default limit) or
+/// checked per candidate (limit 0), exact or through the graph, the
+/// answers are the brute-force ones.
+#[test]
+fn stale_price_estimates_do_not_change_answers() {
+    let config = CatalogConfig::new(DIM, Metric::L2, VectorType::F32, TIERS).unwrap();
+    let spec = |i: usize, price: f64| {
+        let vector: Vec<f32> = (0..DIM)
+            .map(|d| (((i * 31 + d * 17) % 97) as f32 / 97.0) - 0.5)
+            .collect();
+        Spec {
+            vector,
+            price: Some(price),
+            category: None,
+            brand: None,
+            in_stock: true,
+            tags: Vec::new(),
+            explicit_tier: None,
+            color: None,
+        }
+    };
+    let initial: Vec<Spec> = (0..3000).map(|i| spec(i, i as f64)).collect();
+    let updates: Vec<(usize, Spec)> = (0..500).map(|i| (i * 2, spec(i * 2, 25_000.0))).collect();
+    let range = |low: f64, high: f64| {
+        Condition::Price(PriceRange {
+            low: Some(Bound {
+                value: low,
+                inclusive: true,
+            }),
+            high: Some(Bound {
+                value: high,
+                inclusive: false,
+            }),
+        })
+    };
+    // Items 1, 3 and 5 (priced 1, 3, 5) are deleted too.
+    let stale = |index: &IndexState, filter: &Condition| match filter {
+        Condition::Price(range) => index.attrs.estimate_price_slots(range),
+        _ => unreachable!(),
+    };
+    for (filter, count) in [(range(0.0, 2000.0), 1497), (range(20_000.0, 30_000.0), 500)] {
+        for (threshold, limit) in [
+            (usize::MAX, u64::MAX),
+            (usize::MAX, 0),
+            (0, u64::MAX),
+            (0, 0),
+        ] {
+            let s = Scenario {
+                config,
+                initial: initial.clone(),
+                updates: updates.clone(),
+                deletes: vec![1, 3, 5],
+                filter: vec![filter.clone()],
+                query: (0..DIM).map(|d| d as f32 / DIM as f32).collect(),
+                k: 10,
+            };
+            let (mut index, model) = build(&s, threshold);
+            index.set_price_materialize_limit(limit);
+            // The premise: the estimates are stale.
+            let estimate = stale(&index, &filter);
+            if count == 500 {
+                assert_eq!(estimate, 0);
+            } else {
+                assert!(estimate > 1900, "estimate {estimate}");
+            }
+            let q = query(&s);
+            let (matching, scores) = expected(&s, &model, &q);
+            assert_eq!(matching.len(), count);
+            let (hits, plan) = index.search(
+                &q,
+                s.k,
+                &Filter {
+                    conditions: s.filter.clone(),
+                },
+                &[],
+            );
+            assert_eq!(
+                hits.len(),
+                10,
+                "{plan:?} threshold {threshold} limit {limit}"
+            );
+            for hit in &hits {
+                assert!(
+                    matching.contains(&*hit.meta.id),
+                    "{} does not match",
+                    hit.meta.id
+                );
+            }
+            if threshold == usize::MAX {
+                for (hit, want) in hits.iter().zip(&scores) {
+                    assert!((hit.score - want).abs() <= 1e-4);
+                }
+            }
+        }
     }
 }

@@ -42,6 +42,14 @@ impl VectorArena {
         }
     }
 
+    /// Bytes one vector takes.
+    pub fn vector_bytes(&self) -> usize {
+        match self {
+            VectorArena::F32 { dim, .. } => dim * 4,
+            VectorArena::F16 { dim, .. } => dim * 2,
+        }
+    }
+
     /// Overwrites an existing slot's vector.
     pub fn set(&mut self, slot: u32, v: &[f32]) {
         let start = slot as usize * v.len();
