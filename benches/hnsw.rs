@@ -1,6 +1,6 @@
 //! The HNSW graph on its own (hnsw_rs with our distance kernels): search
 //! time at several beam widths (`ef`) for f32 and f16 storage, on 20,000
-//! clustered synthetic 128-d unit vectors (cosine, fixed seed, M 16,
+//! clustered synthetic 128-d unit vectors (cosine, fixed seed, M 32,
 //! ef_construction 128 as the server's defaults). Before timing, the
 //! bench prints each ef's recall@10 against brute force over the same
 //! data, so every time has its recall next to it.

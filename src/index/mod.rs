@@ -801,20 +801,38 @@ impl IndexState {
     ) -> Vec<Hit> {
         match candidates {
             Candidates::Set(set) => self.exact(query, k, set.iter()),
-            Candidates::Priced {
-                within: Some(set), ..
-            } => self.exact(
-                query,
-                k,
-                set.iter()
-                    .filter(|&s| self.accepts(candidates, excluded, s)),
-            ),
-            Candidates::All | Candidates::Priced { within: None, .. } => self.exact(
-                query,
-                k,
-                self.live
+            Candidates::Priced { within, ranges, .. } => {
+                // Scanning everything, materialise the price range after
+                // all: checking each live slot's price reads its metadata
+                // through a pointer, a cache miss a slot (~100 ms at 1M
+                // items, BENCHMARKS.md), while the price index yields the
+                // matching slots in order.
+                let narrowest = ranges
                     .iter()
-                    .filter(|&s| self.accepts(candidates, excluded, s)),
+                    .min_by_key(|r| self.attrs.estimate_price_slots(r))
+                    .expect("a priced plan has a range");
+                let mut set = self.attrs.price_slots(narrowest);
+                match within {
+                    Some(within) => set &= within,
+                    None => {
+                        set &= &self.live;
+                        set -= excluded;
+                    }
+                }
+                if ranges.len() > 1 {
+                    self.exact(
+                        query,
+                        k,
+                        set.iter().filter(|&s| self.price_holds(s, ranges.iter())),
+                    )
+                } else {
+                    self.exact(query, k, set.iter())
+                }
+            }
+            Candidates::All => self.exact(
+                query,
+                k,
+                self.live.iter().filter(|&s| !excluded.contains(s)),
             ),
         }
     }
