@@ -8,3 +8,6 @@ bash tools/setup.sh
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked
+# Every bench compiles (the issue-#5 benches run by hand, see BENCHMARKS.md).
+# The dev profile, so that CI does not build RocksDB a second time in release.
+cargo bench --locked --workspace --no-run --profile dev
