@@ -236,8 +236,8 @@ impl AttributeIndex {
             .map(|&(_, slot)| slot)
             .collect();
         // Slots come in price order, i.e. scattered: one sort and a sorted
-        // build is ~4x faster than inserting them one by one (measured:
-        // 3.8 ms for 50,000 slots inserted, see BENCHMARKS.md).
+        // build instead of inserting them one by one (each insert searching
+        // its container).
         slots.sort_unstable();
         slots.dedup();
         RoaringBitmap::from_sorted_iter(slots).expect("sorted and unique")

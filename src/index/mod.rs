@@ -122,14 +122,14 @@ pub enum Plan {
 /// (cosine): the graph at ef 64 took 0.62 ms, i.e. 9.7 us per unit of ef,
 /// while an exact scan reads 384-d f32 vectors at ~148 ns each (1,536
 /// bytes, from memory): 9.7 us / 148 ns x 1,536 B = ~100 KB. See
-/// BENCHMARKS.md, "Planner".
+/// BENCHMARKS.md, "Planner constants".
 const EXACT_SCAN_BYTES_PER_BEAM: u64 = 96 * 1024;
 
 /// Above this many estimated matches a broad price condition is not turned
 /// into a set of slots: the graph checks each candidate's price instead.
-/// Building the set costs a walk of the price index plus a sort (3.8 ms for
-/// 50,000 slots at 100k items, BENCHMARKS.md "Planner"), more than the
-/// graph search it would serve; below this it is under ~1 ms.
+/// Building the set costs a walk of the price index plus a sort (~4 ms for
+/// 50,000 slots at 100k items, BENCHMARKS.md "Planner constants"), more
+/// than the graph search it would serve; 10,000 slots cost ~0.7 ms.
 const PRICE_MATERIALIZE_LIMIT: u64 = 16_384;
 
 /// What a filter matches, ready to search ([`IndexState::plan`]).
@@ -804,9 +804,10 @@ impl IndexState {
             Candidates::Priced { within, ranges, .. } => {
                 // Scanning everything, materialise the price range after
                 // all: checking each live slot's price reads its metadata
-                // through a pointer, a cache miss a slot (~100 ms at 1M
-                // items, BENCHMARKS.md), while the price index yields the
-                // matching slots in order.
+                // through a pointer, a cache miss a slot (the 10 % phase at
+                // 1M items: 66 ms a query that way, 21 ms this way;
+                // BENCHMARKS.md), while the price index yields the matching
+                // slots in order.
                 let narrowest = ranges
                     .iter()
                     .min_by_key(|r| self.attrs.estimate_price_slots(r))
