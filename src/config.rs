@@ -257,6 +257,14 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "RECSTORE_LOG_JSON")]
     pub log_json: bool,
+    /// Admin API key (every operation); with it set, requests without a
+    /// key are refused. Prefer the environment variable to the flag: a
+    /// flag shows in the process list.
+    #[arg(long, env = "RECSTORE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Read-only API key (queries and GETs); needs an admin key.
+    #[arg(long, env = "RECSTORE_READ_API_KEY", hide_env_values = true)]
+    pub read_api_key: Option<String>,
 }
 
 /// The config file's shape. Unknown keys are an error, so a typo is caught
@@ -276,6 +284,68 @@ pub struct FileConfig {
     pub hnsw_ef_construction: Option<usize>,
     pub hnsw_ef_search: Option<usize>,
     pub log_json: Option<bool>,
+    pub api_key: Option<String>,
+    pub read_api_key: Option<String>,
+}
+
+/// The API keys requests must carry; none configured: no check at all.
+#[derive(Clone, Default, PartialEq)]
+pub struct ApiKeys {
+    /// Every operation.
+    pub admin: Option<String>,
+    /// Queries and reads only.
+    pub read: Option<String>,
+}
+
+impl ApiKeys {
+    /// Shortest key accepted: 16 characters of a random token resist
+    /// guessing; shorter ones are likely placeholders like "secret".
+    pub const MIN_LEN: usize = 16;
+
+    pub fn enabled(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    fn validate(self) -> Result<ApiKeys, ConfigError> {
+        for (key, value) in [("api_key", &self.admin), ("read_api_key", &self.read)] {
+            if let Some(v) = value {
+                if v.chars().count() < Self::MIN_LEN
+                    || v.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        reason: format!(
+                            "must be at least {} characters, without spaces or control characters",
+                            Self::MIN_LEN
+                        ),
+                    });
+                }
+            }
+        }
+        if self.read.is_some() && self.admin.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "read_api_key",
+                reason: "needs api_key (the admin key) too: otherwise nobody could write".into(),
+            });
+        }
+        if self.read.is_some() && self.read == self.admin {
+            return Err(ConfigError::Invalid {
+                key: "read_api_key",
+                reason: "must differ from api_key".into(),
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// Never prints the keys themselves.
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeys")
+            .field("admin", &self.admin.as_ref().map(|_| "<set>"))
+            .field("read", &self.read.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// HNSW graph parameters.
@@ -322,6 +392,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub index: IndexSettings,
     pub log_json: bool,
+    pub api_keys: ApiKeys,
 }
 
 impl Settings {
@@ -335,6 +406,7 @@ impl Settings {
             max_body_bytes: Defaults::MAX_BODY_BYTES,
             index: IndexSettings::default(),
             log_json: false,
+            api_keys: ApiKeys::default(),
         }
     }
 
@@ -437,6 +509,11 @@ impl Settings {
                 snapshot_min_interval_secs,
             },
             log_json: args.log_json || file.log_json.unwrap_or(false),
+            api_keys: ApiKeys {
+                admin: args.api_key.or(file.api_key),
+                read: args.read_api_key.or(file.read_api_key),
+            }
+            .validate()?,
         })
     }
 }

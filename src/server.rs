@@ -50,6 +50,7 @@ pub async fn run(
     let state = AppState {
         catalogs: Arc::clone(&catalogs),
         max_body_bytes: settings.max_body_bytes,
+        api_keys: Arc::new(settings.api_keys.clone()),
     };
     let app = router(state).layer(CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| {
@@ -65,8 +66,16 @@ pub async fn run(
         %address,
         data_dir = %settings.data_dir.display(),
         kernels = crate::index::kernels::active().name,
+        auth = if settings.api_keys.enabled() { "api keys" } else { "none" },
         "recstore listening on {address}"
     );
+    if !address.ip().is_loopback() && !settings.api_keys.enabled() {
+        tracing::warn!(
+            %address,
+            "LISTENING BEYOND LOOPBACK WITHOUT AN API KEY: anyone who can reach \
+             {address} can read and change every catalog; set RECSTORE_API_KEY"
+        );
+    }
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -35,6 +35,14 @@ pub enum ApiError {
     UnsupportedMediaType {
         expected: &'static str,
     },
+    /// No API key, or one that is not valid (keys configured).
+    Unauthorized {
+        message: &'static str,
+    },
+    /// A read-only key on a write.
+    Forbidden {
+        message: &'static str,
+    },
     RouteNotFound,
     MethodNotAllowed,
     /// A handler panicked; the panic was caught.
@@ -166,6 +174,10 @@ impl ApiError {
                 format!("the body must be sent with content-type: {expected}"),
                 None,
             ),
+            ApiError::Unauthorized { message } => {
+                (S::UNAUTHORIZED, "unauthorized", (*message).into(), None)
+            }
+            ApiError::Forbidden { message } => (S::FORBIDDEN, "forbidden", (*message).into(), None),
             ApiError::RouteNotFound => (
                 S::NOT_FOUND,
                 "route_not_found",
@@ -212,6 +224,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme it expects.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"recstore\""),
+            );
         }
         response
     }

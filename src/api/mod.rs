@@ -3,6 +3,7 @@
 //! the work on a blocking thread (RocksDB writes, graph inserts and
 //! searches must not stall the async workers).
 
+pub mod auth;
 pub mod catalogs;
 pub mod error;
 pub mod events;
@@ -23,6 +24,7 @@ use axum::Router;
 
 use crate::catalog::registry::Catalogs;
 use crate::catalog::Catalog;
+use crate::config::ApiKeys;
 use error::ApiError;
 
 /// What every handler can reach.
@@ -30,6 +32,7 @@ use error::ApiError;
 pub struct AppState {
     pub catalogs: Arc<Catalogs>,
     pub max_body_bytes: usize,
+    pub api_keys: Arc<ApiKeys>,
 }
 
 impl AppState {
@@ -115,5 +118,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost: a request without a valid key is refused before its
+        // body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .with_state(state)
 }

@@ -115,6 +115,26 @@ fn bad_settings_stop_the_binary_naming_the_key() {
             vec![("RECSTORE_LISTEN", "1.2.3")],
             "listen",
         ),
+        // API keys: too short, a read key without an admin key, the same
+        // key twice.
+        (
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+            vec![("RECSTORE_API_KEY", "secret")],
+            "api_key",
+        ),
+        (
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+            vec![("RECSTORE_READ_API_KEY", "read-key-0123456789abcdef")],
+            "read_api_key",
+        ),
+        (
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+            vec![
+                ("RECSTORE_API_KEY", "same-key-0123456789abcdef"),
+                ("RECSTORE_READ_API_KEY", "same-key-0123456789abcdef"),
+            ],
+            "read_api_key",
+        ),
         (
             vec![
                 "serve",

@@ -2,6 +2,7 @@
 //! real binary where a test kills it), a real RocksDB in a temp dir, real
 //! HTTP, and the real fixtures in tests/data.
 
+mod auth;
 mod behaviour;
 mod config;
 mod errors;
