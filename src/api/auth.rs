@@ -43,18 +43,18 @@ fn access(method: &Method, path: &str) -> Access {
     }
 }
 
-/// The key a request carries, from either header.
+/// The key a request carries: a Bearer token, else `x-api-key`. An
+/// `Authorization` header of another scheme (a proxy's Basic credentials)
+/// does not hide an `x-api-key`.
 fn presented(request: &Request) -> Option<&[u8]> {
     let headers = request.headers();
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|value| {
         let value = value.as_bytes();
         let scheme = b"bearer ";
-        if value.len() > scheme.len() && value[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            return Some(value[scheme.len()..].trim_ascii());
-        }
-        return None;
-    }
-    headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii())
+        (value.len() > scheme.len() && value[..scheme.len()].eq_ignore_ascii_case(scheme))
+            .then(|| value[scheme.len()..].trim_ascii())
+    });
+    bearer.or_else(|| headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii()))
 }
 
 /// Compares in time independent of where the key differs, so a client

@@ -118,6 +118,15 @@ async fn keys_guard_every_route_but_health() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A proxy's Basic credentials do not hide an x-api-key.
+    let response = reqwest::Client::new()
+        .get(format!("{url}/v1/catalogs"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .header("x-api-key", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 
     // The read key queries and reads...
     for auth in [bearer(READER), x_api_key(READER)] {
