@@ -47,11 +47,11 @@ pub async fn run(
     let loader = Arc::clone(&catalogs);
     tokio::task::spawn_blocking(move || loader.load_all());
 
-    let state = AppState {
-        catalogs: Arc::clone(&catalogs),
-        max_body_bytes: settings.max_body_bytes,
-        api_keys: Arc::new(settings.api_keys.clone()),
-    };
+    let state = AppState::new(
+        Arc::clone(&catalogs),
+        settings.limits,
+        settings.api_keys.clone(),
+    );
     let app = router(state).layer(CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| {
             axum::response::IntoResponse::into_response(ApiError::Panic)

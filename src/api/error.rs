@@ -43,6 +43,14 @@ pub enum ApiError {
     Forbidden {
         message: &'static str,
     },
+    /// `max_in_flight` requests are already being handled.
+    Overloaded {
+        limit: usize,
+    },
+    /// The request ran past the request timeout.
+    Timeout {
+        secs: u64,
+    },
     RouteNotFound,
     MethodNotAllowed,
     /// A handler panicked; the panic was caught.
@@ -178,6 +186,18 @@ impl ApiError {
                 (S::UNAUTHORIZED, "unauthorized", (*message).into(), None)
             }
             ApiError::Forbidden { message } => (S::FORBIDDEN, "forbidden", (*message).into(), None),
+            ApiError::Overloaded { limit } => (
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("the server is handling its limit of {limit} requests; retry after the delay in Retry-After"),
+                None,
+            ),
+            ApiError::Timeout { secs } => (
+                S::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request did not finish within {secs} s; a write may still be applied in full (writes are atomic), so read before retrying one"),
+                None,
+            ),
             ApiError::RouteNotFound => (
                 S::NOT_FOUND,
                 "route_not_found",
@@ -205,6 +225,9 @@ impl IntoResponse for ApiError {
         let (status, code, message, field) = self.parts();
         if status.is_server_error() {
             match &self {
+                // Counted in /metrics; one log line per shed request would
+                // add log volume exactly when the server is overloaded.
+                ApiError::Overloaded { .. } => tracing::debug!(code, "request shed"),
                 ApiError::Core(e) => tracing::error!(code, error = %e, "request failed"),
                 other => tracing::error!(code, error = ?other, "request failed"),
             }

@@ -19,6 +19,7 @@ pub async fn post(
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<EventsPost>,
 ) -> Result<Json<Value>, ApiError> {
+    state.check_batch("events", body.events.len())?;
     let catalog = state.catalog(&catalog)?;
     let now_ms = now_ms();
     let events: Vec<Event> = body

@@ -64,7 +64,7 @@ async fn json_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
             });
         }
     }
-    let limit = state.max_body_bytes;
+    let limit = state.limits.max_body_bytes;
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit }

@@ -19,6 +19,7 @@ pub async fn upsert(
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<ItemsUpsert>,
 ) -> Result<Json<Value>, ApiError> {
+    state.check_batch("items", body.items.len())?;
     let catalog = state.catalog(&catalog)?;
     let config = *catalog.config();
     let n = blocking(move || {
@@ -79,6 +80,7 @@ pub async fn delete_many(
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<ItemsDelete>,
 ) -> Result<Json<Value>, ApiError> {
+    state.check_batch("ids", body.ids.len())?;
     let catalog = state.catalog(&catalog)?;
     for (i, id) in body.ids.iter().enumerate() {
         check_id(&format!("ids[{i}]"), id)?;
@@ -138,7 +140,7 @@ pub async fn bulk(
     }
     let catalog = state.catalog(&catalog)?;
     let config = *catalog.config();
-    let line_limit = state.max_body_bytes;
+    let line_limit = state.limits.max_body_bytes;
     let mut bulk = Bulk::default();
     let mut body = body;
     let mut buf: Vec<u8> = Vec::new();

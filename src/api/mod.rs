@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod items;
+pub mod limits;
 pub mod models;
 pub mod recommend;
 pub mod search;
@@ -24,20 +25,47 @@ use axum::Router;
 
 use crate::catalog::registry::Catalogs;
 use crate::catalog::Catalog;
-use crate::config::ApiKeys;
+use crate::config::{ApiKeys, Limits};
 use error::ApiError;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub catalogs: Arc<Catalogs>,
-    pub max_body_bytes: usize,
+    pub limits: Limits,
+    /// One permit per request being handled (`limits.max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     pub api_keys: Arc<ApiKeys>,
 }
 
 impl AppState {
+    pub fn new(catalogs: Arc<Catalogs>, limits: Limits, api_keys: ApiKeys) -> AppState {
+        AppState {
+            catalogs,
+            limits,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+            api_keys: Arc::new(api_keys),
+        }
+    }
+
     fn catalog(&self, name: &str) -> Result<Arc<Catalog>, ApiError> {
         Ok(self.catalogs.get(name)?)
+    }
+
+    /// Refuses a JSON write of more than `limits.max_batch_items` entries.
+    fn check_batch(&self, field: &'static str, len: usize) -> Result<(), ApiError> {
+        let max = self.limits.max_batch_items;
+        if len > max {
+            return Err(crate::error::Error::invalid(
+                field,
+                format!(
+                    "at most {max} per request, got {len}; send several requests, \
+                     stream with items:bulk, or load offline with `recstore load`"
+                ),
+            )
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -63,7 +91,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// The v1 router.
 pub fn router(state: AppState) -> Router {
-    let limit = state.max_body_bytes;
+    let limit = state.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -118,6 +146,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard,
+        ))
         // Outermost: a request without a valid key is refused before its
         // body is read.
         .layer(axum::middleware::from_fn_with_state(

@@ -16,6 +16,7 @@ pub async fn upsert(
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<UsersUpsert>,
 ) -> Result<Json<Value>, ApiError> {
+    state.check_batch("users", body.users.len())?;
     let catalog = state.catalog(&catalog)?;
     let config = *catalog.config();
     let n = blocking(move || {

@@ -162,6 +162,21 @@ fn bad_settings_stop_the_binary_naming_the_key() {
             "rebuild_tombstone_ratio",
         ),
         (
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+            vec![("RECSTORE_MAX_IN_FLIGHT", "0")],
+            "max_in_flight",
+        ),
+        (
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+            vec![("RECSTORE_REQUEST_TIMEOUT_SECS", "0")],
+            "request_timeout_secs",
+        ),
+        (
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+            vec![("RECSTORE_MAX_BATCH_ITEMS", "0")],
+            "max_batch_items",
+        ),
+        (
             vec!["serve", "--config", bad_file.to_str().unwrap()],
             vec![],
             "shards",

@@ -26,7 +26,7 @@ async fn observable_state(api: &Api) -> Value {
 
 async fn seeded() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |s| s.max_body_bytes = 64 * 1024).await;
+    let server = TestServer::start_in(dir.path(), |s| s.limits.max_body_bytes = 64 * 1024).await;
     let api = &server.api;
     api.create_catalog(
         "shop",

@@ -711,7 +711,7 @@ async fn the_loader_refuses_a_data_dir_held_by_a_server_and_bad_flags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_bulk_streams_ndjson_and_reports_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |s| s.max_body_bytes = 64 * 1024).await;
+    let server = TestServer::start_in(dir.path(), |s| s.limits.max_body_bytes = 64 * 1024).await;
     let api = &server.api;
     api.create_catalog("store", json!({"dimension": 384, "metric": "cosine"}))
         .await;

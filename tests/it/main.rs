@@ -7,6 +7,7 @@ mod behaviour;
 mod config;
 mod errors;
 mod events;
+mod limits;
 mod load;
 mod recall;
 mod restart;
