@@ -11,6 +11,7 @@ pub mod extract;
 pub mod health;
 pub mod items;
 pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod recommend;
 pub mod search;
@@ -36,6 +37,7 @@ pub struct AppState {
     /// One permit per request being handled (`limits.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     pub api_keys: Arc<ApiKeys>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             limits,
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             api_keys: Arc::new(api_keys),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 
@@ -95,6 +98,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .route("/v1/catalogs", get(catalogs::list))
         .route(
             "/v1/catalogs/{catalog}",
@@ -155,6 +159,11 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
+        ))
+        // Outside the key check: refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
         ))
         .with_state(state)
 }

@@ -50,6 +50,19 @@ pub struct CatalogCounts {
     pub snapshot_watermark: Option<u64>,
     /// Item changes not yet covered by a snapshot.
     pub changes_since_snapshot: u64,
+    /// Seconds since this process last wrote (or, at open, loaded) a
+    /// snapshot; `None` without one.
+    pub snapshot_age_seconds: Option<f64>,
+}
+
+/// The planner's counters, read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanSnapshot {
+    pub empty: u64,
+    pub exact: u64,
+    pub graph: u64,
+    pub graph_then_exact: u64,
+    pub escalations: u64,
 }
 
 /// How a catalog's index was made when it opened.
@@ -96,6 +109,8 @@ pub struct Catalog {
     /// The newest snapshot's watermark, readable while a snapshot runs
     /// (`NO_SNAPSHOT` when there is none).
     published_watermark: AtomicU64,
+    /// When `published_watermark` was last set (written or loaded).
+    published_at: Mutex<Instant>,
     changes_since_snapshot: AtomicU64,
     /// Client event ids being written right now: with the stored ones,
     /// what makes a repeated event a duplicate even under concurrency.
@@ -205,6 +220,7 @@ impl Catalog {
             source,
             open_seconds,
             published_watermark: AtomicU64::new(snapshot_watermark.unwrap_or(NO_SNAPSHOT)),
+            published_at: Mutex::new(Instant::now()),
             snapshot_status: Mutex::new(SnapshotStatus {
                 watermark: snapshot_watermark,
                 at: Instant::now(),
@@ -281,6 +297,7 @@ impl Catalog {
         self.changes_since_snapshot
             .fetch_sub(pending, Ordering::AcqRel);
         self.published_watermark.store(watermark, Ordering::Release);
+        *self.published_at.lock() = Instant::now();
         *status = SnapshotStatus {
             watermark: Some(watermark),
             at: Instant::now(),
@@ -328,6 +345,20 @@ impl Catalog {
         &self.config
     }
 
+    /// How often the planner took each path.
+    pub fn plan_counts(&self) -> PlanSnapshot {
+        let state = self.state.read();
+        let c = state.plan_counts();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PlanSnapshot {
+            empty: load(&c.empty),
+            exact: load(&c.exact),
+            graph: load(&c.graph),
+            graph_then_exact: load(&c.graph_then_exact),
+            escalations: load(&c.escalations),
+        }
+    }
+
     pub fn counts(&self) -> CatalogCounts {
         let snapshot_watermark = match self.published_watermark.load(Ordering::Acquire) {
             NO_SNAPSHOT => None,
@@ -342,6 +373,8 @@ impl Catalog {
             open_seconds: self.open_seconds,
             snapshot_watermark,
             changes_since_snapshot: self.changes_since_snapshot.load(Ordering::Relaxed),
+            snapshot_age_seconds: snapshot_watermark
+                .map(|_| self.published_at.lock().elapsed().as_secs_f64()),
         }
     }
 
@@ -676,7 +709,10 @@ impl Catalog {
         let catch_up = fresh.catch_up_with(&self.state.read());
         fresh.graph().insert(&catch_up.new_points());
         fresh.publish_upsert(catch_up);
-        *self.state.write() = fresh;
+        let mut state = self.state.write();
+        fresh.continue_counts(&state);
+        *state = fresh;
+        drop(state);
         drop(turn);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         tracing::info!(catalog = %self.name, items = n, seconds = started.elapsed().as_secs_f64(), "index rebuilt");

@@ -257,19 +257,27 @@ impl Catalogs {
             })
     }
 
-    /// Snapshots every open catalog whose index changed since its last
-    /// snapshot (called at shutdown, so the next start skips the builds).
-    pub fn snapshot_all(&self) {
-        let ready: Vec<Arc<Catalog>> = self
-            .entries
+    /// The catalogs that are open (not loading, not failed).
+    pub fn ready(&self) -> Vec<Arc<Catalog>> {
+        self.entries
             .read()
             .values()
             .filter_map(|e| match e {
                 Entry::Ready(c) => Some(Arc::clone(c)),
                 _ => None,
             })
-            .collect();
-        for catalog in ready {
+            .collect()
+    }
+
+    /// The store every catalog lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Snapshots every open catalog whose index changed since its last
+    /// snapshot (called at shutdown, so the next start skips the builds).
+    pub fn snapshot_all(&self) {
+        for catalog in self.ready() {
             if let Err(e) = catalog.snapshot(true, false) {
                 tracing::error!(catalog = %catalog.name(), error = %e, "snapshot at shutdown failed; the next start rebuilds or replays more");
             }

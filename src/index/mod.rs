@@ -29,6 +29,8 @@ pub mod vectors;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -115,6 +117,37 @@ pub enum Plan {
     Graph { rounds: u32 },
     /// The graph did not yield enough hits; finished by an exact scan.
     GraphThenExact,
+}
+
+/// How often each [`Plan`] was taken, since the catalog opened (carried
+/// across rebuilds). Read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct PlanCounts {
+    pub empty: AtomicU64,
+    pub exact: AtomicU64,
+    pub graph: AtomicU64,
+    pub graph_then_exact: AtomicU64,
+    /// Graph searches repeated with a larger fetch (rounds beyond the first).
+    pub escalations: AtomicU64,
+}
+
+impl PlanCounts {
+    fn record(&self, plan: Plan) {
+        let counter = match plan {
+            Plan::Empty => &self.empty,
+            Plan::Exact => &self.exact,
+            Plan::Graph { rounds } => {
+                self.escalations
+                    .fetch_add(u64::from(rounds.saturating_sub(1)), Relaxed);
+                &self.graph
+            }
+            Plan::GraphThenExact => {
+                self.escalations.fetch_add(1, Relaxed);
+                &self.graph_then_exact
+            }
+        };
+        counter.fetch_add(1, Relaxed);
+    }
 }
 
 /// Bytes of vectors an exact scan reads in the time a graph search spends
@@ -206,6 +239,7 @@ pub struct IndexState {
     /// [`PRICE_MATERIALIZE_LIMIT`]; tests lower it to exercise the
     /// per-candidate price check on small data.
     price_materialize_limit: u64,
+    plan_counts: Arc<PlanCounts>,
 }
 
 impl IndexState {
@@ -227,6 +261,7 @@ impl IndexState {
             live: RoaringBitmap::new(),
             attrs: AttributeIndex::default(),
             price_materialize_limit: PRICE_MATERIALIZE_LIMIT,
+            plan_counts: Arc::default(),
         }
     }
 
@@ -281,6 +316,7 @@ impl IndexState {
             live: RoaringBitmap::new(),
             attrs: AttributeIndex::default(),
             price_materialize_limit: PRICE_MATERIALIZE_LIMIT,
+            plan_counts: Arc::default(),
         };
         let mut categories = HashSet::new();
         for (slot, item) in placed {
@@ -719,6 +755,23 @@ impl IndexState {
     /// The second half of [`IndexState::search`]: the exact scan or the
     /// graph search over what `plan` matched.
     pub fn execute(&self, planned: Planned, query: &[f32], k: usize) -> (Vec<Hit>, Plan) {
+        let (hits, plan) = self.execute_planned(planned, query, k);
+        self.plan_counts.record(plan);
+        (hits, plan)
+    }
+
+    /// The planner's counters (shared with the index this one replaces).
+    pub fn plan_counts(&self) -> &PlanCounts {
+        &self.plan_counts
+    }
+
+    /// Keeps counting into `previous`'s counters (a rebuilt index
+    /// replacing it).
+    pub fn continue_counts(&mut self, previous: &IndexState) {
+        self.plan_counts = Arc::clone(&previous.plan_counts);
+    }
+
+    fn execute_planned(&self, planned: Planned, query: &[f32], k: usize) -> (Vec<Hit>, Plan) {
         let Planned {
             candidates,
             excluded,

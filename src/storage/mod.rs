@@ -209,6 +209,23 @@ struct CommitRequest {
     done: mpsc::SyncSender<Result<(), rocksdb::Error>>,
 }
 
+/// RocksDB properties read by [`Store::stats`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    pub sst_bytes: u64,
+    pub live_data_bytes: u64,
+    pub memtable_bytes: u64,
+    pub pending_compaction_bytes: u64,
+    pub running_compactions: u64,
+    pub running_flushes: u64,
+    /// Background flush or compaction failures (a full disk shows here).
+    pub background_errors: u64,
+    /// RocksDB stopped writes (compaction far behind, or an error).
+    pub write_stopped: bool,
+    /// Bytes per second writes are slowed to (0: not slowed).
+    pub delayed_write_rate: u64,
+}
+
 /// The store: a RocksDB database plus the thread that commits writes.
 ///
 /// Durability: every [`Store::commit`] returns only after its batch is in
@@ -272,6 +289,36 @@ impl Store {
     /// The folder the store lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// RocksDB's own figures that tell an operator whether the store keeps
+    /// up, summed over the column families (for `/metrics`).
+    pub fn stats(&self) -> StoreStats {
+        let sum = |property: &str| -> u64 {
+            ALL_CFS
+                .iter()
+                .filter_map(|name| self.db.cf_handle(name))
+                .filter_map(|cf| self.db.property_int_value_cf(&cf, property).ok().flatten())
+                .sum()
+        };
+        let db_wide = |property: &str| -> u64 {
+            self.db
+                .property_int_value(property)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        StoreStats {
+            sst_bytes: sum("rocksdb.total-sst-files-size"),
+            live_data_bytes: sum("rocksdb.estimate-live-data-size"),
+            memtable_bytes: sum("rocksdb.cur-size-all-mem-tables"),
+            pending_compaction_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+            running_compactions: db_wide("rocksdb.num-running-compactions"),
+            running_flushes: db_wide("rocksdb.num-running-flushes"),
+            background_errors: db_wide("rocksdb.background-errors"),
+            write_stopped: db_wide("rocksdb.is-write-stopped") != 0,
+            delayed_write_rate: db_wide("rocksdb.actual-delayed-write-rate"),
+        }
     }
 
     /// Hands `batch` to the commit thread and returns a receiver that

@@ -9,6 +9,7 @@ mod errors;
 mod events;
 mod limits;
 mod load;
+mod metrics;
 mod recall;
 mod restart;
 mod support;

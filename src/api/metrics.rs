@@ -1,0 +1,422 @@
+//! `GET /metrics`: Prometheus/OpenMetrics text.
+//!
+//! Request counters and latency histograms are updated by the [`observe`]
+//! middleware (the outermost layer, so refused and shed requests count
+//! too). Everything else (catalog sizes, planner paths, snapshots,
+//! RocksDB) is read from its owner when scraped, so there is one source of
+//! truth and nothing to keep in sync. The registry belongs to one server,
+//! not to the process: tests run several servers side by side.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tracing::Instrument;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::catalog::registry::CatalogStatus;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    /// The route template (`/v1/catalogs/{catalog}/search`), never the raw
+    /// path: label values stay bounded whatever clients send.
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CatalogLabels {
+    catalog: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlanLabels {
+    catalog: String,
+    path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// One server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+    in_flight: Gauge,
+    // Read at scrape time.
+    catalogs: Family<StatusLabels, Gauge>,
+    items: Family<CatalogLabels, Gauge>,
+    users: Family<CatalogLabels, Gauge>,
+    graph_points: Family<CatalogLabels, Gauge>,
+    tombstones: Family<CatalogLabels, Gauge>,
+    rebuilds: Family<CatalogLabels, Gauge>,
+    rebuilding: Family<CatalogLabels, Gauge>,
+    changes_since_snapshot: Family<CatalogLabels, Gauge>,
+    snapshot_age: Family<CatalogLabels, FloatGauge>,
+    plans: Family<PlanLabels, Gauge>,
+    escalations: Family<CatalogLabels, Gauge>,
+    store: Family<StoreLabels, Gauge>,
+    resident_memory: Gauge,
+    /// Two scrapes at once would interleave clearing and setting the
+    /// scrape-time families.
+    scrape: Mutex<()>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    property: &'static str,
+}
+
+/// Latency buckets: 100 us to ~13 s, doubling. Searches sit at 0.3-2 ms,
+/// writes at the 4 ms fsync, bulk streams at seconds.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 18,
+    ))
+}
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("recstore");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status",
+            requests.clone(),
+        );
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from request to response head, by method and route template",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_in_flight_requests",
+            "Requests being handled now (load shedding starts at max_in_flight)",
+            in_flight.clone(),
+        );
+        let catalogs = Family::<StatusLabels, Gauge>::default();
+        registry.register("catalogs", "Catalogs by status", catalogs.clone());
+        let per_catalog = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<CatalogLabels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let items = per_catalog(&mut registry, "items", "Live items per catalog");
+        let users = per_catalog(&mut registry, "users", "Users per catalog");
+        let graph_points = per_catalog(
+            &mut registry,
+            "graph_points",
+            "Points in the HNSW graph, live and dead",
+        );
+        let tombstones = per_catalog(
+            &mut registry,
+            "tombstones",
+            "Dead graph points (deleted or replaced items) awaiting a rebuild",
+        );
+        let rebuilds = per_catalog(
+            &mut registry,
+            "index_rebuilds",
+            "Background graph rebuilds since the catalog opened",
+        );
+        let rebuilding = per_catalog(
+            &mut registry,
+            "index_rebuilding",
+            "1 while a background graph rebuild runs",
+        );
+        let changes_since_snapshot = per_catalog(
+            &mut registry,
+            "changes_since_snapshot",
+            "Item changes a restart would replay from RocksDB",
+        );
+        let snapshot_age = Family::<CatalogLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "snapshot_age",
+            "Time since the index snapshot was last written or loaded",
+            Unit::Seconds,
+            snapshot_age.clone(),
+        );
+        let plans = Family::<PlanLabels, Gauge>::default();
+        registry.register(
+            "planner_searches",
+            "Searches by the path the planner took: empty, exact, graph, graph_then_exact",
+            plans.clone(),
+        );
+        let escalations = per_catalog(
+            &mut registry,
+            "planner_escalations",
+            "Graph searches repeated with a larger fetch because the filter removed too many hits",
+        );
+        let store = Family::<StoreLabels, Gauge>::default();
+        registry.register(
+            "rocksdb",
+            "RocksDB properties (bytes, counts; write_stopped is 0 or 1)",
+            store.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident set size of the server process",
+            Unit::Bytes,
+            resident_memory.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            catalogs,
+            items,
+            users,
+            graph_points,
+            tombstones,
+            rebuilds,
+            rebuilding,
+            changes_since_snapshot,
+            snapshot_age,
+            plans,
+            escalations,
+            store,
+            resident_memory,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The request id: the client's `x-request-id` when it is a sane token
+/// (so a proxy's id follows the request through our logs), else a new one.
+fn request_id(request: &Request) -> HeaderValue {
+    let given = request.headers().get(REQUEST_ID).filter(|v| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+    });
+    match given {
+        Some(v) => v.clone(),
+        None => {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            // Unique within the process, and across restarts by the start
+            // time in the high bits.
+            static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+            let start = *START.get_or_init(|| crate::api::now_ms() as u64);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            HeaderValue::from_str(&format!("{start:x}-{n:x}")).expect("hex is a valid header")
+        }
+    }
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The middleware: tags every request with an id (logged in its span and
+/// sent back as `x-request-id`), counts and times it.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let id = request_id(&request);
+    let span = tracing::info_span!(
+        "request",
+        id = id.to_str().unwrap_or(""),
+        method = %method,
+        route = %route,
+    );
+    let metrics = Arc::clone(&state.metrics);
+    // Decremented on drop: a request whose client went away is dropped
+    // mid-flight and must not stay counted.
+    struct InFlight(Gauge);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    metrics.in_flight.inc();
+    let in_flight = InFlight(metrics.in_flight.clone());
+    let mut response = next.run(request).instrument(span.clone()).await;
+    drop(in_flight);
+    let seconds = started.elapsed().as_secs_f64();
+    span.in_scope(|| {
+        tracing::debug!(status = response.status().as_u16(), seconds, "request done");
+    });
+    response.headers_mut().insert(REQUEST_ID, id);
+    metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(seconds);
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = super::blocking(move || {
+        let metrics = &state.metrics;
+        let _one_at_a_time = metrics.scrape.lock();
+        collect(&state);
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail; a label that cannot be encoded
+        // would be our bug.
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
+            .map_err(|_| ApiError::Panic)?;
+        Ok(text)
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Reads the scrape-time figures from their owners.
+fn collect(state: &AppState) {
+    let m = &state.metrics;
+    for family in [
+        &m.items,
+        &m.users,
+        &m.graph_points,
+        &m.tombstones,
+        &m.rebuilds,
+        &m.rebuilding,
+        &m.changes_since_snapshot,
+        &m.escalations,
+    ] {
+        // A deleted catalog's series disappear.
+        family.clear();
+    }
+    m.snapshot_age.clear();
+    m.plans.clear();
+    m.catalogs.clear();
+    let (mut loading, mut ready, mut failed) = (0, 0, 0);
+    for (name, _, status) in state.catalogs.list() {
+        let counts = match status {
+            CatalogStatus::Loading => {
+                loading += 1;
+                continue;
+            }
+            CatalogStatus::Failed(_) => {
+                failed += 1;
+                continue;
+            }
+            CatalogStatus::Ready(counts) => {
+                ready += 1;
+                counts
+            }
+        };
+        let label = CatalogLabels {
+            catalog: name.to_string(),
+        };
+        let set = |family: &Family<CatalogLabels, Gauge>, value: u64| {
+            family
+                .get_or_create(&label)
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        set(&m.items, counts.index.items);
+        set(&m.users, counts.users);
+        set(&m.graph_points, counts.index.graph_points);
+        set(&m.tombstones, counts.index.tombstones);
+        set(&m.rebuilds, counts.rebuilds);
+        set(&m.rebuilding, u64::from(counts.rebuilding));
+        set(&m.changes_since_snapshot, counts.changes_since_snapshot);
+        if let Some(age) = counts.snapshot_age_seconds {
+            m.snapshot_age.get_or_create(&label).set(age);
+        }
+    }
+    for (status, n) in [("loading", loading), ("ready", ready), ("failed", failed)] {
+        m.catalogs.get_or_create(&StatusLabels { status }).set(n);
+    }
+    for catalog in state.catalogs.ready() {
+        let plans = catalog.plan_counts();
+        let name = catalog.name().to_string();
+        for (path, n) in [
+            ("empty", plans.empty),
+            ("exact", plans.exact),
+            ("graph", plans.graph),
+            ("graph_then_exact", plans.graph_then_exact),
+        ] {
+            m.plans
+                .get_or_create(&PlanLabels {
+                    catalog: name.clone(),
+                    path,
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        m.escalations
+            .get_or_create(&CatalogLabels { catalog: name })
+            .set(i64::try_from(plans.escalations).unwrap_or(i64::MAX));
+    }
+    let s = state.catalogs.store().stats();
+    for (property, value) in [
+        ("sst_bytes", s.sst_bytes),
+        ("live_data_bytes", s.live_data_bytes),
+        ("memtable_bytes", s.memtable_bytes),
+        ("pending_compaction_bytes", s.pending_compaction_bytes),
+        ("running_compactions", s.running_compactions),
+        ("running_flushes", s.running_flushes),
+        ("background_errors", s.background_errors),
+        ("write_stopped", u64::from(s.write_stopped)),
+        ("delayed_write_rate", s.delayed_write_rate),
+    ] {
+        m.store
+            .get_or_create(&StoreLabels { property })
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+    m.resident_memory.set(resident_bytes().unwrap_or(0));
+}
+
+/// RSS from /proc (Linux, in kB there, whatever the page size); `None`
+/// elsewhere.
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

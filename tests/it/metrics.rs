@@ -1,0 +1,248 @@
+//! `GET /metrics`: request counts by route template and status, latency
+//! histograms, catalog sizes, planner paths and RocksDB figures, checked
+//! against what the test did.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Rng, TestServer};
+
+/// Scrapes `/metrics` into series (name plus labels, as printed) -> value.
+async fn scrape(url: &str) -> HashMap<String, f64> {
+    let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("series value");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn get(metrics: &HashMap<String, f64>, series: &str) -> f64 {
+    *metrics
+        .get(series)
+        .unwrap_or_else(|| panic!("{series} missing from {:#?}", metrics.keys()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_requests_catalogs_planner_and_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let api = &server.api;
+    api.create_catalog("shop", json!({ "dimension": 4, "metric": "cosine" }))
+        .await;
+    let mut rng = Rng::new(11);
+    let items: Vec<_> = (0..50)
+        .map(|i| {
+            json!({
+                "id": format!("i{i}"),
+                "vector": rng.vector(4),
+                "category": if i % 2 == 0 { "even" } else { "odd" },
+            })
+        })
+        .collect();
+    api.upsert_items("shop", &items).await;
+    api.post_ok(
+        "/v1/catalogs/shop/items/delete",
+        json!({ "ids": ["i0", "i1"] }),
+    )
+    .await;
+    api.post_ok(
+        "/v1/catalogs/shop/users",
+        json!({ "users": [{ "id": "u1", "vector": [1, 0, 0, 0] }] }),
+    )
+    .await;
+    // 7 searches: 5 exact (a small catalog), 2 matching nothing.
+    for _ in 0..5 {
+        api.search("shop", json!({ "vector": rng.vector(4), "k": 3 }))
+            .await;
+    }
+    for _ in 0..2 {
+        let hits = api
+            .search(
+                "shop",
+                json!({ "vector": rng.vector(4), "k": 3, "filter": { "category": "none" } }),
+            )
+            .await;
+        assert!(hits.is_empty());
+    }
+    // Errors count under their route and status; unknown paths under
+    // "unmatched", never their raw path.
+    let (status, _) = api
+        .post("/v1/catalogs/shop/search", json!({ "k": 3 }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get("/no/such/route/9f3a").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let m = scrape(&api.url).await;
+    let search = r#"method="POST",route="/v1/catalogs/{catalog}/search""#;
+    assert_eq!(
+        get(
+            &m,
+            &format!("recstore_http_requests_total{{{search},status=\"200\"}}")
+        ),
+        7.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            &format!("recstore_http_requests_total{{{search},status=\"400\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"recstore_http_requests_total{method="GET",route="unmatched",status="404"}"#
+        ),
+        1.0
+    );
+    assert!(
+        m.keys().all(|k| !k.contains("9f3a")),
+        "raw paths never become labels"
+    );
+    assert_eq!(
+        get(
+            &m,
+            &format!("recstore_http_request_duration_seconds_count{{{search}}}")
+        ),
+        8.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            &format!("recstore_http_request_duration_seconds_bucket{{le=\"+Inf\",{search}}}")
+        ),
+        8.0
+    );
+    assert_eq!(get(&m, r#"recstore_items{catalog="shop"}"#), 48.0);
+    assert_eq!(get(&m, r#"recstore_users{catalog="shop"}"#), 1.0);
+    assert_eq!(get(&m, r#"recstore_graph_points{catalog="shop"}"#), 50.0);
+    assert_eq!(get(&m, r#"recstore_tombstones{catalog="shop"}"#), 2.0);
+    assert_eq!(get(&m, r#"recstore_catalogs{status="ready"}"#), 1.0);
+    assert_eq!(
+        get(
+            &m,
+            r#"recstore_planner_searches{catalog="shop",path="exact"}"#
+        ),
+        5.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"recstore_planner_searches{catalog="shop",path="empty"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"recstore_planner_searches{catalog="shop",path="graph"}"#
+        ),
+        0.0
+    );
+    assert_eq!(
+        get(&m, r#"recstore_changes_since_snapshot{catalog="shop"}"#),
+        52.0
+    );
+    assert!(get(&m, r#"recstore_rocksdb{property="memtable_bytes"}"#) > 0.0);
+    assert_eq!(
+        get(&m, r#"recstore_rocksdb{property="background_errors"}"#),
+        0.0
+    );
+    assert!(get(&m, "recstore_process_resident_memory_bytes") > 1e6);
+
+    // A deleted catalog's series disappear.
+    let (status, _) = api.delete("/v1/catalogs/shop").await;
+    assert_eq!(status, StatusCode::OK);
+    let m = scrape(&api.url).await;
+    assert!(!m.contains_key(r#"recstore_items{catalog="shop"}"#));
+    assert_eq!(get(&m, r#"recstore_catalogs{status="ready"}"#), 0.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_searches_are_counted_as_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    // Exact-first planning off: every unfiltered search walks the graph.
+    let server = TestServer::start_in(dir.path(), |s| s.index.exact_scan_threshold = 0).await;
+    let api = &server.api;
+    api.create_catalog("g", json!({ "dimension": 8, "metric": "l2" }))
+        .await;
+    let mut rng = Rng::new(3);
+    let items: Vec<_> = (0..400)
+        .map(|i| json!({ "id": format!("i{i}"), "vector": rng.vector(8) }))
+        .collect();
+    api.upsert_items("g", &items).await;
+    for _ in 0..4 {
+        api.search("g", json!({ "vector": rng.vector(8), "k": 5 }))
+            .await;
+    }
+    let m = scrape(&api.url).await;
+    assert_eq!(
+        get(&m, r#"recstore_planner_searches{catalog="g",path="graph"}"#),
+        4.0
+    );
+    assert_eq!(
+        get(&m, r#"recstore_planner_searches{catalog="g",path="exact"}"#),
+        0.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_a_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let client = reqwest::Client::new();
+    let url = &server.api.url;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    // A sane client id is echoed (a proxy's id follows the request).
+    let r = client
+        .get(format!("{url}/v1/catalogs"))
+        .header("x-request-id", "edge-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&r).as_deref(), Some("edge-7f3a"));
+    // Otherwise each response gets a fresh one, errors included.
+    let a = id_of(&client.get(format!("{url}/nope")).send().await.unwrap()).unwrap();
+    let b = id_of(
+        &client
+            .get(format!("{url}/v1/catalogs"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_ne!(a, b);
+    let long = "x".repeat(200);
+    let r = client
+        .get(format!("{url}/v1/catalogs"))
+        .header("x-request-id", long.as_str())
+        .send()
+        .await
+        .unwrap();
+    let id = id_of(&r).unwrap();
+    assert_ne!(id, long, "an oversized id is replaced");
+    server.stop().await;
+}
