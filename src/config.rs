@@ -16,6 +16,7 @@ pub struct Defaults;
 
 impl Defaults {
     pub const DATA_DIR: &'static str = "./data";
+    pub const BACKUP_DIR: &'static str = "./backups";
     pub const LISTEN: &'static str = "127.0.0.1:7720";
     pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
     /// Items, users, events or ids in one JSON write. Bigger loads go
@@ -77,6 +78,38 @@ pub enum Command {
     /// 2 loaded with rejected rows (--skip-invalid), 1 failed (nothing
     /// changed).
     Load(LoadArgs),
+    /// Restore a backup written by POST /v1/admin/backup into an empty (or
+    /// new) data directory, offline; then start the server on it.
+    Restore(RestoreArgs),
+}
+
+/// Flags of `recstore restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup folder (holding BACKUP.json).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Data directory to restore into; must not exist or be empty [default: ./data].
+    #[arg(long, env = "RECSTORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file (the server's): its data_dir applies.
+    #[arg(long, env = "RECSTORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RestoreArgs {
+    /// The data directory, resolved exactly as `serve` resolves it.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        Ok(Settings::from_serve_args(ServeArgs {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            ..ServeArgs::default()
+        })?
+        .data_dir)
+    }
 }
 
 /// Flags of `recstore load`.
@@ -232,6 +265,9 @@ pub struct ServeArgs {
     /// Folder holding the RocksDB store [default: ./data].
     #[arg(long, env = "RECSTORE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Folder POST /v1/admin/backup writes backups into [default: ./backups].
+    #[arg(long, env = "RECSTORE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:7720].
     #[arg(long, env = "RECSTORE_LISTEN")]
     pub listen: Option<String>,
@@ -293,6 +329,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub backup_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub max_batch_items: Option<usize>,
@@ -431,6 +468,7 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    pub backup_dir: PathBuf,
     pub listen: SocketAddr,
     pub limits: Limits,
     pub index: IndexSettings,
@@ -439,10 +477,14 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings for a store in `data_dir` with every other value at its default.
+    /// Settings for a store in `data_dir` with every other value at its
+    /// default, but backups in `data_dir/backups` (self-contained, for
+    /// tests and embedding; a real deployment keeps backups elsewhere).
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
         Settings {
-            data_dir: data_dir.into(),
+            backup_dir: data_dir.join("backups"),
+            data_dir,
             listen: Defaults::LISTEN
                 .parse()
                 .expect("default listen address parses"),
@@ -464,6 +506,10 @@ impl Settings {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(Defaults::DATA_DIR));
+        let backup_dir = args
+            .backup_dir
+            .or(file.backup_dir)
+            .unwrap_or_else(|| PathBuf::from(Defaults::BACKUP_DIR));
         let listen_raw = args
             .listen
             .or(file.listen)
@@ -561,6 +607,7 @@ impl Settings {
         }
         Ok(Settings {
             data_dir,
+            backup_dir,
             listen,
             limits: Limits {
                 max_body_bytes,

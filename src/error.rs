@@ -35,6 +35,11 @@ pub enum Error {
     #[error("catalog {name:?} already exists with a different configuration: {difference}")]
     CatalogConfigConflict { name: String, difference: String },
 
+    /// The request conflicts with what exists (a backup name taken, a
+    /// backup already running, a restore target that is not empty).
+    #[error("{field}: {reason}")]
+    Conflict { field: String, reason: String },
+
     /// The item does not exist in the catalog.
     #[error("item {id:?} does not exist")]
     ItemNotFound { id: String },

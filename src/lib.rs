@@ -10,9 +10,11 @@
 //! - [`recommend`]: similar items and upsell over an index.
 //! - [`snapshot`]: index snapshots on disk, written atomically and checksummed.
 //! - [`storage`]: RocksDB, key layout, the versioned value codec, group commit.
+//! - [`backup`]: consistent backups while serving, and restore.
 //! - [`error`]: the crate's error enum.
 
 pub mod api;
+pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod error;

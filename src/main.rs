@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use recstore::config::{Cli, Command, LoadArgs, Settings};
+use recstore::config::{Cli, Command, LoadArgs, RestoreArgs, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,6 +18,52 @@ fn main() -> ExitCode {
             }
         },
         Command::Load(args) => load_main(args),
+        Command::Restore(args) => restore_main(args),
+    }
+}
+
+/// `recstore restore`: 0 restored, 1 nothing changed.
+fn restore_main(args: RestoreArgs) -> ExitCode {
+    let data_dir = match args.data_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match recstore::backup::restore(&args.from, &data_dir) {
+        Ok(restored) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&restored).expect("the summary serialises")
+                );
+            } else {
+                println!(
+                    "restored {} ({:.1} MiB) into {}",
+                    args.from.display(),
+                    restored.bytes as f64 / (1024.0 * 1024.0),
+                    restored.data_dir.display()
+                );
+                for c in &restored.catalogs {
+                    println!(
+                        "  catalog {}: {} items, {} users, {}",
+                        c.name,
+                        c.items,
+                        c.users,
+                        match c.snapshot_watermark {
+                            Some(_) => "index snapshot included",
+                            None => "no index snapshot (built at start)",
+                        }
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

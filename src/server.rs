@@ -51,6 +51,7 @@ pub async fn run(
         Arc::clone(&catalogs),
         settings.limits,
         settings.api_keys.clone(),
+        settings.backup_dir.clone(),
     );
     let app = router(state).layer(CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| {

@@ -111,6 +111,9 @@ impl ApiError {
                     Error::CatalogConfigConflict { .. } => {
                         (S::CONFLICT, "catalog_config_conflict", message, None)
                     }
+                    Error::Conflict { field, .. } => {
+                        (S::CONFLICT, "conflict", message, Some(field.clone()))
+                    }
                     Error::ItemNotFound { .. } => (
                         S::NOT_FOUND,
                         "item_not_found",

@@ -10,8 +10,8 @@
 //! `timeout`. Its blocking work (a RocksDB write, a graph insert) is not
 //! cancelled half-way: a write that times out may still be applied, in
 //! full (writes are atomic batches), which the error message says.
-//! `items:bulk` is exempt: a stream of millions of lines runs for minutes
-//! by design.
+//! `items:bulk` and backups are exempt: a stream of millions of lines runs
+//! for minutes by design, and a backup of a large store for seconds.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -36,7 +36,8 @@ pub async fn guard(
     if exempt(path) {
         return Ok(next.run(request).await);
     }
-    let streaming = path.ends_with("/items:bulk");
+    // A backup refreshes every snapshot first: seconds at a million items.
+    let streaming = path.ends_with("/items:bulk") || path == "/v1/admin/backup";
     // Held until the response is produced: the handler's blocking work is
     // covered, the streaming of a (small JSON) response body is not.
     let _permit =

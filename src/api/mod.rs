@@ -3,6 +3,7 @@
 //! the work on a blocking thread (RocksDB writes, graph inserts and
 //! searches must not stall the async workers).
 
+pub mod admin;
 pub mod auth;
 pub mod catalogs;
 pub mod error;
@@ -34,6 +35,8 @@ use error::ApiError;
 pub struct AppState {
     pub catalogs: Arc<Catalogs>,
     pub limits: Limits,
+    /// Where `POST /v1/admin/backup` writes.
+    pub backup_dir: std::path::PathBuf,
     /// One permit per request being handled (`limits.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     pub api_keys: Arc<ApiKeys>,
@@ -41,10 +44,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(catalogs: Arc<Catalogs>, limits: Limits, api_keys: ApiKeys) -> AppState {
+    pub fn new(
+        catalogs: Arc<Catalogs>,
+        limits: Limits,
+        api_keys: ApiKeys,
+        backup_dir: std::path::PathBuf,
+    ) -> AppState {
         AppState {
             catalogs,
             limits,
+            backup_dir,
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             api_keys: Arc::new(api_keys),
             metrics: Arc::new(metrics::Metrics::new()),
@@ -99,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/v1/admin/backup", post(admin::backup))
         .route("/v1/catalogs", get(catalogs::list))
         .route(
             "/v1/catalogs/{catalog}",

@@ -311,6 +311,16 @@ pub struct ItemsUpsert {
     pub items: Vec<ItemWire>,
 }
 
+/// `POST /v1/admin/backup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// The backup folder's name under the backup directory; default
+    /// `backup-<UTC time>`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 /// `POST /v1/catalogs/{catalog}/items/delete`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -245,6 +245,17 @@ impl Catalog {
         self.id
     }
 
+    /// Holds the snapshot lock: while the guard lives, no snapshot of this
+    /// catalog is published and no watermark recorded (writes go on).
+    pub fn hold_snapshots(&self) -> impl Drop + '_ {
+        self.snapshot_status.lock()
+    }
+
+    /// The folder of this catalog's snapshot at `watermark`.
+    pub fn snapshot_path(&self, watermark: u64) -> std::path::PathBuf {
+        self.snapshots.snapshot_path(self.id, watermark)
+    }
+
     /// How the index was made at open.
     pub fn source(&self) -> &IndexSource {
         &self.source

@@ -57,6 +57,8 @@ pub struct Catalogs {
     entries: RwLock<BTreeMap<CatalogName, Entry>>,
     /// Serialises create and delete; holds the next catalog id.
     admin: Mutex<u32>,
+    /// Held while a backup runs (one at a time).
+    backup: Mutex<()>,
 }
 
 impl Catalogs {
@@ -79,6 +81,7 @@ impl Catalogs {
             settings,
             entries: RwLock::new(entries),
             admin: Mutex::new(next_id),
+            backup: Mutex::new(()),
         })
     }
 
@@ -267,6 +270,37 @@ impl Catalogs {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Runs `f` with catalogs neither created nor deleted and no index
+    /// snapshot published by any catalog (each one's snapshot lock held),
+    /// after refreshing every catalog's snapshot: what a consistent backup
+    /// needs ([`crate::backup`]). Refuses while a catalog is loading or a
+    /// backup runs already.
+    pub fn while_frozen<T>(
+        &self,
+        f: impl FnOnce(&Store, &[Arc<Catalog>]) -> Result<T>,
+    ) -> Result<T> {
+        let _backup = self.backup.try_lock().ok_or_else(|| Error::Conflict {
+            field: "backup".into(),
+            reason: "a backup is already running".into(),
+        })?;
+        let _admin = self.admin.lock();
+        if let Some((name, _)) = self.not_ready().into_iter().next() {
+            return Err(Error::CatalogLoading {
+                name: name.to_string(),
+            });
+        }
+        let ready = self.ready();
+        for catalog in &ready {
+            // A fresh snapshot makes the restored store open with little to
+            // replay; failing it only makes that replay longer.
+            if let Err(e) = catalog.snapshot(true, false) {
+                tracing::warn!(catalog = %catalog.name(), error = %e, "snapshot before a backup failed; the backup holds an older one");
+            }
+        }
+        let _held: Vec<_> = ready.iter().map(|c| c.hold_snapshots()).collect();
+        f(&self.store, &ready)
     }
 
     /// The store every catalog lives in.

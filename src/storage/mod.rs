@@ -291,6 +291,14 @@ impl Store {
         &self.path
     }
 
+    /// Writes a RocksDB checkpoint (a consistent copy, hard-linked where
+    /// the file system allows) into `path`, which must not exist.
+    pub fn checkpoint(&self, path: &Path) -> Result<()> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&*self.db)?;
+        checkpoint.create_checkpoint(path)?;
+        Ok(())
+    }
+
     /// RocksDB's own figures that tell an operator whether the store keeps
     /// up, summed over the column families (for `/metrics`).
     pub fn stats(&self) -> StoreStats {

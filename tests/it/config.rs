@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::support::BinaryServer;
 
-fn recstore(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+pub(crate) fn recstore(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_recstore"));
     for (key, _) in std::env::vars() {
         if key.starts_with("RECSTORE_") {

@@ -3,6 +3,7 @@
 //! HTTP, and the real fixtures in tests/data.
 
 mod auth;
+mod backup;
 mod behaviour;
 mod config;
 mod errors;

@@ -16,7 +16,7 @@ type Batch = Vec<(String, Option<Vec<f32>>)>;
 
 /// Answers to a fixed set of queries (ids and scores), for comparing a
 /// store before and after a restart.
-async fn answers(api: &Api) -> Vec<Value> {
+pub(crate) async fn answers(api: &Api) -> Vec<Value> {
     let p = fixtures::superstore();
     let mut out = Vec::new();
     // Some of these anchors were deleted: their 404s must stay 404s.
@@ -63,7 +63,7 @@ async fn answers(api: &Api) -> Vec<Value> {
 }
 
 /// Compares answers one by one, printing only the first difference.
-fn assert_same_answers(before: &[Value], after: &[Value]) {
+pub(crate) fn assert_same_answers(before: &[Value], after: &[Value]) {
     assert_eq!(before.len(), after.len());
     for (i, (b, a)) in before.iter().zip(after).enumerate() {
         if b != a {
@@ -96,7 +96,7 @@ fn strip_vectors(v: &mut Value) {
 
 /// Loads Superstore, then updates, deletes and users, so the restart has
 /// tombstones and replaced vectors to get right.
-async fn populate(api: &Api) {
+pub(crate) async fn populate(api: &Api) {
     fixtures::load_superstore(api, "store").await;
     let p = fixtures::superstore();
     // New vectors for some items (tombstones in the graph), new prices for
