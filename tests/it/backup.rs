@@ -11,6 +11,10 @@ use crate::config::recstore;
 use crate::restart::{answers, assert_same_answers, populate};
 use crate::support::{assert_error, Rng, TestServer};
 
+/// One acknowledged write: id, vector, and whether it was acknowledged
+/// before the backup request was sent.
+type Acked = (String, Vec<f32>, bool);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_backup_answers_identically_and_is_a_point_in_time() {
     const DIM: usize = 8;
@@ -26,8 +30,7 @@ async fn a_restored_backup_answers_identically_and_is_a_point_in_time() {
     // A second catalog takes sequential writes while the backup runs.
     api.create_catalog("live", json!({"dimension": DIM, "metric": "l2"}))
         .await;
-    // (id, vector, acknowledged before the backup request was sent?)
-    let acked: Arc<Mutex<Vec<(String, Vec<f32>, bool)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let backup_started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
