@@ -283,6 +283,7 @@ impl Catalog {
             return Ok(None);
         }
         let started = Instant::now();
+        tracing::info!(catalog = %self.name, "index snapshot started");
         let turn = self.sequencer.wait_turn(self.sequencer.ticket());
         let watermark = turn.watermark();
         let (graph, slots) = {
@@ -712,6 +713,7 @@ impl Catalog {
     /// on, catches up with writes made meanwhile, and swaps it in.
     fn rebuild(&self) {
         let started = Instant::now();
+        tracing::info!(catalog = %self.name, "index rebuild started");
         let snapshot = self.state.read().snapshot();
         let n = snapshot.len();
         let mut fresh = IndexState::build_from_snapshot(self.config, self.settings, snapshot);

@@ -6,6 +6,7 @@ mod auth;
 mod backup;
 mod behaviour;
 mod config;
+mod crash;
 mod errors;
 mod events;
 mod limits;
