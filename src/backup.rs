@@ -113,6 +113,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// Writes a backup of every catalog to `root/name` while serving.
 pub fn create(catalogs: &Catalogs, root: &Path, name: &str) -> Result<Report> {
     check_name(name)?;
+    if let Some(reason) = catalogs.store().read_only() {
+        // A checkpoint flushes the memtables first; a read-only store's
+        // folder can be copied as it is instead.
+        return Err(Error::ReadOnly {
+            reason: reason.to_string(),
+        });
+    }
     let started = Instant::now();
     fs::create_dir_all(root).map_err(io(root))?;
     let target = root.join(name);

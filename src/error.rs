@@ -69,6 +69,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The store was opened read-only (its folder is on a read-only file
+    /// system): reads work, writes are refused.
+    #[error("the data directory is read-only, writes are refused: {reason}")]
+    ReadOnly { reason: String },
+
     /// The storage writer thread is gone (the server is shutting down).
     #[error("the store is shutting down")]
     ShuttingDown,

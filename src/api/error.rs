@@ -134,10 +134,33 @@ impl ApiError {
                     ),
                     // Internals are logged, never sent: the message says what
                     // failed, not how.
-                    Error::Storage(_) => (
-                        S::INTERNAL_SERVER_ERROR,
-                        "storage_error",
-                        "the store could not complete the operation; nothing was written".into(),
+                    Error::Storage(e) => match crate::storage::fault(e) {
+                        // RocksDB keeps refusing writes after a failed WAL
+                        // write until it is reopened (rust-rocksdb does not
+                        // expose DB::Resume), hence the restart.
+                        crate::storage::Fault::DiskFull => (
+                            S::INSUFFICIENT_STORAGE,
+                            "storage_full",
+                            "the disk holding the data directory is full: nothing of this request was written; reads go on; free space, then restart recstore to accept writes again".into(),
+                            None,
+                        ),
+                        crate::storage::Fault::ReadOnly => (
+                            S::SERVICE_UNAVAILABLE,
+                            "read_only",
+                            "the data directory became read-only: nothing of this request was written; reads go on".into(),
+                            None,
+                        ),
+                        crate::storage::Fault::Other => (
+                            S::INTERNAL_SERVER_ERROR,
+                            "storage_error",
+                            "the store could not complete the operation; nothing was written".into(),
+                            None,
+                        ),
+                    },
+                    Error::ReadOnly { .. } => (
+                        S::SERVICE_UNAVAILABLE,
+                        "read_only",
+                        "the data directory is read-only (a read-only file system): reads work, writes are refused".into(),
                         None,
                     ),
                     Error::Corruption { .. } => (

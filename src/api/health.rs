@@ -7,9 +7,19 @@ use serde_json::{json, Map, Value};
 
 use crate::api::AppState;
 
-/// `GET /healthz`: the process answers.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `GET /healthz`: the process answers. `writes` says whether the store
+/// takes writes: `ok`, `read_only` (a read-only data directory) or
+/// `failing` (the last write failed, e.g. a full disk; `write_error` says
+/// how). Still 200: the process is alive and serves reads.
+pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let store = state.catalogs.store();
+    if store.read_only().is_some() {
+        return Json(json!({"status": "ok", "writes": "read_only"}));
+    }
+    match store.write_failure() {
+        None => Json(json!({"status": "ok", "writes": "ok"})),
+        Some(error) => Json(json!({"status": "ok", "writes": "failing", "write_error": error})),
+    }
 }
 
 /// `GET /readyz`: every catalog is open and its index built. Otherwise

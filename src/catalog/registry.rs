@@ -68,9 +68,12 @@ impl Catalogs {
         let stored = store.catalogs()?;
         let next_id = store.next_catalog_id()?;
         let live: Vec<u32> = stored.iter().map(|(_, r)| r.id).collect();
-        store.collect_orphans(&live, next_id)?;
         let snapshots = SnapshotDir::new(store.path());
-        snapshots.remove_orphans(&live);
+        // Housekeeping writes; a read-only store keeps its leftovers.
+        if store.read_only().is_none() {
+            store.collect_orphans(&live, next_id)?;
+            snapshots.remove_orphans(&live);
+        }
         let entries = stored
             .into_iter()
             .map(|(name, record)| (name, Entry::Loading(record)))
@@ -130,6 +133,7 @@ impl Catalogs {
                     // start (even after a crash) can skip the build.
                     if matches!(catalog.source(), IndexSource::Rebuilt { .. })
                         && catalog.counts().index.items > 0
+                        && self.store.read_only().is_none()
                     {
                         catalog.spawn_snapshot(true);
                     }
@@ -311,6 +315,9 @@ impl Catalogs {
     /// Snapshots every open catalog whose index changed since its last
     /// snapshot (called at shutdown, so the next start skips the builds).
     pub fn snapshot_all(&self) {
+        if self.store.read_only().is_some() {
+            return;
+        }
         for catalog in self.ready() {
             if let Err(e) = catalog.snapshot(true, false) {
                 tracing::error!(catalog = %catalog.name(), error = %e, "snapshot at shutdown failed; the next start rebuilds or replays more");

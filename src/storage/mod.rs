@@ -209,6 +209,29 @@ struct CommitRequest {
     done: mpsc::SyncSender<Result<(), rocksdb::Error>>,
 }
 
+/// What kind of failure a RocksDB error is, for the operator and the
+/// client: a full disk and a read-only file system need different action
+/// than a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    DiskFull,
+    ReadOnly,
+    Other,
+}
+
+/// Classifies a RocksDB error by the OS error it carries (RocksDB reports
+/// errno as text: "No space left on device", "Read-only file system").
+pub fn fault(e: &rocksdb::Error) -> Fault {
+    let message = e.to_string();
+    if message.contains("No space left on device") || message.contains("Disk quota exceeded") {
+        Fault::DiskFull
+    } else if message.contains("Read-only file system") || message.contains("Permission denied") {
+        Fault::ReadOnly
+    } else {
+        Fault::Other
+    }
+}
+
 /// RocksDB properties read by [`Store::stats`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreStats {
@@ -237,9 +260,13 @@ pub struct StoreStats {
 pub struct Store {
     db: Arc<Db>,
     path: std::path::PathBuf,
-    /// `None` only while dropping.
+    /// `None` while dropping, and for a read-only store.
     queue: Option<mpsc::Sender<CommitRequest>>,
     writer: Option<thread::JoinHandle<()>>,
+    /// Set when the data directory could only be opened read-only.
+    read_only: Option<String>,
+    /// The last commit's error, until a commit succeeds again.
+    last_failure: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl Drop for Store {
@@ -268,12 +295,33 @@ impl Store {
         let cfs = ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = Arc::new(Db::open_cf_descriptors(&opts, path, cfs)?);
+        let db = match Db::open_cf_descriptors(&opts, path, cfs) {
+            Ok(db) => db,
+            // A data directory on a read-only file system (a replica's
+            // volume, a disk the kernel remounted read-only after errors)
+            // is served read-only rather than not at all.
+            Err(e) if fault(&e) == Fault::ReadOnly && path.join("CURRENT").is_file() => {
+                let db = Db::open_cf_for_read_only(&opts, path, ALL_CFS, false)?;
+                tracing::warn!(path = %path.display(), error = %e, "the data directory is read-only: serving reads, refusing every write with 503 read_only");
+                return Ok(Store {
+                    db: Arc::new(db),
+                    path: path.to_path_buf(),
+                    queue: None,
+                    writer: None,
+                    read_only: Some(e.to_string()),
+                    last_failure: Arc::default(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let db = Arc::new(db);
         let (queue, requests) = mpsc::channel::<CommitRequest>();
         let writer_db = Arc::clone(&db);
+        let last_failure = Arc::new(parking_lot::Mutex::new(None));
+        let writer_failure = Arc::clone(&last_failure);
         let writer = thread::Builder::new()
             .name("recstore-commit".into())
-            .spawn(move || commit_loop(&writer_db, requests))
+            .spawn(move || commit_loop(&writer_db, requests, &writer_failure))
             .map_err(|source| Error::Io {
                 path: path.to_path_buf(),
                 source,
@@ -283,7 +331,28 @@ impl Store {
             path: path.to_path_buf(),
             queue: Some(queue),
             writer: Some(writer),
+            read_only: None,
+            last_failure,
         })
+    }
+
+    /// Why the store refuses writes, when it was opened read-only.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    /// The error of the last write, while writes fail (a full disk).
+    pub fn write_failure(&self) -> Option<String> {
+        self.last_failure.lock().clone()
+    }
+
+    fn writable(&self) -> Result<()> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(reason) => Err(Error::ReadOnly {
+                reason: reason.clone(),
+            }),
+        }
     }
 
     /// The folder the store lives in.
@@ -294,6 +363,9 @@ impl Store {
     /// Writes a RocksDB checkpoint (a consistent copy, hard-linked where
     /// the file system allows) into `path`, which must not exist.
     pub fn checkpoint(&self, path: &Path) -> Result<()> {
+        // A checkpoint flushes the memtables first, which a read-only
+        // database cannot: copy the data directory itself instead.
+        self.writable()?;
         let checkpoint = rocksdb::checkpoint::Checkpoint::new(&*self.db)?;
         checkpoint.create_checkpoint(path)?;
         Ok(())
@@ -332,6 +404,7 @@ impl Store {
     /// Hands `batch` to the commit thread and returns a receiver that
     /// reports when it is durable. Batches are written in submission order.
     pub fn submit(&self, batch: Batch) -> Result<mpsc::Receiver<Result<(), rocksdb::Error>>> {
+        self.writable()?;
         let (done, wait) = mpsc::sync_channel(1);
         self.queue
             .as_ref()
@@ -345,6 +418,7 @@ impl Store {
     /// the offline loader only, which writes records nobody can see yet
     /// and makes them durable with [`Store::flush`] before publishing them.
     pub fn write_without_wal(&self, batch: Batch) -> Result<()> {
+        self.writable()?;
         let mut opts = WriteOptions::default();
         opts.disable_wal(true);
         let mut write = WriteBatch::default();
@@ -641,6 +715,9 @@ impl Store {
 
     /// Flushes memtables so the next start replays little WAL.
     pub fn flush(&self) -> Result<()> {
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         for name in ALL_CFS {
             self.db.flush_cf(&self.cf(name))?;
         }
@@ -680,7 +757,11 @@ fn apply_op(db: &Db, write: &mut WriteBatch, op: &Op) {
     }
 }
 
-fn commit_loop(db: &Db, requests: mpsc::Receiver<CommitRequest>) {
+fn commit_loop(
+    db: &Db,
+    requests: mpsc::Receiver<CommitRequest>,
+    last_failure: &parking_lot::Mutex<Option<String>>,
+) {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
     while let Ok(first) = requests.recv() {
@@ -702,8 +783,17 @@ fn commit_loop(db: &Db, requests: mpsc::Receiver<CommitRequest>) {
             }
         }
         let outcome = db.write_opt(write, &sync);
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, writes = group.len(), "group commit failed");
+        match &outcome {
+            Err(e) => {
+                tracing::error!(error = %e, writes = group.len(), "group commit failed");
+                *last_failure.lock() = Some(e.to_string());
+            }
+            Ok(()) => {
+                if last_failure.lock().is_some() {
+                    tracing::info!("writes succeed again");
+                    *last_failure.lock() = None;
+                }
+            }
         }
         for request in group {
             // The submitter may have gone (its request was cancelled); the

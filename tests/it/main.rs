@@ -7,6 +7,7 @@ mod backup;
 mod behaviour;
 mod config;
 mod crash;
+mod disk;
 mod errors;
 mod events;
 mod limits;
