@@ -10,6 +10,7 @@ mod crash;
 mod disk;
 mod errors;
 mod events;
+mod fuzz;
 mod limits;
 mod load;
 mod metrics;
