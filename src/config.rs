@@ -81,6 +81,9 @@ pub enum Command {
     /// Restore a backup written by POST /v1/admin/backup into an empty (or
     /// new) data directory, offline; then start the server on it.
     Restore(RestoreArgs),
+    /// Print the OpenAPI 3 document of the HTTP API (as served at
+    /// /openapi.json and committed as openapi.json).
+    Openapi,
 }
 
 /// Flags of `recstore restore`.

@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         },
         Command::Load(args) => load_main(args),
         Command::Restore(args) => restore_main(args),
+        Command::Openapi => {
+            print!("{}", recstore::api::openapi_json());
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -26,7 +26,7 @@ enum Access {
 }
 
 fn access(method: &Method, path: &str) -> Access {
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || path == "/openapi.json" {
         return Access::Open;
     }
     if method == Method::GET || method == Method::HEAD {

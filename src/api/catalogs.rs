@@ -6,7 +6,9 @@ use axum::Json;
 
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
-use crate::api::models::{CatalogPut, CatalogView, CountsView, IndexView};
+use crate::api::models::{
+    CatalogDeletedView, CatalogListView, CatalogPut, CatalogView, CountsView, IndexView,
+};
 use crate::api::{blocking, AppState};
 use crate::catalog::model::{CatalogConfig, CatalogName};
 use crate::catalog::registry::{CatalogStatus, Created};
@@ -57,6 +59,8 @@ fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView
 }
 
 /// `PUT /v1/catalogs/{catalog}`: 201 created, 200 identical, 409 different.
+#[utoipa::path(put, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::CatalogPut, responses((status = 200, description = "Exists with this configuration", body = crate::api::models::CatalogView), (status = 201, description = "Created", body = crate::api::models::CatalogView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn put(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -77,17 +81,21 @@ pub async fn put(
 }
 
 /// `GET /v1/catalogs`.
-pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/catalogs", tag = "catalogs", responses((status = 200, body = crate::api::models::CatalogListView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
+pub async fn list(State(state): State<AppState>) -> Json<CatalogListView> {
     let catalogs: Vec<CatalogView> = state
         .catalogs
         .list()
         .into_iter()
         .map(|(name, config, status)| view(name.as_str(), config, status))
         .collect();
-    Json(serde_json::json!({ "catalogs": catalogs }))
+    Json(CatalogListView { catalogs })
 }
 
 /// `GET /v1/catalogs/{catalog}`.
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = crate::api::models::CatalogView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -97,15 +105,19 @@ pub async fn get(
 }
 
 /// `DELETE /v1/catalogs/{catalog}`.
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = crate::api::models::CatalogDeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CatalogDeletedView>, ApiError> {
     let parsed = CatalogName::parse(&name)
         .map_err(|_| crate::error::Error::CatalogNotFound { name: name.clone() })?;
     blocking(move || {
         state.catalogs.delete(&parsed)?;
-        Ok(Json(serde_json::json!({ "deleted": parsed.as_str() })))
+        Ok(Json(CatalogDeletedView {
+            deleted: parsed.as_str().to_string(),
+        }))
     })
     .await
 }

@@ -2,9 +2,9 @@
 //! codes. Every variant is matched explicitly: a new error kind does not
 //! compile until it has a status here.
 
+use crate::api::models::{ErrorDetailView, ErrorView};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::error::Error;
 
@@ -61,19 +61,6 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         ApiError::Core(e)
     }
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<String>,
 }
 
 impl ApiError {
@@ -260,8 +247,8 @@ impl IntoResponse for ApiError {
         }
         let mut response = (
             status,
-            axum::Json(Body {
-                error: Detail {
+            axum::Json(ErrorView {
+                error: ErrorDetailView {
                     code,
                     message,
                     field,

@@ -5,20 +5,24 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
 
 use crate::api::error::ApiError;
 use crate::api::extract::{parse_json, ApiJson, ApiPath, ApiQuery};
-use crate::api::models::{GetItemQuery, ItemView, ItemWire, ItemsDelete, ItemsUpsert};
+use crate::api::models::{
+    BulkRejectView, BulkView, DeletedManyView, DeletedView, GetItemQuery, ItemView, ItemWire,
+    ItemsDelete, ItemsUpsert, UpsertedView,
+};
 use crate::api::{blocking, AppState};
 use crate::catalog::model::{check_id, Item};
 
 /// `POST /items`: validates the whole batch, then writes it atomically.
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items", tag = "items", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::ItemsUpsert, responses((status = 200, description = "Durable and visible", body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn upsert(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<ItemsUpsert>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UpsertedView>, ApiError> {
     state.check_batch("items", body.items.len())?;
     let catalog = state.catalog(&catalog)?;
     let config = *catalog.config();
@@ -32,10 +36,12 @@ pub async fn upsert(
         Ok(catalog.upsert_items(items)?)
     })
     .await?;
-    Ok(Json(json!({ "upserted": n })))
+    Ok(Json(UpsertedView { upserted: n }))
 }
 
 /// `GET /items/{id}`.
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id"), ("with_vector" = Option<bool>, Query, description = "Include the vector")), responses((status = 200, body = crate::api::models::ItemView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath((catalog, id)): ApiPath<(String, String)>,
@@ -63,23 +69,29 @@ pub async fn get(
 }
 
 /// `DELETE /items/{id}`: 404 when the item does not exist.
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::DeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete_one(
     State(state): State<AppState>,
     ApiPath((catalog, id)): ApiPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeletedView>, ApiError> {
     let catalog = state.catalog(&catalog)?;
     // Nothing to write for an unknown item.
     catalog.get_item(&id, false)?;
     let deleted = blocking(move || Ok(catalog.delete_items(vec![id])?)).await?;
-    Ok(Json(json!({ "deleted": deleted.len() })))
+    Ok(Json(DeletedView {
+        deleted: deleted.len(),
+    }))
 }
 
 /// `POST /items/delete`: deletes the listed ids; unknown ids are reported.
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/delete", tag = "items", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::ItemsDelete, responses((status = 200, body = crate::api::models::DeletedManyView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete_many(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<ItemsDelete>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeletedManyView>, ApiError> {
     state.check_batch("ids", body.ids.len())?;
     let catalog = state.catalog(&catalog)?;
     for (i, id) in body.ids.iter().enumerate() {
@@ -90,13 +102,15 @@ pub async fn delete_many(
     let deleted = blocking(move || Ok(catalog.delete_items(ids)?)).await?;
     let deleted_set: std::collections::HashSet<&String> = deleted.iter().collect();
     let mut reported = std::collections::HashSet::new();
-    let not_found: Vec<&String> = requested
+    let not_found: Vec<String> = requested
         .iter()
         .filter(|id| !deleted_set.contains(id) && reported.insert(*id))
+        .cloned()
         .collect();
-    Ok(Json(
-        json!({ "deleted": deleted.len(), "not_found": not_found }),
-    ))
+    Ok(Json(DeletedManyView {
+        deleted: deleted.len(),
+        not_found,
+    }))
 }
 
 /// Items per write of `items:bulk` (each write is one durable batch).
@@ -111,12 +125,14 @@ const BULK_REJECTS_LISTED: usize = 1_000;
 /// others are loaded; each batch is durable when written, like `POST
 /// /items`. Only a line longer than the body limit, a body that breaks
 /// off, or a storage failure ends the request early.
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items:bulk", tag = "items", params(("catalog" = String, Path, description = "Catalog name")), request_body(content = String, description = "NDJSON: one item (as in `items`) per line", content_type = "application/x-ndjson"), responses((status = 200, body = crate::api::models::BulkView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn bulk(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BulkView>, ApiError> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let ok = content_type
             .to_str()
@@ -200,12 +216,13 @@ pub async fn bulk(
         bulk.line(&buf, &config);
     }
     bulk.flush(&catalog).await?;
-    Ok(Json(json!({
-        "loaded": bulk.loaded,
-        "rejected": bulk.rejected,
-        "rejects": bulk.rejects,
-        "rejects_truncated": bulk.rejected as usize > bulk.rejects.len(),
-    })))
+    let rejects_truncated = bulk.rejected as usize > bulk.rejects.len();
+    Ok(Json(BulkView {
+        loaded: bulk.loaded,
+        rejected: bulk.rejected,
+        rejects: bulk.rejects,
+        rejects_truncated,
+    }))
 }
 
 #[derive(Default)]
@@ -215,7 +232,7 @@ struct Bulk {
     pending: Vec<Item>,
     loaded: u64,
     rejected: u64,
-    rejects: Vec<Value>,
+    rejects: Vec<BulkRejectView>,
 }
 
 impl Bulk {
@@ -237,12 +254,12 @@ impl Bulk {
         self.rejected += 1;
         if self.rejects.len() < BULK_REJECTS_LISTED {
             let (_, code, message, field) = e.parts();
-            self.rejects.push(json!({
-                "line": self.line,
-                "code": code,
-                "field": field,
-                "message": message,
-            }));
+            self.rejects.push(BulkRejectView {
+                line: self.line,
+                code,
+                field,
+                message,
+            });
         }
     }
 

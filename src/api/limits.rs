@@ -23,7 +23,7 @@ use super::AppState;
 /// Probes and metrics bypass the limits: an operator must be able to see
 /// an overloaded server.
 fn exempt(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics")
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
 }
 
 /// The middleware.

@@ -293,6 +293,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = super::blocking(move || {
         let metrics = &state.metrics;

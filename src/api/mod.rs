@@ -22,8 +22,11 @@ pub mod users;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::http::header;
+use axum::routing::get;
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::catalog::registry::Catalogs;
 use crate::catalog::Catalog;
@@ -101,61 +104,111 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The OpenAPI document's fixed parts; the paths and schemas come from
+/// the handlers' `#[utoipa::path]` annotations, registered with the routes
+/// themselves, so the document cannot list a route the server lacks or
+/// miss one it has.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "recstore",
+        description = "A self-hosted recommendation store for online shops: embeddings, filtered nearest neighbours, similar items, upsell, cross-sell and personal picks. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`; the codes are listed in the README.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "catalogs", description = "Catalogs: a vector space with its items, users and events"),
+        (name = "items", description = "Products: vectors and attributes"),
+        (name = "users", description = "Shoppers: optional vectors and preferences"),
+        (name = "events", description = "Behaviour: views, clicks, add-to-cart, purchases"),
+        (name = "search", description = "Filtered nearest neighbours"),
+        (name = "recommend", description = "Similar items, upsell, personal picks, cross-sell, trending"),
+        (name = "settings", description = "Per-catalog behaviour settings"),
+        (name = "admin", description = "Store-wide operations"),
+        (name = "operations", description = "Probes and metrics"),
+    ),
+    modifiers(&Security)
+)]
+struct ApiDoc;
+
+/// The two ways to carry an API key (README, "API keys").
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+        );
+        // Either header, or none when the server has no keys configured.
+        openapi.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+    }
+}
+
+/// Every documented route with its handler.
+fn routes() -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::render))
+        .routes(routes!(admin::backup))
+        .routes(routes!(catalogs::list))
+        .routes(routes!(catalogs::put, catalogs::get, catalogs::delete))
+        .routes(routes!(items::upsert))
+        .routes(routes!(items::bulk))
+        .routes(routes!(items::delete_many))
+        .routes(routes!(items::get, items::delete_one))
+        .routes(routes!(users::upsert))
+        .routes(routes!(users::get, users::delete))
+        .routes(routes!(events::post))
+        .routes(routes!(search::search))
+        .routes(routes!(recommend::similar))
+        .routes(routes!(recommend::upsell))
+        .routes(routes!(recommend::user))
+        .routes(routes!(recommend::cross_sell))
+        .routes(routes!(recommend::trending))
+        .routes(routes!(settings::get, settings::put))
+}
+
+/// The OpenAPI 3 document of this API (served at `/openapi.json`, and
+/// committed as `openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// [`openapi`] as the pretty JSON that is served and committed.
+pub fn openapi_json() -> String {
+    let mut json = openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    json.push('\n');
+    json
+}
+
 /// The v1 router.
 pub fn router(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
-        .route("/v1/admin/backup", post(admin::backup))
-        .route("/v1/catalogs", get(catalogs::list))
+    let (routes, api) = routes().split_for_parts();
+    let spec = api
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+        + "\n";
+    routes
         .route(
-            "/v1/catalogs/{catalog}",
-            put(catalogs::put)
-                .get(catalogs::get)
-                .delete(catalogs::delete),
-        )
-        .route("/v1/catalogs/{catalog}/items", post(items::upsert))
-        .route("/v1/catalogs/{catalog}/items:bulk", post(items::bulk))
-        .route(
-            "/v1/catalogs/{catalog}/items/delete",
-            post(items::delete_many),
-        )
-        .route(
-            "/v1/catalogs/{catalog}/items/{id}",
-            get(items::get).delete(items::delete_one),
-        )
-        .route("/v1/catalogs/{catalog}/users", post(users::upsert))
-        .route(
-            "/v1/catalogs/{catalog}/users/{id}",
-            get(users::get).delete(users::delete),
-        )
-        .route("/v1/catalogs/{catalog}/events", post(events::post))
-        .route("/v1/catalogs/{catalog}/search", post(search::search))
-        .route(
-            "/v1/catalogs/{catalog}/recommend/similar",
-            post(recommend::similar),
-        )
-        .route(
-            "/v1/catalogs/{catalog}/recommend/upsell",
-            post(recommend::upsell),
-        )
-        .route(
-            "/v1/catalogs/{catalog}/recommend/user",
-            post(recommend::user),
-        )
-        .route(
-            "/v1/catalogs/{catalog}/recommend/cross-sell",
-            post(recommend::cross_sell),
-        )
-        .route(
-            "/v1/catalogs/{catalog}/recommend/trending",
-            post(recommend::trending),
-        )
-        .route(
-            "/v1/catalogs/{catalog}/settings",
-            get(settings::get).put(settings::put),
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
         )
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -164,8 +217,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::guard,
         ))
-        // Outermost: a request without a valid key is refused before its
-        // body is read.
+        // A request without a valid key is refused before its body is read.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::catalog::model::{
     check_id, check_price, BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event,
@@ -55,7 +56,7 @@ fn check_label(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricWire {
     Cosine,
@@ -63,7 +64,7 @@ pub enum MetricWire {
     L2,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VectorTypeWire {
     F32,
@@ -71,7 +72,7 @@ pub enum VectorTypeWire {
 }
 
 /// `PUT /v1/catalogs/{catalog}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogPut {
     pub dimension: usize,
@@ -106,7 +107,7 @@ impl CatalogPut {
 }
 
 /// A catalog as shown by `GET`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CatalogView {
     pub name: String,
     pub dimension: usize,
@@ -123,7 +124,7 @@ pub struct CatalogView {
 }
 
 /// How the catalog's index was made at open, and its snapshot state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IndexView {
     /// `"snapshot"` or `"rebuild"`.
     pub source: &'static str,
@@ -139,7 +140,7 @@ pub struct IndexView {
     pub changes_since_snapshot: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CountsView {
     pub items: u64,
     pub users: u64,
@@ -150,7 +151,7 @@ pub struct CountsView {
 }
 
 /// An item in `POST /items`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemWire {
     pub id: String,
@@ -166,6 +167,7 @@ pub struct ItemWire {
     pub tags: Vec<String>,
     pub price_tier: Option<u8>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
 }
 
@@ -305,14 +307,14 @@ pub fn decode_vector(
 }
 
 /// `POST /v1/catalogs/{catalog}/items`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemsUpsert {
     pub items: Vec<ItemWire>,
 }
 
 /// `POST /v1/admin/backup`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     /// The backup folder's name under the backup directory; default
@@ -321,8 +323,133 @@ pub struct BackupRequest {
     pub name: Option<String>,
 }
 
+/// `{"upserted": n}`: how many were written (durably, atomically).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpsertedView {
+    pub upserted: usize,
+}
+
+/// `{"deleted": n}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedView {
+    pub deleted: usize,
+}
+
+/// `POST /items/delete`: how many existed and were deleted, and the ids
+/// that did not exist.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedManyView {
+    pub deleted: usize,
+    pub not_found: Vec<String>,
+}
+
+/// `DELETE /v1/catalogs/{catalog}`: the deleted catalog's name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogDeletedView {
+    pub deleted: String,
+}
+
+/// `GET /v1/catalogs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogListView {
+    pub catalogs: Vec<CatalogView>,
+}
+
+/// `POST /events`: stored events, duplicates skipped (by `event_id`),
+/// item ids the catalog does not hold (the events are kept), users created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsOutcomeView {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub unknown_items: Vec<String>,
+    pub new_users: Vec<String>,
+}
+
+/// One rejected line of `items:bulk`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkRejectView {
+    /// 1-based line number.
+    pub line: u64,
+    pub code: &'static str,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// `POST /items:bulk`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkView {
+    pub loaded: u64,
+    pub rejected: u64,
+    /// The first 1,000 rejected lines.
+    pub rejects: Vec<BulkRejectView>,
+    pub rejects_truncated: bool,
+}
+
+/// `POST /v1/admin/backup`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupView {
+    pub name: String,
+    /// The backup folder, on the server.
+    pub path: String,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub catalogs: Vec<BackedUpCatalogView>,
+}
+
+/// One catalog in a backup.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackedUpCatalogView {
+    pub name: String,
+    pub id: u32,
+    pub items: u64,
+    pub users: u64,
+    /// The index snapshot included, if the catalog had one.
+    pub snapshot_watermark: Option<u64>,
+}
+
+/// Every error: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorView {
+    pub error: ErrorDetailView,
+}
+
+/// What went wrong: a stable machine-readable `code` (see the README's
+/// error table), a message for people, and the offending field's JSON
+/// path when one is to blame.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetailView {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    /// Always `ok`: the process answers.
+    pub status: &'static str,
+    /// `ok`, `read_only` or `failing`.
+    pub writes: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_error: Option<String>,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyView {
+    /// `ready`, `loading` or `failed`.
+    pub status: &'static str,
+    /// Catalogs still building their index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loading: Option<Vec<String>>,
+    /// Catalogs that failed to open, with the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// `POST /v1/catalogs/{catalog}/items/delete`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemsDelete {
     pub ids: Vec<String>,
@@ -337,7 +464,7 @@ pub struct GetItemQuery {
 }
 
 /// An item as returned by `GET /items/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemView {
     pub id: String,
     pub price: Option<f64>,
@@ -354,7 +481,7 @@ pub struct ItemView {
 }
 
 /// A user in `POST /users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserWire {
     pub id: String,
@@ -362,6 +489,7 @@ pub struct UserWire {
     /// The vector as base64 of little-endian f32 or f16.
     pub vector_b64: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
 }
 
@@ -386,14 +514,14 @@ impl UserWire {
 }
 
 /// `POST /v1/catalogs/{catalog}/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsersUpsert {
     pub users: Vec<UserWire>,
 }
 
 /// A user as returned by `GET /users/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub id: String,
     pub vector: Option<Vec<f32>>,
@@ -402,7 +530,7 @@ pub struct UserView {
 
 /// The filter object. Polymorphic fields are taken as raw JSON and parsed
 /// by hand so errors can say exactly what was expected.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterWire {
     category: Option<Value>,
@@ -415,7 +543,7 @@ pub struct FilterWire {
     attributes: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PriceWire {
     gt: Option<f64>,
@@ -424,7 +552,7 @@ struct PriceWire {
     lte: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TagsWire {
     any: Option<Vec<String>>,
@@ -634,7 +762,7 @@ pub fn parse_filter(filter: Option<FilterWire>) -> Result<Filter> {
 }
 
 /// `POST /v1/catalogs/{catalog}/search`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub vector: Option<Vec<f32>>,
@@ -648,7 +776,7 @@ pub struct SearchRequest {
 }
 
 /// `POST /v1/catalogs/{catalog}/recommend/similar`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
     pub item_id: String,
@@ -669,7 +797,7 @@ fn default_max_ratio() -> f64 {
 }
 
 /// `POST /v1/catalogs/{catalog}/recommend/upsell`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsellWire {
     pub item_id: String,
@@ -690,7 +818,7 @@ pub struct UpsellWire {
 }
 
 /// One hit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HitView {
     pub id: String,
     pub score: f32,
@@ -725,7 +853,7 @@ impl HitView {
 }
 
 /// `{"hits": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HitsResponse {
     pub hits: Vec<HitView>,
 }
@@ -742,7 +870,7 @@ impl HitsResponse {
 }
 
 /// An event's `type`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKindWire {
     View,
@@ -752,7 +880,7 @@ pub enum EventKindWire {
 }
 
 /// An event in `POST /events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventWire {
     pub user_id: String,
@@ -830,7 +958,7 @@ impl EventWire {
 }
 
 /// `POST /v1/catalogs/{catalog}/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsPost {
     pub events: Vec<EventWire>,
@@ -849,7 +977,7 @@ pub fn parse_time(field: &str, raw: &str) -> Result<i64> {
 }
 
 /// `POST /v1/catalogs/{catalog}/recommend/user`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRecommendWire {
     pub user_id: String,
@@ -863,7 +991,7 @@ pub struct UserRecommendWire {
 }
 
 /// `POST /v1/catalogs/{catalog}/recommend/cross-sell`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrossSellWire {
     pub item_ids: Vec<String>,
@@ -877,7 +1005,7 @@ pub struct CrossSellWire {
 }
 
 /// `POST /v1/catalogs/{catalog}/recommend/trending`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrendingWire {
     pub user_id: Option<String>,
@@ -890,7 +1018,7 @@ pub struct TrendingWire {
 }
 
 /// The statistics behind a `bought_together` reason.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EvidenceView {
     /// The cart item this one is bought with.
     pub with: String,
@@ -902,7 +1030,7 @@ pub struct EvidenceView {
 }
 
 /// One recommended item: a hit plus why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecommendedView {
     #[serde(flatten)]
     pub hit: HitView,
@@ -912,14 +1040,14 @@ pub struct RecommendedView {
 }
 
 /// A trending category and its decayed, type-weighted event count.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CategoryView {
     pub category: String,
     pub score: f64,
 }
 
 /// Every recommendation response: an id later events can cite, and hits.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecommendationsResponse {
     pub recommendation_id: String,
     pub hits: Vec<RecommendedView>,
@@ -959,7 +1087,7 @@ impl RecommendationsResponse {
 }
 
 /// Event weights as JSON.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventWeightsWire {
     pub view: f64,
@@ -969,7 +1097,7 @@ pub struct EventWeightsWire {
 }
 
 /// The personal-picks blend as JSON.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlendWire {
     pub session: f64,
@@ -980,7 +1108,7 @@ pub struct BlendWire {
 }
 
 /// Cross-sell thresholds as JSON.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrossSellSettingsWire {
     pub min_together: u32,
@@ -990,7 +1118,7 @@ pub struct CrossSellSettingsWire {
 /// `GET`/`PUT /v1/catalogs/{catalog}/settings`: durations in seconds.
 /// On `PUT` every field is optional; an omitted one keeps its current
 /// value (`purchase_exclusion_secs: null` means forever).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,20 +2,21 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
-use crate::api::models::{UserView, UsersUpsert};
+use crate::api::models::{DeletedView, UpsertedView, UserView, UsersUpsert};
 use crate::api::{blocking, AppState};
 use crate::catalog::model::User;
 
 /// `POST /users`: validates the whole batch, then writes it atomically.
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/users", tag = "users", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::UsersUpsert, responses((status = 200, body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn upsert(
     State(state): State<AppState>,
     ApiPath(catalog): ApiPath<String>,
     ApiJson(body): ApiJson<UsersUpsert>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UpsertedView>, ApiError> {
     state.check_batch("users", body.users.len())?;
     let catalog = state.catalog(&catalog)?;
     let config = *catalog.config();
@@ -29,10 +30,12 @@ pub async fn upsert(
         Ok(catalog.upsert_users(users)?)
     })
     .await?;
-    Ok(Json(json!({ "upserted": n })))
+    Ok(Json(UpsertedView { upserted: n }))
 }
 
 /// `GET /users/{id}`.
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/users/{id}", tag = "users", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::UserView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath((catalog, id)): ApiPath<(String, String)>,
@@ -47,11 +50,13 @@ pub async fn get(
 }
 
 /// `DELETE /users/{id}`.
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}/users/{id}", tag = "users", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::DeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+        (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath((catalog, id)): ApiPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeletedView>, ApiError> {
     let catalog = state.catalog(&catalog)?;
     blocking(move || Ok(catalog.delete_user(&id)?)).await?;
-    Ok(Json(json!({ "deleted": 1 })))
+    Ok(Json(DeletedView { deleted: 1 }))
 }

@@ -14,6 +14,7 @@ mod fuzz;
 mod limits;
 mod load;
 mod metrics;
+mod openapi;
 mod recall;
 mod restart;
 mod support;
