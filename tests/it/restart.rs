@@ -148,6 +148,69 @@ async fn sigterm_drains_and_restarts_with_everything() {
     assert_same_answers(&before, &answers(&server.api).await);
 }
 
+/// SIGTERM while a request is in flight: the server stops accepting
+/// connections, lets the request finish (its client was still sending the
+/// body), snapshots, flushes and exits 0; the next start loads the
+/// snapshot with nothing to replay and has the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    server
+        .api
+        .create_catalog("shop", json!({"dimension": 2, "metric": "l2"}))
+        .await;
+    server
+        .api
+        .upsert_items("shop", &[json!({"id": "a", "vector": [1.0, 0.0]})])
+        .await;
+    let address = server.api.url.trim_start_matches("http://").to_string();
+    let body = json!({"items": [{"id": "in-flight", "vector": [0.0, 1.0]}]}).to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/catalogs/shop/items HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    server.signal_term();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // No new connections are taken...
+    let refused = reqwest::Client::new()
+        .get(format!("{}/healthz", server.api.url))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(refused.is_err(), "a new request after SIGTERM: {refused:?}");
+    // ...but the one in flight completes.
+    stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the in-flight request is answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"upserted\":1"), "{text}");
+    let exit = server.wait_exit();
+    assert!(exit.success(), "a clean exit: {exit}");
+
+    let server = BinaryServer::spawn(dir.path(), &[]);
+    server.api.wait_ready().await;
+    server.api.get_ok("/v1/catalogs/shop/items/in-flight").await;
+    let index = server.api.get_ok("/v1/catalogs/shop").await["index"].clone();
+    assert_eq!(
+        index["source"],
+        json!("snapshot"),
+        "snapshotted at shutdown: {index}"
+    );
+    assert_eq!(index["replayed"], json!(0), "{index}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_acknowledged_writes_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

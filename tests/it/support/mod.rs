@@ -268,6 +268,21 @@ impl BinaryServer {
         self.child.wait().expect("wait");
     }
 
+    /// Sends SIGTERM and returns at once.
+    pub fn signal_term(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (after a signal).
+    pub fn wait_exit(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(mut self) {
         let status = Command::new("kill")
