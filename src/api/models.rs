@@ -75,12 +75,14 @@ pub enum VectorTypeWire {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogPut {
+    #[schema(minimum = 1, maximum = 65536)]
     pub dimension: usize,
     #[serde(default = "default_metric")]
     pub metric: MetricWire,
     #[serde(default = "default_vector_type")]
     pub vector_type: VectorTypeWire,
     #[serde(default = "default_price_tiers")]
+    #[schema(minimum = 1, maximum = 100, default = 4)]
     pub price_tiers: u8,
 }
 
@@ -154,6 +156,8 @@ pub struct CountsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemWire {
+    /// 1 to 256 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 64)]
     pub id: String,
     /// The vector as a JSON array; or `vector_b64`.
     pub vector: Option<Vec<f32>>,
@@ -165,6 +169,7 @@ pub struct ItemWire {
     pub in_stock: Option<bool>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[schema(minimum = 1, maximum = 100)]
     pub price_tier: Option<u8>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -484,6 +489,8 @@ pub struct ItemView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserWire {
+    /// 1 to 256 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 64)]
     pub id: String,
     pub vector: Option<Vec<f32>>,
     /// The vector as base64 of little-endian f32 or f16.
@@ -769,6 +776,7 @@ pub struct SearchRequest {
     /// The query as base64 of little-endian f32 or f16.
     pub vector_b64: Option<String>,
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -779,10 +787,12 @@ pub struct SearchRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub item_id: String,
     /// Leaves out what the user bought and applies their preferences.
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -800,17 +810,21 @@ fn default_max_ratio() -> f64 {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsellWire {
+    #[schema(min_length = 1, max_length = 64)]
     pub item_id: String,
     /// Exclusions, preferences, and the user's affinity in the ranking.
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub k: usize,
     #[serde(default = "default_true")]
     pub same_category: bool,
     #[serde(default = "default_min_ratio")]
+    #[schema(minimum = 1.0, default = 1.0)]
     pub min_price_ratio: f64,
     #[serde(default = "default_max_ratio")]
     pub max_price_ratio: f64,
+    #[schema(minimum = 1, maximum = 100)]
     pub tiers_up: Option<u8>,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -883,11 +897,14 @@ pub enum EventKindWire {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventWire {
+    #[schema(min_length = 1, max_length = 64)]
     pub user_id: String,
+    #[schema(min_length = 1, max_length = 64)]
     pub item_id: String,
     #[serde(rename = "type")]
     pub kind: EventKindWire,
     /// RFC 3339; defaults to the time the request is received.
+    #[schema(format = DateTime)]
     pub timestamp: Option<String>,
     pub session_id: Option<String>,
     pub order_id: Option<String>,
@@ -980,13 +997,16 @@ pub fn parse_time(field: &str, raw: &str) -> Result<i64> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRecommendWire {
+    #[schema(min_length = 1, max_length = 64)]
     pub user_id: String,
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
     pub with_attributes: bool,
     /// Rank as of this RFC 3339 time instead of now (replays, tests).
+    #[schema(format = DateTime)]
     pub at: Option<String>,
 }
 
@@ -994,13 +1014,17 @@ pub struct UserRecommendWire {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrossSellWire {
+    /// The cart: 1 to 100 item ids.
+    #[schema(min_items = 1, max_items = 100)]
     pub item_ids: Vec<String>,
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
     pub with_attributes: bool,
+    #[schema(format = DateTime)]
     pub at: Option<String>,
 }
 
@@ -1010,10 +1034,12 @@ pub struct CrossSellWire {
 pub struct TrendingWire {
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
     pub with_attributes: bool,
+    #[schema(format = DateTime)]
     pub at: Option<String>,
 }
 
@@ -1139,6 +1165,7 @@ pub struct SettingsWire {
     )]
     pub purchase_exclusion_secs: Option<Option<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub profile_events: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blend: Option<BlendWire>,

@@ -226,29 +226,19 @@ struct LogCounts {
     snapshot_ended: usize,
 }
 
-/// The server process and what its log said.
-struct Server {
+/// A `recstore serve` process and what its log said.
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
     log: Arc<Mutex<LogCounts>>,
 }
 
 impl Server {
     fn spawn(options: &Options) -> anyhow::Result<Server> {
-        let data_dir = options.data_dir.to_str().context("a UTF-8 data dir")?;
-        let mut command = Command::new(&options.binary);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("RECSTORE_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                data_dir,
+        Server::spawn_with(
+            &options.binary,
+            &options.data_dir,
+            &[
                 // Rebuilds and snapshots often, so kills land in them.
                 "--rebuild-min-tombstones",
                 "200",
@@ -258,17 +248,38 @@ impl Server {
                 "300",
                 "--snapshot-min-interval-secs",
                 "1",
-            ])
+            ],
+            options.verbose,
+        )
+    }
+
+    /// Starts `binary serve` on `data_dir` (port 0) with `extra` flags and
+    /// waits until it logs its address.
+    pub fn spawn_with(
+        binary: &std::path::Path,
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        verbose: bool,
+    ) -> anyhow::Result<Server> {
+        let data_dir = data_dir.to_str().context("a UTF-8 data dir")?;
+        let mut command = Command::new(binary);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("RECSTORE_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir])
+            .args(extra)
             .env("RECSTORE_LOG", "info,hnsw_rs=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("spawning {}", options.binary.display()))?;
+            .with_context(|| format!("spawning {}", binary.display()))?;
         let stdout = child.stdout.take().context("stdout")?;
         let log = Arc::new(Mutex::new(LogCounts::default()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let counts = Arc::clone(&log);
-        let verbose = options.verbose;
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -303,9 +314,15 @@ impl Server {
         })
     }
 
-    fn kill(&mut self) {
+    /// SIGKILL.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The process id (to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

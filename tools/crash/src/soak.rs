@@ -1,0 +1,292 @@
+//! `recstore-soak`: a bounded soak run. Starts the real server on a fresh
+//! data directory, loads a catalog, measures capacity (closed loop, the
+//! soak's own mix), then drives an open loop at a share of it (70 % by
+//! default) for a set time: searches, personal picks, item upserts and
+//! behaviour events. Every interval it prints requests, errors by status,
+//! latency percentiles and the server's RSS; at the end, the drift of p99
+//! and RSS between the first and last intervals (RELIABILITY.md).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The recstore binary (cargo build --release first).
+    #[arg(long, default_value = "target/release/recstore")]
+    binary: PathBuf,
+    /// Soak duration in seconds (after the capacity measurement).
+    #[arg(long, default_value_t = 600)]
+    seconds: u64,
+    /// Report interval in seconds.
+    #[arg(long, default_value_t = 30)]
+    interval: u64,
+    /// Share of the measured capacity to offer.
+    #[arg(long, default_value_t = 0.7)]
+    load: f64,
+    /// Items in the catalog.
+    #[arg(long, default_value_t = 20_000)]
+    items: usize,
+    #[arg(long, default_value_t = 128)]
+    dimension: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One interval's figures.
+#[derive(Default)]
+struct Window {
+    latencies_us: Vec<u64>,
+    by_status: std::collections::BTreeMap<u16, u64>,
+    transport_errors: u64,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .collect()
+    }
+}
+
+/// The soak's request mix: 70 % searches (a third filtered), 10 % personal
+/// picks, 10 % item upserts, 10 % events.
+fn request(rng: &mut Rng, items: usize, dim: usize, n: u64) -> (String, Value) {
+    match rng.below(10) {
+        0..=6 => {
+            let mut body = json!({"vector": rng.vector(dim), "k": 10});
+            if rng.below(3) == 0 {
+                body["filter"] = json!({"category": format!("c{}", rng.below(20))});
+            }
+            ("/v1/catalogs/soak/search".into(), body)
+        }
+        7 => (
+            "/v1/catalogs/soak/recommend/user".into(),
+            json!({"user_id": format!("u{}", rng.below(2_000)), "k": 10}),
+        ),
+        8 => (
+            "/v1/catalogs/soak/items".into(),
+            json!({"items": [{"id": format!("i{}", rng.below(items)), "vector": rng.vector(dim),
+                              "category": format!("c{}", rng.below(20)), "price": 1 + rng.below(500)}]}),
+        ),
+        _ => (
+            "/v1/catalogs/soak/events".into(),
+            json!({"events": [{"user_id": format!("u{}", rng.below(2_000)), "item_id": format!("i{}", rng.below(items)),
+                               "type": (["view", "click", "add_to_cart", "purchase"][rng.below(4)]),
+                               "event_id": format!("soak-{n}")}]}),
+        ),
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn send(client: &reqwest::Client, url: &str, path: &str, body: &Value) -> Result<u16, ()> {
+    match client.post(format!("{url}{path}")).json(body).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            Ok(status)
+        }
+        Err(_) => Err(()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let args = Args::parse();
+    if !(0.05..=1.5).contains(&args.load) {
+        bail!("--load must be in 0.05..=1.5");
+    }
+    let dir = std::env::temp_dir().join(format!("recstore-soak-{}", std::process::id()));
+    let mut server = recstore_crash::Server::spawn_with(&args.binary, &dir, &[], false)?;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{url}/readyz")).send().await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the server did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dim = args.dimension;
+    client
+        .put(format!("{url}/v1/catalogs/soak"))
+        .json(&json!({"dimension": dim, "metric": "cosine"}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("creating the catalog")?;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for start in (0..args.items).step_by(1_000) {
+        let items: Vec<Value> = (start..(start + 1_000).min(args.items))
+            .map(|i| json!({"id": format!("i{i}"), "vector": rng.vector(dim), "category": format!("c{}", i % 20), "price": 1 + i % 500}))
+            .collect();
+        client
+            .post(format!("{url}/v1/catalogs/soak/items"))
+            .json(&json!({ "items": items }))
+            .send()
+            .await?
+            .error_for_status()
+            .context("loading items")?;
+    }
+
+    // Capacity: 8 clients, closed loop, the soak's mix, 15 s.
+    let done = Arc::new(AtomicU64::new(0));
+    let stop_at = Instant::now() + Duration::from_secs(15);
+    let mut workers = Vec::new();
+    for w in 0..8u64 {
+        let (client, url, done) = (client.clone(), url.clone(), Arc::clone(&done));
+        let items = args.items;
+        workers.push(tokio::spawn(async move {
+            let mut rng = Rng(w * 7919 + 13);
+            let mut n = w << 40;
+            while Instant::now() < stop_at {
+                n += 1;
+                let (path, body) = request(&mut rng, items, dim, n);
+                let _ = send(&client, &url, &path, &body).await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let capacity = done.load(Ordering::Relaxed) as f64 / 15.0;
+    let rate = capacity * args.load;
+    eprintln!(
+        "capacity {capacity:.0} req/s (8 clients, this mix); soaking at {rate:.0} req/s for {} s",
+        args.seconds
+    );
+
+    // The open loop: requests start on schedule whether or not earlier
+    // ones finished (at most 1,024 outstanding; beyond that, counted as
+    // transport errors rather than queued).
+    let window = Arc::new(Mutex::new(Window::default()));
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(1_024));
+    let started = Instant::now();
+    let end = started + Duration::from_secs(args.seconds);
+    let mut next_report = started + Duration::from_secs(args.interval);
+    let mut rows: Vec<Value> = Vec::new();
+    let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut n: u64 = 1 << 50;
+    let mut total_errors = 0u64;
+    while Instant::now() < end {
+        ticker.tick().await;
+        n += 1;
+        let (path, body) = request(&mut rng, args.items, dim, n);
+        match Arc::clone(&outstanding).try_acquire_owned() {
+            Ok(permit) => {
+                let (client, url, window) = (client.clone(), url.clone(), Arc::clone(&window));
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let outcome = send(&client, &url, &path, &body).await;
+                    let us = t.elapsed().as_micros() as u64;
+                    let mut w = window.lock().unwrap();
+                    match outcome {
+                        Ok(status) => {
+                            *w.by_status.entry(status).or_default() += 1;
+                            w.latencies_us.push(us);
+                        }
+                        Err(()) => w.transport_errors += 1,
+                    }
+                    drop(permit);
+                });
+            }
+            Err(_) => window.lock().unwrap().transport_errors += 1,
+        }
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(args.interval);
+            let w = std::mem::take(&mut *window.lock().unwrap());
+            let mut lat = w.latencies_us;
+            lat.sort_unstable();
+            let errors: u64 = w
+                .by_status
+                .iter()
+                .filter(|(s, _)| **s >= 300)
+                .map(|(_, n)| n)
+                .sum::<u64>()
+                + w.transport_errors;
+            total_errors += errors;
+            let row = json!({
+                "t": started.elapsed().as_secs(),
+                "requests": lat.len() as u64 + w.transport_errors,
+                "rate": (lat.len() as f64 / args.interval as f64).round(),
+                "errors": errors,
+                "statuses": w.by_status.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                "p50_ms": percentile(&lat, 0.5),
+                "p99_ms": percentile(&lat, 0.99),
+                "max_ms": percentile(&lat, 1.0),
+                "rss_mib": (rss_mib(server.pid()) * 10.0).round() / 10.0,
+            });
+            if args.json {
+                println!("{row}");
+            } else {
+                println!(
+                    "t={:>5}s requests={:>7} rate={:>6}/s errors={:>3} p50={:>6.2}ms p99={:>7.2}ms max={:>8.2}ms rss={:>7.1}MiB",
+                    row["t"], row["requests"], row["rate"], row["errors"], row["p50_ms"].as_f64().unwrap(),
+                    row["p99_ms"].as_f64().unwrap(), row["max_ms"].as_f64().unwrap(), row["rss_mib"].as_f64().unwrap()
+                );
+            }
+            rows.push(row);
+        }
+    }
+    // Let the last requests finish.
+    let _ = outstanding.acquire_many(1_024).await;
+    server.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        let p99 = |r: &Value| r["p99_ms"].as_f64().unwrap_or(0.0);
+        let rss = |r: &Value| r["rss_mib"].as_f64().unwrap_or(0.0);
+        println!(
+            "summary: capacity {capacity:.0} req/s, offered {rate:.0} req/s for {} s; errors {total_errors}; p99 first {:.2} ms, last {:.2} ms (x{:.2}); RSS first {:.1} MiB, last {:.1} MiB ({:+.1} %)",
+            args.seconds,
+            p99(first),
+            p99(last),
+            p99(last) / p99(first).max(1e-9),
+            rss(first),
+            rss(last),
+            (rss(last) / rss(first).max(1e-9) - 1.0) * 100.0
+        );
+    }
+    Ok(if total_errors == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
