@@ -324,6 +324,12 @@ pub struct ServeArgs {
     /// Read-only API key (queries and GETs); needs an admin key.
     #[arg(long, env = "RECSTORE_READ_API_KEY", hide_env_values = true)]
     pub read_api_key: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "RECSTORE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "RECSTORE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The config file's shape. Unknown keys are an error, so a typo is caught
@@ -349,6 +355,8 @@ pub struct FileConfig {
     pub log_json: Option<bool>,
     pub api_key: Option<String>,
     pub read_api_key: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The API keys requests must carry; none configured: no check at all.
@@ -477,6 +485,15 @@ pub struct Settings {
     pub index: IndexSettings,
     pub log_json: bool,
     pub api_keys: ApiKeys,
+    /// Serve HTTPS with these files.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Settings {
@@ -495,6 +512,7 @@ impl Settings {
             index: IndexSettings::default(),
             log_json: false,
             api_keys: ApiKeys::default(),
+            tls: None,
         }
     }
 
@@ -636,6 +654,25 @@ impl Settings {
                 read: args.read_api_key.or(file.read_api_key),
             }
             .validate()?,
+            tls: match (
+                args.tls_cert.or(file.tls_cert),
+                args.tls_key.or(file.tls_key),
+            ) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (Some(_), None) => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls_key",
+                        reason: "tls_cert needs tls_key (the certificate's private key)".into(),
+                    })
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls_cert",
+                        reason: "tls_key needs tls_cert (the certificate chain)".into(),
+                    })
+                }
+            },
         })
     }
 }

@@ -11,6 +11,7 @@
 //! - [`snapshot`]: index snapshots on disk, written atomically and checksummed.
 //! - [`storage`]: RocksDB, key layout, the versioned value codec, group commit.
 //! - [`backup`]: consistent backups while serving, and restore.
+//! - [`tls`]: optional HTTPS (rustls) under the same serve loop.
 //! - [`error`]: the crate's error enum.
 
 pub mod api;
@@ -24,5 +25,6 @@ pub mod recommend;
 pub mod server;
 pub mod snapshot;
 pub mod storage;
+pub mod tls;
 
 pub use error::{Error, Result};

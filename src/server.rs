@@ -5,7 +5,7 @@
 //! [`run`] takes an already-bound listener and a shutdown future, so tests
 //! start a real server on `127.0.0.1:0` and stop it cleanly.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +59,11 @@ pub async fn run(
         },
     ));
 
+    // A bad certificate stops the start, before anything is served.
+    let acceptor = match &settings.tls {
+        Some(files) => Some(crate::tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
     let address = listener.local_addr().map_err(|source| Error::Io {
         path: settings.data_dir.clone(),
         source,
@@ -68,6 +73,7 @@ pub async fn run(
         data_dir = %settings.data_dir.display(),
         kernels = crate::index::kernels::active().name,
         auth = if settings.api_keys.enabled() { "api keys" } else { "none" },
+        tls = acceptor.is_some(),
         "recstore listening on {address}"
     );
     if !address.ip().is_loopback() && !settings.api_keys.enabled() {
@@ -84,10 +90,31 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let graceful = async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
         tracing::info!("shutting down: draining in-flight requests");
-    });
+    };
+    // With TLS the same serve loop runs over handshaken connections.
+    let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match acceptor
+    {
+        None => Box::pin(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .into_future(),
+        ),
+        Some(acceptor) => {
+            let listener =
+                crate::tls::TlsListener::new(listener, acceptor).map_err(|source| Error::Io {
+                    path: settings.data_dir.clone(),
+                    source,
+                })?;
+            Box::pin(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .into_future(),
+            )
+        }
+    };
     let drain_deadline = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;

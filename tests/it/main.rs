@@ -18,6 +18,7 @@ mod openapi;
 mod recall;
 mod restart;
 mod support;
+mod tls;
 mod upsell;
 mod wire;
 mod writes;
