@@ -377,8 +377,20 @@ async fn background_rebuilds_keep_answers_correct_while_queries_run() {
         }
         previous = (0..150).map(|j| format!("churn{round}-{j}")).collect();
     }
-    // Let a last rebuild run under queries.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Keep querying until at least two rebuilds have run under the readers
+    // (rebuilds use half the cores: on 2 vCPUs they take their time).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let counts = api.get_ok("/v1/catalogs/shop").await["counts"].clone();
+        if counts["rebuilds"].as_u64().unwrap() >= 2 && counts["rebuilding"] == json!(false) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two rebuilds in time: {counts}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     done.store(true, Ordering::Release);
     let mut total = 0;
     for reader in readers {
