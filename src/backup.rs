@@ -120,6 +120,9 @@ pub fn create(catalogs: &Catalogs, root: &Path, name: &str) -> Result<Report> {
             reason: reason.to_string(),
         });
     }
+    // Held to the end: another backup must not see, or remove, this one's
+    // `.partial` folder, nor take its name before the rename.
+    let _one_at_a_time = catalogs.lock_backups()?;
     let started = Instant::now();
     fs::create_dir_all(root).map_err(io(root))?;
     let target = root.join(name);

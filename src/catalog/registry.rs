@@ -279,16 +279,11 @@ impl Catalogs {
     /// Runs `f` with catalogs neither created nor deleted and no index
     /// snapshot published by any catalog (each one's snapshot lock held),
     /// after refreshing every catalog's snapshot: what a consistent backup
-    /// needs ([`crate::backup`]). Refuses while a catalog is loading or a
-    /// backup runs already.
+    /// needs ([`crate::backup`]). Refuses while a catalog is loading.
     pub fn while_frozen<T>(
         &self,
         f: impl FnOnce(&Store, &[Arc<Catalog>]) -> Result<T>,
     ) -> Result<T> {
-        let _backup = self.backup.try_lock().ok_or_else(|| Error::Conflict {
-            field: "backup".into(),
-            reason: "a backup is already running".into(),
-        })?;
         let _admin = self.admin.lock();
         if let Some((name, _)) = self.not_ready().into_iter().next() {
             return Err(Error::CatalogLoading {
@@ -305,6 +300,15 @@ impl Catalogs {
         }
         let _held: Vec<_> = ready.iter().map(|c| c.hold_snapshots()).collect();
         f(&self.store, &ready)
+    }
+
+    /// One backup at a time: held for a whole backup, from checking its
+    /// name to renaming its folder. 409 `conflict` while one runs.
+    pub fn lock_backups(&self) -> Result<parking_lot::MutexGuard<'_, ()>> {
+        self.backup.try_lock().ok_or_else(|| Error::Conflict {
+            field: "backup".into(),
+            reason: "a backup is already running".into(),
+        })
     }
 
     /// The store every catalog lives in.
