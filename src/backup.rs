@@ -151,7 +151,7 @@ pub fn create(catalogs: &Catalogs, root: &Path, name: &str) -> Result<Report> {
                     .join("snapshots")
                     .join(catalog.id().to_string())
                     .join(from.file_name().expect("a snapshot folder has a name"));
-                link_or_copy_dir(from, &to)?;
+                copy_dir(from, &to, true)?;
             }
             listed.push(BackedUpCatalog {
                 name: catalog.name().to_string(),
@@ -254,7 +254,7 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored> {
         fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     let copied = (|| -> Result<u64> {
-        copy_dir(from, &staging)?;
+        copy_dir(from, &staging, false)?;
         fs::remove_file(staging.join(MANIFEST)).map_err(io(&staging))?;
         let bytes = sync_tree(&staging)?;
         // Open it before publishing: a backup RocksDB cannot read is not
@@ -297,33 +297,18 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored> {
     })
 }
 
-/// Hard-links every file of `from` into a new `to` (copying when linking
-/// fails, e.g. across file systems).
-fn link_or_copy_dir(from: &Path, to: &Path) -> Result<()> {
+/// Copies `from` into a new `to`, recursively; with `link`, hard-links
+/// each file instead, copying only when linking fails (across file
+/// systems).
+fn copy_dir(from: &Path, to: &Path, link: bool) -> Result<()> {
     fs::create_dir_all(to).map_err(io(to))?;
     for entry in fs::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;
         let source = entry.path();
         let dest = to.join(entry.file_name());
         if entry.file_type().map_err(io(&source))?.is_dir() {
-            link_or_copy_dir(&source, &dest)?;
-        } else if fs::hard_link(&source, &dest).is_err() {
-            fs::copy(&source, &dest).map_err(io(&source))?;
-        }
-    }
-    Ok(())
-}
-
-/// Copies `from` into a new `to`, recursively.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to).map_err(io(to))?;
-    for entry in fs::read_dir(from).map_err(io(from))? {
-        let entry = entry.map_err(io(from))?;
-        let source = entry.path();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().map_err(io(&source))?.is_dir() {
-            copy_dir(&source, &dest)?;
-        } else {
+            copy_dir(&source, &dest, link)?;
+        } else if !(link && fs::hard_link(&source, &dest).is_ok()) {
             fs::copy(&source, &dest).map_err(io(&source))?;
         }
     }

@@ -60,7 +60,7 @@ fn every_route_and_error_is_documented() {
             }
         }
     }
-    // Request bodies refuse unknown fields, as the server does.
+    // The wire types are described field by field, with what is required.
     let item = &doc["components"]["schemas"]["ItemWire"];
     assert!(item["properties"]["vector_b64"].is_object(), "{item}");
     assert_eq!(item["required"], serde_json::json!(["id"]), "{item}");

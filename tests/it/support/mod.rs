@@ -284,14 +284,9 @@ impl BinaryServer {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    pub fn terminate(mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
+    pub fn terminate(self) {
+        self.signal_term();
+        let exit = self.wait_exit();
         assert!(exit.success(), "graceful exit, got {exit}");
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use recstore_crash::Rng;
 use serde_json::{json, Value};
 
 #[derive(Debug, Parser)]
@@ -50,24 +51,6 @@ struct Window {
     latencies_us: Vec<u64>,
     by_status: std::collections::BTreeMap<u16, u64>,
     transport_errors: u64,
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn vector(&mut self, dim: usize) -> Vec<f32> {
-        (0..dim)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-            .collect()
-    }
 }
 
 /// The soak's request mix, per 100 requests: 75 searches (a third
@@ -160,7 +143,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         .await?
         .error_for_status()
         .context("creating the catalog")?;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(1);
     for start in (0..args.items).step_by(1_000) {
         let items: Vec<Value> = (start..(start + 1_000).min(args.items))
             .map(|i| json!({"id": format!("i{i}"), "vector": rng.vector(dim), "category": format!("c{}", i % 20), "price": 1 + i % 500}))
@@ -182,7 +165,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         let (client, url, done) = (client.clone(), url.clone(), Arc::clone(&done));
         let items = args.items;
         workers.push(tokio::spawn(async move {
-            let mut rng = Rng(w * 7919 + 13);
+            let mut rng = Rng::new(w * 7919 + 13);
             let mut n = w << 40;
             while Instant::now() < stop_at {
                 n += 1;
