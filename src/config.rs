@@ -33,6 +33,14 @@ impl Defaults {
     pub const REBUILD_TOMBSTONE_RATIO: f64 = 0.20;
     /// Below this many tombstones a rebuild is never worth it.
     pub const REBUILD_MIN_TOMBSTONES: usize = 1_000;
+    /// A background rebuild runs on idle CPU only for this many seconds
+    /// (or until the dead points reach twice the trigger ratio); after
+    /// that it competes with requests on half the cores, so a server
+    /// saturated by requests still clears its dead points. The soak on 2
+    /// vCPUs at 70 % of capacity rebuilt 20,000 128-d items on idle time
+    /// in about two minutes (RELIABILITY.md); a million items take ~15
+    /// CPU-minutes.
+    pub const REBUILD_IDLE_SECS: u64 = 600;
     /// Filters matching at most this many items are answered by an exact
     /// scan instead of the graph. Measured crossover at 384-d f32 on the
     /// 2-core machine (BENCHMARKS.md, planner): exact 0.83 ms vs graph
@@ -295,6 +303,9 @@ pub struct ServeArgs {
     /// Minimum number of dead graph points before a rebuild is considered [default: 1000].
     #[arg(long, env = "RECSTORE_REBUILD_MIN_TOMBSTONES")]
     pub rebuild_min_tombstones: Option<usize>,
+    /// Seconds a background rebuild runs on idle CPU only before it competes with requests (0: from the start) [default: 600].
+    #[arg(long, env = "RECSTORE_REBUILD_IDLE_SECS")]
+    pub rebuild_idle_secs: Option<u64>,
     /// Filters matching at most this many items use an exact scan [default: 3000].
     #[arg(long, env = "RECSTORE_EXACT_SCAN_THRESHOLD")]
     pub exact_scan_threshold: Option<usize>,
@@ -346,6 +357,7 @@ pub struct FileConfig {
     pub request_timeout_secs: Option<u64>,
     pub rebuild_tombstone_ratio: Option<f64>,
     pub rebuild_min_tombstones: Option<usize>,
+    pub rebuild_idle_secs: Option<u64>,
     pub exact_scan_threshold: Option<usize>,
     pub snapshot_min_changes: Option<u64>,
     pub snapshot_min_interval_secs: Option<u64>,
@@ -433,6 +445,7 @@ pub struct IndexSettings {
     pub hnsw: HnswSettings,
     pub rebuild_tombstone_ratio: f64,
     pub rebuild_min_tombstones: usize,
+    pub rebuild_idle_secs: u64,
     pub exact_scan_threshold: usize,
     pub snapshot_min_changes: u64,
     pub snapshot_min_interval_secs: u64,
@@ -448,6 +461,7 @@ impl Default for IndexSettings {
             },
             rebuild_tombstone_ratio: Defaults::REBUILD_TOMBSTONE_RATIO,
             rebuild_min_tombstones: Defaults::REBUILD_MIN_TOMBSTONES,
+            rebuild_idle_secs: Defaults::REBUILD_IDLE_SECS,
             exact_scan_threshold: Defaults::EXACT_SCAN_THRESHOLD,
             snapshot_min_changes: Defaults::SNAPSHOT_MIN_CHANGES,
             snapshot_min_interval_secs: Defaults::SNAPSHOT_MIN_INTERVAL_SECS,
@@ -587,6 +601,10 @@ impl Settings {
             .rebuild_min_tombstones
             .or(file.rebuild_min_tombstones)
             .unwrap_or(Defaults::REBUILD_MIN_TOMBSTONES);
+        let rebuild_idle_secs = args
+            .rebuild_idle_secs
+            .or(file.rebuild_idle_secs)
+            .unwrap_or(Defaults::REBUILD_IDLE_SECS);
         let exact_scan_threshold = args
             .exact_scan_threshold
             .or(file.exact_scan_threshold)
@@ -644,6 +662,7 @@ impl Settings {
                 },
                 rebuild_tombstone_ratio,
                 rebuild_min_tombstones,
+                rebuild_idle_secs,
                 exact_scan_threshold,
                 snapshot_min_changes,
                 snapshot_min_interval_secs,

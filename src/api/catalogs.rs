@@ -9,7 +9,7 @@ use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::{
     CatalogDeletedView, CatalogListView, CatalogPut, CatalogView, CountsView, IndexView,
 };
-use crate::api::{blocking, AppState};
+use crate::api::{blocking_write, AppState};
 use crate::catalog::model::{CatalogConfig, CatalogName};
 use crate::catalog::registry::{CatalogStatus, Created};
 use crate::catalog::IndexSource;
@@ -68,7 +68,7 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<CatalogView>), ApiError> {
     let name = CatalogName::parse(&name)?;
     let config = body.into_config()?;
-    blocking(move || {
+    blocking_write(move || {
         let created = state.catalogs.create(&name, config)?;
         let (config, status) = state.catalogs.status(name.as_str())?;
         let code = match created {
@@ -113,7 +113,7 @@ pub async fn delete(
 ) -> Result<Json<CatalogDeletedView>, ApiError> {
     let parsed = CatalogName::parse(&name)
         .map_err(|_| crate::error::Error::CatalogNotFound { name: name.clone() })?;
-    blocking(move || {
+    blocking_write(move || {
         state.catalogs.delete(&parsed)?;
         Ok(Json(CatalogDeletedView {
             deleted: parsed.as_str().to_string(),

@@ -6,7 +6,7 @@ use axum::Json;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::{EventsOutcomeView, EventsPost};
-use crate::api::{blocking, now_ms, AppState};
+use crate::api::{blocking_write, now_ms, AppState};
 use crate::catalog::model::Event;
 
 /// `POST /events`: validates the whole batch, then stores it atomically
@@ -29,7 +29,7 @@ pub async fn post(
         .enumerate()
         .map(|(i, wire)| wire.into_event(i, now_ms))
         .collect::<Result<_, _>>()?;
-    let outcome = blocking(move || Ok(catalog.record_events(events)?)).await?;
+    let outcome = blocking_write(move || Ok(catalog.record_events(events)?)).await?;
     Ok(Json(EventsOutcomeView {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,

@@ -12,7 +12,7 @@ use crate::api::models::{
     BulkRejectView, BulkView, DeletedManyView, DeletedView, GetItemQuery, ItemView, ItemWire,
     ItemsDelete, ItemsUpsert, UpsertedView,
 };
-use crate::api::{blocking, AppState};
+use crate::api::{blocking_write, AppState};
 use crate::catalog::model::{check_id, Item};
 
 /// `POST /items`: validates the whole batch, then writes it atomically.
@@ -26,7 +26,7 @@ pub async fn upsert(
     state.check_batch("items", body.items.len())?;
     let catalog = state.catalog(&catalog)?;
     let config = *catalog.config();
-    let n = blocking(move || {
+    let n = blocking_write(move || {
         let items: Vec<Item> = body
             .items
             .into_iter()
@@ -78,7 +78,7 @@ pub async fn delete_one(
     let catalog = state.catalog(&catalog)?;
     // Nothing to write for an unknown item.
     catalog.get_item(&id, false)?;
-    let deleted = blocking(move || Ok(catalog.delete_items(vec![id])?)).await?;
+    let deleted = blocking_write(move || Ok(catalog.delete_items(vec![id])?)).await?;
     Ok(Json(DeletedView {
         deleted: deleted.len(),
     }))
@@ -99,7 +99,7 @@ pub async fn delete_many(
     }
     let ids = body.ids;
     let requested = ids.clone();
-    let deleted = blocking(move || Ok(catalog.delete_items(ids)?)).await?;
+    let deleted = blocking_write(move || Ok(catalog.delete_items(ids)?)).await?;
     let deleted_set: std::collections::HashSet<&String> = deleted.iter().collect();
     let mut reported = std::collections::HashSet::new();
     let not_found: Vec<String> = requested
@@ -272,7 +272,7 @@ impl Bulk {
         }
         let items = std::mem::take(&mut self.pending);
         let catalog = std::sync::Arc::clone(catalog);
-        let n = blocking(move || Ok(catalog.upsert_items(items)?)).await?;
+        let n = blocking_write(move || Ok(catalog.upsert_items(items)?)).await?;
         self.loaded += n as u64;
         Ok(())
     }

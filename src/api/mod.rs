@@ -84,8 +84,16 @@ impl AppState {
     }
 }
 
-/// Blocking work (searches, recommendations, writes) that may run at
-/// once: twice the cores, at least 4, for the whole process.
+/// The two pools of blocking work: reads (searches, recommendations,
+/// GETs) and writes (anything that goes through a catalog's sequencer).
+#[derive(Clone, Copy)]
+enum Work {
+    Read,
+    Write,
+}
+
+/// Blocking work of one kind that may run at once: twice the cores, at
+/// least 4, for the whole process.
 ///
 /// Without this bound every request in flight gets its own blocking
 /// thread: measured in the soak run on 2 vCPUs, a burst left ~230 requests
@@ -93,22 +101,50 @@ impl AppState {
 /// the offered 70 % of capacity, and the server never caught up (a third
 /// of requests shed, p99 5 s). With it, waiting requests wait as cheap
 /// futures in FIFO order and the cores work at full efficiency, so a
-/// burst drains. Twice the cores because a write holds its permit while
-/// it waits for its fsync.
-fn work_permits() -> &'static Arc<tokio::sync::Semaphore> {
-    static WORK: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    WORK.get_or_init(|| {
+/// burst drains.
+///
+/// Writes have their own permits because a write spends most of its time
+/// waiting, not working: for its fsync, and for its catalog's turn, which
+/// a snapshot holds while it writes the graph and a rebuild holds while it
+/// swaps. With one shared pool, the writes queued behind a snapshot took
+/// every permit within milliseconds and stalled the searches too (the
+/// soak's rebuild minutes: hundreds of 503s); apart, a stalled write
+/// delays only writes.
+fn work_permits(work: Work) -> &'static Arc<tokio::sync::Semaphore> {
+    static READ: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    static WRITE: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let pool = match work {
+        Work::Read => &READ,
+        Work::Write => &WRITE,
+    };
+    pool.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(tokio::sync::Semaphore::new((2 * cores).max(4)))
     })
 }
 
-/// Runs blocking work off the async workers, at most
-/// [`work_permits`] at a time.
+/// Runs read work (searches, recommendations, GETs) off the async
+/// workers, at most [`work_permits`] at a time.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = Arc::clone(work_permits())
+    run_permitted(Work::Read, f).await
+}
+
+/// Runs a write (anything that takes a catalog's turn, or changes the
+/// registry) off the async workers, at most [`work_permits`] at a time,
+/// apart from the reads.
+pub(crate) async fn blocking_write<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    run_permitted(Work::Write, f).await
+}
+
+async fn run_permitted<T: Send + 'static>(
+    work: Work,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = Arc::clone(work_permits(work))
         .acquire_owned()
         .await
         .map_err(|_| ApiError::Core(crate::error::Error::ShuttingDown))?;

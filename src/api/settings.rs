@@ -7,7 +7,7 @@ use axum::Json;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::SettingsWire;
-use crate::api::{blocking, AppState};
+use crate::api::{blocking_write, AppState};
 
 /// `GET /settings`: every setting, defaults included.
 #[utoipa::path(get, path = "/v1/catalogs/{catalog}/settings", tag = "settings", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = crate::api::models::SettingsWire), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
@@ -34,7 +34,7 @@ pub async fn put(
 ) -> Result<Json<SettingsWire>, ApiError> {
     let catalog = state.catalog(&catalog)?;
     let settings = body.apply_to(catalog.behaviour_settings())?;
-    blocking(move || {
+    blocking_write(move || {
         catalog.set_behaviour(settings)?;
         Ok(Json(SettingsWire::from_settings(
             &catalog.behaviour_settings(),

@@ -6,7 +6,7 @@ use axum::Json;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::{DeletedView, UpsertedView, UserView, UsersUpsert};
-use crate::api::{blocking, AppState};
+use crate::api::{blocking, blocking_write, AppState};
 use crate::catalog::model::User;
 
 /// `POST /users`: validates the whole batch, then writes it atomically.
@@ -20,7 +20,7 @@ pub async fn upsert(
     state.check_batch("users", body.users.len())?;
     let catalog = state.catalog(&catalog)?;
     let config = *catalog.config();
-    let n = blocking(move || {
+    let n = blocking_write(move || {
         let users: Vec<User> = body
             .users
             .into_iter()
@@ -57,6 +57,6 @@ pub async fn delete(
     ApiPath((catalog, id)): ApiPath<(String, String)>,
 ) -> Result<Json<DeletedView>, ApiError> {
     let catalog = state.catalog(&catalog)?;
-    blocking(move || Ok(catalog.delete_user(&id)?)).await?;
+    blocking_write(move || Ok(catalog.delete_user(&id)?)).await?;
     Ok(Json(DeletedView { deleted: 1 }))
 }

@@ -43,6 +43,15 @@ use filter::{Condition, Filter, PriceRange};
 use graph::Graph;
 use vectors::VectorArena;
 
+/// Inserts one chunk of (slot, vector) points into a graph: how a rebuild
+/// chooses where its inserts run.
+pub type InsertChunk<'a> = dyn FnMut(&Graph, &[(u32, &[f32])]) + 'a;
+
+/// Points per call of a rebuild's insert: small enough that a rebuild
+/// notices soon when it must change where it runs, large enough that the
+/// threads' start-up per chunk does not show.
+pub const REBUILD_CHUNK: usize = 1_024;
+
 /// Above this many candidates a price condition is answered from the price
 /// index; below, by checking the candidates' prices directly.
 const PRICE_PREDICATE_LIMIT: u64 = 65_536;
@@ -202,9 +211,23 @@ enum Placement {
 /// An upsert planned against a state: slots allocated, graph not yet touched.
 pub struct PreparedUpsert {
     items: Vec<(Item, Placement)>,
+    /// Metadata to publish as is instead of building it anew: a catch-up
+    /// keeps the live index's `Arc`s, so the next catch-up still tells
+    /// these items unchanged by pointer.
+    shared: HashMap<Arc<str>, Arc<ItemMeta>>,
 }
 
 impl PreparedUpsert {
+    /// Items to publish.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there is nothing to publish.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     /// The points the graph must learn before [`IndexState::publish_upsert`].
     pub fn new_points(&self) -> Vec<(u32, &[f32])> {
         self.items
@@ -504,15 +527,21 @@ impl IndexState {
             };
             planned.push((item, placement));
         }
-        PreparedUpsert { items: planned }
+        PreparedUpsert {
+            items: planned,
+            shared: HashMap::new(),
+        }
     }
 
     /// Makes a prepared upsert visible. The graph must already hold the new
     /// points; until this runs, searches that meet them skip them as dead.
     pub fn publish_upsert(&mut self, prepared: PreparedUpsert) {
+        let PreparedUpsert { items, mut shared } = prepared;
         let mut categories: HashSet<Option<String>> = HashSet::new();
-        for (item, placement) in prepared.items {
-            let meta = Arc::new(ItemMeta::from_item(&item));
+        for (item, placement) in items {
+            let meta = shared
+                .remove(item.id.as_str())
+                .unwrap_or_else(|| Arc::new(ItemMeta::from_item(&item)));
             categories.insert(meta.category.clone());
             match placement {
                 Placement::InPlace(slot) => {
@@ -973,6 +1002,7 @@ impl IndexState {
             .collect();
         self.delete(&stale);
         let mut changed = Vec::new();
+        let mut shared = HashMap::new();
         for (id, &slot) in &current.ids {
             let current_meta = current.metas[slot as usize]
                 .as_ref()
@@ -984,9 +1014,12 @@ impl IndexState {
             });
             if !same {
                 changed.push(current_meta.to_item(current.arena.get(slot)));
+                shared.insert(Arc::clone(id), Arc::clone(current_meta));
             }
         }
-        self.prepare_upsert(changed)
+        let mut prepared = self.prepare_upsert(changed);
+        prepared.shared = shared;
+        prepared
     }
 
     /// A copy of the live items with their metadata `Arc`s shared, so that
@@ -1008,11 +1041,14 @@ impl IndexState {
     }
 
     /// Builds a compact index from a [`IndexState::snapshot`], keeping the
-    /// metadata `Arc`s.
+    /// metadata `Arc`s. The graph is built in chunks of
+    /// [`REBUILD_CHUNK`] points, each handed to `insert` (which decides
+    /// where the inserts run).
     pub fn build_from_snapshot(
         config: CatalogConfig,
         settings: IndexSettings,
         snapshot: Vec<(Arc<ItemMeta>, Vec<f32>)>,
+        insert: &mut InsertChunk<'_>,
     ) -> IndexState {
         let mut state = IndexState::new(config, settings, snapshot.len());
         let points: Vec<(u32, &[f32])> = snapshot
@@ -1020,7 +1056,9 @@ impl IndexState {
             .enumerate()
             .map(|(slot, (_, v))| (slot as u32, v.as_slice()))
             .collect();
-        state.graph.insert(&points);
+        for chunk in points.chunks(REBUILD_CHUNK) {
+            insert(&state.graph, chunk);
+        }
         let mut categories = HashSet::new();
         for (slot, (meta, vector)) in snapshot.iter().enumerate() {
             let slot = slot as u32;

@@ -320,6 +320,12 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Rebuilds and snapshots the server's log reported finished so far.
+    pub fn finished_rebuilds_and_snapshots(&self) -> (usize, usize) {
+        let c = self.log.lock().unwrap();
+        (c.rebuild_done, c.snapshot_ended)
+    }
+
     /// The process id (to read its memory from /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()

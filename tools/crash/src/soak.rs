@@ -2,9 +2,10 @@
 //! data directory, loads a catalog, measures capacity (closed loop, the
 //! soak's own mix), then drives an open loop at a share of it (70 % by
 //! default) for a set time: searches, personal picks, behaviour events and
-//! item upserts (see [`request`]). Every interval it prints requests, errors by status,
-//! latency percentiles and the server's RSS; at the end, the drift of p99
-//! and RSS between the first and last intervals (RELIABILITY.md).
+//! item upserts (see [`request`]). Every interval it prints requests,
+//! errors by status, latency percentiles, the server's RSS and the
+//! rebuilds and snapshots its log reported finished; at the end, the drift
+//! of p99 and RSS between the first and last intervals (RELIABILITY.md).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,9 @@ struct Args {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// Echo the server's log to stderr (rebuild and snapshot timings).
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// One interval's figures.
@@ -95,6 +99,65 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// CPU seconds each of the server's threads has used, by thread id, with
+/// the thread's group: its name without a trailing number
+/// (`tokio-rt-worker`, `rebuild-idle`, `rebuild-urgent`, `rebuild-soak`,
+/// `recstore` for the main thread...).
+fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (String, f64)> {
+    let mut threads = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue;
+        };
+        // Fields after the parenthesised name: utime and stime are the
+        // 12th and 13th, in clock ticks (100 per second on Linux).
+        let Some(after) = stat.rsplit(')').next() else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+            f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
+        });
+        let group = comm
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_string();
+        threads.insert(tid, (group, ticks / 100.0));
+    }
+    threads
+}
+
+/// CPU seconds by thread group between two [`thread_cpu`] readings
+/// (threads that ended in between lose their last part).
+fn cpu_by_group(
+    before: &std::collections::HashMap<u32, (String, f64)>,
+    now: &std::collections::HashMap<u32, (String, f64)>,
+) -> serde_json::Map<String, Value> {
+    let mut groups: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for (tid, (group, seconds)) in now {
+        let earlier = before.get(tid).map_or(0.0, |(_, s)| *s);
+        *groups.entry(group.clone()).or_default() += seconds - earlier;
+    }
+    groups
+        .into_iter()
+        .filter(|(_, s)| *s >= 0.05)
+        .map(|(g, s)| (g, json!((s * 10.0).round() / 10.0)))
+        .collect()
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -125,7 +188,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         bail!("--load must be in 0.05..=1.5");
     }
     let dir = std::env::temp_dir().join(format!("recstore-soak-{}", std::process::id()));
-    let mut server = recstore_crash::Server::spawn_with(&args.binary, &dir, &[], false)?;
+    let mut server = recstore_crash::Server::spawn_with(&args.binary, &dir, &[], args.verbose)?;
     let url = server.url.clone();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -199,6 +262,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut n: u64 = 1 << 50;
     let mut total_errors = 0u64;
+    let mut background = server.finished_rebuilds_and_snapshots();
+    let mut cpu = thread_cpu(server.pid());
     while Instant::now() < end {
         ticker.tick().await;
         n += 1;
@@ -236,6 +301,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 .sum::<u64>()
                 + w.transport_errors;
             total_errors += errors;
+            let now = server.finished_rebuilds_and_snapshots();
+            let (rebuilds, snapshots) = (now.0 - background.0, now.1 - background.1);
+            background = now;
+            let cpu_now = thread_cpu(server.pid());
+            let cpu_seconds = cpu_by_group(&cpu, &cpu_now);
+            cpu = cpu_now;
             let row = json!({
                 "t": started.elapsed().as_secs(),
                 "requests": lat.len() as u64 + w.transport_errors,
@@ -246,14 +317,18 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 "p99_ms": percentile(&lat, 0.99),
                 "max_ms": percentile(&lat, 1.0),
                 "rss_mib": (rss_mib(server.pid()) * 10.0).round() / 10.0,
+                "rebuilds": rebuilds,
+                "snapshots": snapshots,
+                "cpu_seconds": cpu_seconds,
             });
             if args.json {
                 println!("{row}");
             } else {
                 println!(
-                    "t={:>5}s requests={:>7} rate={:>6}/s errors={:>3} p50={:>6.2}ms p99={:>7.2}ms max={:>8.2}ms rss={:>7.1}MiB",
+                    "t={:>5}s requests={:>7} rate={:>6}/s errors={:>3} p50={:>6.2}ms p99={:>7.2}ms max={:>8.2}ms rss={:>7.1}MiB rebuilds={} snapshots={} cpu_s={} statuses={}",
                     row["t"], row["requests"], row["rate"], row["errors"], row["p50_ms"].as_f64().unwrap(),
-                    row["p99_ms"].as_f64().unwrap(), row["max_ms"].as_f64().unwrap(), row["rss_mib"].as_f64().unwrap()
+                    row["p99_ms"].as_f64().unwrap(), row["max_ms"].as_f64().unwrap(), row["rss_mib"].as_f64().unwrap(),
+                    rebuilds, snapshots, row["cpu_seconds"], row["statuses"]
                 );
             }
             rows.push(row);
