@@ -3,9 +3,11 @@
 //! soak's own mix), then drives an open loop at a share of it (70 % by
 //! default) for a set time: searches, personal picks, behaviour events and
 //! item upserts (see [`request`]). Every interval it prints requests,
-//! errors by status, latency percentiles, the server's RSS and the
-//! rebuilds and snapshots its log reported finished; at the end, the drift
-//! of p99 and RSS between the first and last intervals (RELIABILITY.md).
+//! errors by status, latency percentiles, the server's RSS, the rebuilds
+//! and snapshots its log reported finished, and the server's CPU seconds
+//! by thread group (request threads against rebuild threads); at the end,
+//! the drift of p99 and RSS between the first and last intervals
+//! (RELIABILITY.md).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
