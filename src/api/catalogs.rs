@@ -59,7 +59,7 @@ fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView
 }
 
 /// `PUT /v1/catalogs/{catalog}`: 201 created, 200 identical, 409 different.
-#[utoipa::path(put, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::CatalogPut, responses((status = 200, description = "Exists with this configuration", body = crate::api::models::CatalogView), (status = 201, description = "Created", body = crate::api::models::CatalogView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(put, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::CatalogPut, responses((status = 200, description = "Exists with this configuration", body = crate::api::models::CatalogView), (status = 201, description = "Created", body = crate::api::models::CatalogView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn put(
     State(state): State<AppState>,
@@ -94,7 +94,7 @@ pub async fn list(State(state): State<AppState>) -> Json<CatalogListView> {
 }
 
 /// `GET /v1/catalogs/{catalog}`.
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = crate::api::models::CatalogView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), responses((status = 200, body = crate::api::models::CatalogView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -105,7 +105,7 @@ pub async fn get(
 }
 
 /// `DELETE /v1/catalogs/{catalog}`.
-#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = crate::api::models::CatalogDeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), responses((status = 200, body = crate::api::models::CatalogDeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@ use crate::catalog::model::Event;
 /// and durably. Events with an `event_id` seen before are counted as
 /// duplicates and not stored again; unknown items are kept and reported;
 /// unknown users are created.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/events", tag = "events", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::EventsPost, responses((status = 200, body = crate::api::models::EventsOutcomeView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/events", tag = "events", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::EventsPost, responses((status = 200, body = crate::api::models::EventsOutcomeView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn post(
     State(state): State<AppState>,

@@ -16,7 +16,7 @@ use crate::api::{blocking_write, AppState};
 use crate::catalog::model::{check_id, Item};
 
 /// `POST /items`: validates the whole batch, then writes it atomically.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items", tag = "items", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::ItemsUpsert, responses((status = 200, description = "Durable and visible", body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items", tag = "items", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::ItemsUpsert, responses((status = 200, description = "Durable and visible", body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn upsert(
     State(state): State<AppState>,
@@ -40,7 +40,7 @@ pub async fn upsert(
 }
 
 /// `GET /items/{id}`.
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id"), ("with_vector" = Option<bool>, Query, description = "Include the vector")), responses((status = 200, body = crate::api::models::ItemView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1), ("id" = String, Path, description = "Item or user id"), ("with_vector" = Option<bool>, Query, description = "Include the vector")), responses((status = 200, body = crate::api::models::ItemView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -69,7 +69,7 @@ pub async fn get(
 }
 
 /// `DELETE /items/{id}`: 404 when the item does not exist.
-#[utoipa::path(delete, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::DeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::DeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete_one(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ pub async fn delete_one(
 }
 
 /// `POST /items/delete`: deletes the listed ids; unknown ids are reported.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/delete", tag = "items", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::ItemsDelete, responses((status = 200, body = crate::api::models::DeletedManyView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/delete", tag = "items", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::ItemsDelete, responses((status = 200, body = crate::api::models::DeletedManyView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete_many(
     State(state): State<AppState>,
@@ -125,7 +125,7 @@ const BULK_REJECTS_LISTED: usize = 1_000;
 /// others are loaded; each batch is durable when written, like `POST
 /// /items`. Only a line longer than the body limit, a body that breaks
 /// off, or a storage failure ends the request early.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items:bulk", tag = "items", params(("catalog" = String, Path, description = "Catalog name")), request_body(content = String, description = "NDJSON: one item (as in `items`) per line", content_type = "application/x-ndjson"), responses((status = 200, body = crate::api::models::BulkView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items:bulk", tag = "items", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body(content = String, description = "NDJSON: one item (as in `items`) per line", content_type = "application/x-ndjson"), responses((status = 200, body = crate::api::models::BulkView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn bulk(
     State(state): State<AppState>,

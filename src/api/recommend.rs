@@ -70,7 +70,7 @@ fn check_user(user_id: Option<&String>) -> Result<(), Error> {
 }
 
 /// Similar items: never the item itself.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/similar", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::SimilarRequest, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/similar", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::SimilarRequest, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn similar(
     State(state): State<AppState>,
@@ -94,7 +94,7 @@ pub async fn similar(
 
 /// Upsell: pricier items in the anchor's price band, ranked by similarity
 /// (and the user's affinity, given a user).
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/upsell", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::UpsellWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/upsell", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::UpsellWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn upsell(
     State(state): State<AppState>,
@@ -123,7 +123,7 @@ pub async fn upsell(
 }
 
 /// Personal picks for a user; trending items on a cold start.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/user", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::UserRecommendWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/user", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::UserRecommendWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn user(
     State(state): State<AppState>,
@@ -147,7 +147,7 @@ pub async fn user(
 }
 
 /// Complements of a cart (or one item).
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/cross-sell", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::CrossSellWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/cross-sell", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::CrossSellWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn cross_sell(
     State(state): State<AppState>,
@@ -183,7 +183,7 @@ pub async fn cross_sell(
 
 /// The most popular items now (time-decayed), filter-aware, and the most
 /// popular categories.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/trending", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::TrendingWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/recommend/trending", tag = "recommend", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::TrendingWire, responses((status = 200, body = crate::api::models::RecommendationsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn trending(
     State(state): State<AppState>,

@@ -19,7 +19,7 @@ use crate::api::models::{check_k, decode_vector, parse_filter, HitsResponse, Sea
 use crate::api::{blocking, AppState};
 use crate::error::Error;
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/search", tag = "search", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::SearchRequest, responses((status = 200, description = "Nearest neighbours; `Server-Timing` splits the time", body = crate::api::models::HitsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/search", tag = "search", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::SearchRequest, responses((status = 200, description = "Nearest neighbours; `Server-Timing` splits the time", body = crate::api::models::HitsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn search(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use crate::api::models::SettingsWire;
 use crate::api::{blocking_write, AppState};
 
 /// `GET /settings`: every setting, defaults included.
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/settings", tag = "settings", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = crate::api::models::SettingsWire), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/settings", tag = "settings", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), responses((status = 200, body = crate::api::models::SettingsWire), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -25,7 +25,7 @@ pub async fn get(
 /// `PUT /settings`: replaces the given fields, keeps the others. What
 /// events imply (popularity, co-purchases) is recomputed under the new
 /// settings from the stored events before this returns.
-#[utoipa::path(put, path = "/v1/catalogs/{catalog}/settings", tag = "settings", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::SettingsWire, responses((status = 200, body = crate::api::models::SettingsWire), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(put, path = "/v1/catalogs/{catalog}/settings", tag = "settings", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::SettingsWire, responses((status = 200, body = crate::api::models::SettingsWire), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn put(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use crate::api::{blocking, blocking_write, AppState};
 use crate::catalog::model::User;
 
 /// `POST /users`: validates the whole batch, then writes it atomically.
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/users", tag = "users", params(("catalog" = String, Path, description = "Catalog name")), request_body = crate::api::models::UsersUpsert, responses((status = 200, body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/users", tag = "users", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::UsersUpsert, responses((status = 200, body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn upsert(
     State(state): State<AppState>,
@@ -34,7 +34,7 @@ pub async fn upsert(
 }
 
 /// `GET /users/{id}`.
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/users/{id}", tag = "users", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::UserView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/users/{id}", tag = "users", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::UserView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -50,7 +50,7 @@ pub async fn get(
 }
 
 /// `DELETE /users/{id}`.
-#[utoipa::path(delete, path = "/v1/catalogs/{catalog}/users/{id}", tag = "users", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::DeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}/users/{id}", tag = "users", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1), ("id" = String, Path, description = "Item or user id")), responses((status = 200, body = crate::api::models::DeletedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
 pub async fn delete(
     State(state): State<AppState>,
