@@ -796,6 +796,23 @@ impl Catalog {
         c.tombstones as f64 >= 2.0 * self.settings.rebuild_tombstone_ratio * c.graph_points as f64
     }
 
+    /// Brings a rebuild's `fresh` index up to date with the live one once:
+    /// the difference is taken on this thread under the live read lock
+    /// (released before the inserts), the graph inserts run in `pool`
+    /// (rayon's global pool if `None`). Returns how many items it brought
+    /// over.
+    fn catch_up(&self, fresh: &mut IndexState, pool: Option<&rayon::ThreadPool>) -> usize {
+        let prepared = fresh.catch_up_with(&self.state.read());
+        let n = prepared.len();
+        let points = prepared.new_points();
+        match pool {
+            Some(pool) => pool.install(|| fresh.graph().insert(&points)),
+            None => fresh.graph().insert(&points),
+        }
+        fresh.publish_upsert(prepared);
+        n
+    }
+
     /// Builds a compact index from a snapshot while queries and writes go
     /// on, catches up with writes made meanwhile, and swaps it in.
     fn rebuild(&self) {
@@ -821,20 +838,13 @@ impl Catalog {
         // behind a waiting writer, every reader. Only the graph inserts
         // run in the pool.
         for _ in 0..CATCH_UP_ROUNDS {
-            let early = fresh.catch_up_with(&self.state.read());
-            let left = early.len();
-            pool().install(|| fresh.graph().insert(&early.new_points()));
-            fresh.publish_upsert(early);
-            if left <= CATCH_UP_UNDER_TURN {
+            if self.catch_up(&mut fresh, Some(pool())) <= CATCH_UP_UNDER_TURN {
                 break;
             }
         }
         // Take a turn so no write applies between catching up and swapping.
         let turn = self.sequencer.wait_turn(self.sequencer.ticket());
-        let catch_up = fresh.catch_up_with(&self.state.read());
-        let late = catch_up.len();
-        fresh.graph().insert(&catch_up.new_points());
-        fresh.publish_upsert(catch_up);
+        let late = self.catch_up(&mut fresh, None);
         let mut state = self.state.write();
         fresh.continue_counts(&state);
         let old = std::mem::replace(&mut *state, fresh);

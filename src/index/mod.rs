@@ -539,8 +539,10 @@ impl IndexState {
         let PreparedUpsert { items, mut shared } = prepared;
         let mut categories: HashSet<Option<String>> = HashSet::new();
         for (item, placement) in items {
-            let meta = shared
-                .remove(item.id.as_str())
+            // Plain writes share nothing: skip hashing the id for them.
+            let meta = (!shared.is_empty())
+                .then(|| shared.remove(item.id.as_str()))
+                .flatten()
                 .unwrap_or_else(|| Arc::new(ItemMeta::from_item(&item)));
             categories.insert(meta.category.clone());
             match placement {
