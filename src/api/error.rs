@@ -128,7 +128,7 @@ impl ApiError {
                         crate::storage::Fault::DiskFull => (
                             S::INSUFFICIENT_STORAGE,
                             "storage_full",
-                            "the disk holding the data directory is full: nothing of this request was written; reads go on; free space, then restart recstore to accept writes again".into(),
+                            "the disk holding the data directory is full: nothing of this request was written; reads go on; writes resume by themselves within seconds once at least 64 MiB are free again".into(),
                             None,
                         ),
                         crate::storage::Fault::ReadOnly => (

@@ -27,7 +27,21 @@ fn field_or_body(path: &serde_path_to_error::Path) -> String {
 }
 
 /// Parses JSON bytes into `T`, mapping serde's errors onto ours.
+///
+/// Every request body (and every NDJSON line) is a JSON object. serde's
+/// derived structs also accept an array, filling fields by position, so
+/// `[]` would pass as a settings body with nothing set: refuse anything
+/// but an object at the top.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // An empty body gets serde's own "EOF" message below.
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        if *first != b'{' {
+            return Err(ApiError::MalformedJson {
+                field: "body".into(),
+                message: "the body must be a JSON object".into(),
+            });
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = field_or_body(e.path());

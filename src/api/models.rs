@@ -318,13 +318,26 @@ pub struct ItemsUpsert {
     pub items: Vec<ItemWire>,
 }
 
+/// An item or user id inside a list, for the schema only: 1 to 256 bytes
+/// of UTF-8 on the server. The schema says 64 characters, the length that
+/// fits in 256 bytes whatever the characters are.
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 64)]
+pub struct IdSchema(pub String);
+
 /// `POST /v1/admin/backup`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     /// The backup folder's name under the backup directory; default
-    /// `backup-<UTC time>`.
+    /// `backup-<UTC time>`. 1 to 128 letters, digits, `-`, `_` or `.`,
+    /// not starting with `.` nor ending in `.partial` (`backup::check_name`).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^(?!\.)(?!.*\.partial$)[A-Za-z0-9_.-]{1,128}$"
+    )]
     pub name: Option<String>,
 }
 
@@ -457,6 +470,7 @@ pub struct ReadyView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemsDelete {
+    #[schema(value_type = Vec<IdSchema>)]
     pub ids: Vec<String>,
 }
 
@@ -1015,7 +1029,7 @@ pub struct UserRecommendWire {
 #[serde(deny_unknown_fields)]
 pub struct CrossSellWire {
     /// The cart: 1 to 100 item ids.
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(value_type = Vec<IdSchema>, min_items = 1, max_items = 100)]
     pub item_ids: Vec<String>,
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
@@ -1150,12 +1164,16 @@ pub struct SettingsWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_weights: Option<EventWeightsWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 4e9)]
     pub session_half_life_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 4e9)]
     pub long_term_half_life_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 4e9)]
     pub popularity_half_life_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 4e9)]
     pub session_gap_secs: Option<f64>,
     /// Outer `None`: not given; `Some(None)`: forever.
     #[serde(
@@ -1163,6 +1181,7 @@ pub struct SettingsWire {
         deserialize_with = "some_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(minimum = 0, maximum = 4e9)]
     pub purchase_exclusion_secs: Option<Option<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 10000)]

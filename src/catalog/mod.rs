@@ -363,12 +363,17 @@ impl Catalog {
         let started = Instant::now();
         tracing::info!(catalog = %self.name, "index snapshot started");
         let turn = self.sequencer.wait_turn(self.sequencer.ticket());
+        let turn_taken = Instant::now();
         let watermark = turn.watermark();
         let (graph, slots) = {
             let state = self.state.read();
             (state.graph(), state.slot_table())
         };
-        let written = self.snapshots.write(
+        // Only the dump needs the graph unchanged, so only it holds the
+        // turn; making it durable (checksums, fsyncs) happens after. A
+        // crash in between leaves a temporary folder and the previous
+        // snapshot in force: the watermark is recorded only below.
+        let dumped = self.snapshots.dump(
             self.id,
             watermark,
             &self.config,
@@ -377,7 +382,8 @@ impl Catalog {
             &slots,
         );
         drop(turn);
-        let written = written?;
+        let turn_held = turn_taken.elapsed();
+        let written = self.snapshots.publish(dumped?)?;
         let mut batch = Batch::new();
         batch.set_watermark(self.id, watermark);
         self.store
@@ -392,7 +398,7 @@ impl Catalog {
             watermark: Some(watermark),
             at: Instant::now(),
         };
-        tracing::info!(catalog = %self.name, watermark, slots = slots.len(), bytes = written.bytes, seconds = started.elapsed().as_secs_f64(), "index snapshot written");
+        tracing::info!(catalog = %self.name, watermark, slots = slots.len(), bytes = written.bytes, seconds = started.elapsed().as_secs_f64(), turn_seconds = turn_held.as_secs_f64(), "index snapshot written");
         Ok(Some(written))
     }
 
@@ -822,10 +828,13 @@ impl Catalog {
         let n = snapshot.len();
         let patience = Duration::from_secs(self.settings.rebuild_idle_secs);
         let pool = || rebuild_pool(started.elapsed() >= patience || self.rebuild_is_urgent());
+        // The refresh runs here, at full priority, like the catch-up
+        // below: it holds the live read lock (see there).
         let mut fresh = IndexState::build_from_snapshot(
             self.config,
             self.settings,
             snapshot,
+            &mut |entries| self.state.read().refresh_entries(entries),
             &mut |graph, points| pool().install(|| graph.insert(points)),
         );
         // Catch up without the writers' turn first, in rounds until what

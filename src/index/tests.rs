@@ -448,7 +448,7 @@ proptest! {
         let settings = IndexSettings::default();
         let items: Vec<Item> = s.initial.iter().enumerate().map(|(i, sp)| item(&s.config, i, sp)).collect();
         let mut live = IndexState::build(s.config, settings, items);
-        let mut fresh = IndexState::build_from_snapshot(s.config, settings, live.snapshot(), &mut |graph, points| graph.insert(points));
+        let mut fresh = IndexState::build_from_snapshot(s.config, settings, live.snapshot(), &mut |entries| live.refresh_entries(entries), &mut |graph, points| graph.insert(points));
         let updates: Vec<Item> = s.updates.iter().map(|(id, sp)| item(&s.config, *id, sp)).collect();
         let prepared = live.prepare_upsert(updates);
         live.graph().insert(&prepared.new_points());
@@ -476,6 +476,42 @@ proptest! {
         fresh.publish_upsert(second);
         prop_assert_eq!(sorted(&fresh), sorted(&live));
         prop_assert_eq!(fresh.counts().items, live.counts().items);
+    }
+
+    /// A rebuild refreshes each chunk of its snapshot from the live index
+    /// before inserting it: items changed after the snapshot but before
+    /// their chunk went in enter the new graph with their current values,
+    /// so the catch-up brings over only items the snapshot lacked, and the
+    /// only dead points are the items deleted since.
+    #[test]
+    fn rebuild_refreshes_chunks_before_inserting(s in scenario()) {
+        let settings = IndexSettings::default();
+        let items: Vec<Item> = s.initial.iter().enumerate().map(|(i, sp)| item(&s.config, i, sp)).collect();
+        let mut live = IndexState::build(s.config, settings, items);
+        let snapshot = live.snapshot();
+        let before: HashSet<String> = snapshot.iter().map(|(m, _)| m.id.to_string()).collect();
+        let updates: Vec<Item> = s.updates.iter().map(|(id, sp)| item(&s.config, *id, sp)).collect();
+        let prepared = live.prepare_upsert(updates);
+        live.graph().insert(&prepared.new_points());
+        live.publish_upsert(prepared);
+        live.delete(&s.deletes.iter().map(|i| format!("i{i}")).collect::<Vec<_>>());
+
+        let mut fresh = IndexState::build_from_snapshot(s.config, settings, snapshot, &mut |entries| live.refresh_entries(entries), &mut |graph, points| graph.insert(points));
+        let prepared = fresh.catch_up_with(&live);
+        let mut caught: Vec<String> = prepared.items.iter().map(|(it, _)| it.id.clone()).collect();
+        caught.sort();
+        let mut missing: Vec<String> = live.items().into_iter().map(|it| it.id).filter(|id| !before.contains(id)).collect();
+        missing.sort();
+        prop_assert_eq!(caught, missing);
+        fresh.graph().insert(&prepared.new_points());
+        fresh.publish_upsert(prepared);
+        let gone = before.iter().filter(|id| live.get(id).is_none()).count();
+        prop_assert_eq!(fresh.counts().tombstones, gone as u64);
+        let mut a = fresh.items();
+        a.sort_by(|x, y| x.id.cmp(&y.id));
+        let mut b = live.items();
+        b.sort_by(|x, y| x.id.cmp(&y.id));
+        prop_assert_eq!(a, b);
     }
 }
 

@@ -121,8 +121,7 @@ impl SnapshotDir {
     }
 
     /// Writes and publishes a snapshot of `graph` and `slots` taken at
-    /// `watermark`. The caller guarantees that nothing changes `graph`
-    /// while this runs and that `slots` describes exactly its points.
+    /// `watermark`: [`SnapshotDir::dump`] then [`SnapshotDir::publish`].
     pub fn write(
         &self,
         catalog_id: u32,
@@ -132,6 +131,28 @@ impl SnapshotDir {
         graph: &Graph,
         slots: &[Option<Arc<str>>],
     ) -> Result<Written> {
+        let dumped = self.dump(catalog_id, watermark, config, hnsw, graph, slots)?;
+        self.publish(dumped)
+    }
+
+    /// Dumps `graph` and `slots`, taken at `watermark`, into a temporary
+    /// folder. The caller guarantees that nothing changes `graph` while
+    /// this runs and that `slots` describes exactly its points; once it
+    /// returns, the graph may change again. Nothing is durable or visible
+    /// until [`SnapshotDir::publish`].
+    ///
+    /// Why two steps: the catalog holds the writers' turn while the graph
+    /// is dumped, and every write waits that long. Checksums, fsyncs and
+    /// the rename only read the dumped files, so they run after the turn.
+    pub fn dump(
+        &self,
+        catalog_id: u32,
+        watermark: u64,
+        config: &CatalogConfig,
+        hnsw: &HnswSettings,
+        graph: &Graph,
+        slots: &[Option<Arc<str>>],
+    ) -> Result<Dumped> {
         if graph.len() != slots.len() {
             return Err(SnapshotError(format!(
                 "the graph has {} points but the slot table {} slots",
@@ -147,60 +168,6 @@ impl SnapshotDir {
             fs::remove_dir_all(&tmp).map_err(|e| SnapshotError::io("removing", &tmp, e))?;
         }
         fs::create_dir(&tmp).map_err(|e| SnapshotError::io("creating", &tmp, e))?;
-        let written = self.write_into(&tmp, catalog_id, watermark, config, hnsw, graph, slots);
-        let written = match written {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
-        };
-        let target = self.snapshot_path(catalog_id, watermark);
-        if target.exists() {
-            // The same watermark again (nothing changed in between): the
-            // new copy replaces the old one.
-            fs::remove_dir_all(&target).map_err(|e| SnapshotError::io("removing", &target, e))?;
-        }
-        fs::rename(&tmp, &target).map_err(|e| SnapshotError::io("publishing", &target, e))?;
-        sync_dir(&catalog_dir)?;
-        Ok(written)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn write_into(
-        &self,
-        dir: &Path,
-        catalog_id: u32,
-        watermark: u64,
-        config: &CatalogConfig,
-        hnsw: &HnswSettings,
-        graph: &Graph,
-        slots: &[Option<Arc<str>>],
-    ) -> Result<Written> {
-        // hnsw_rs cannot dump a graph without points (no entry point): an
-        // empty catalog's snapshot is the slot table alone.
-        if !slots.is_empty() {
-            graph.dump(dir).map_err(SnapshotError)?;
-        }
-        let ids: Vec<Option<&str>> = slots.iter().map(|s| s.as_deref()).collect();
-        let mut body = vec![FORMAT_VERSION];
-        bincode::serde::encode_into_std_write(&ids, &mut body, bincode::config::standard())
-            .map_err(|e| SnapshotError(format!("encoding the slot table: {e}")))?;
-        let slots_path = dir.join(SLOTS);
-        fs::write(&slots_path, &body).map_err(|e| SnapshotError::io("writing", &slots_path, e))?;
-        let mut files = Vec::new();
-        let mut total = 0;
-        for name in files_of(slots.len() as u64) {
-            let path = dir.join(name);
-            let (bytes, crc32) = checksum(&path)?;
-            sync_file(&path)?;
-            total += bytes;
-            files.push(FileEntry {
-                name: name.to_string(),
-                bytes,
-                crc32,
-            });
-        }
         let manifest = ManifestV1 {
             catalog_id,
             watermark,
@@ -211,23 +178,38 @@ impl SnapshotDir {
             ef_construction: hnsw.ef_construction as u32,
             slots: slots.len() as u64,
             live: slots.iter().filter(|s| s.is_some()).count() as u64,
-            files,
+            files: Vec::new(),
         };
-        let mut bytes = vec![FORMAT_VERSION];
-        bincode::serde::encode_into_std_write(&manifest, &mut bytes, bincode::config::standard())
-            .map_err(|e| SnapshotError(format!("encoding the manifest: {e}")))?;
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        let path = dir.join(MANIFEST);
-        let mut file = File::create(&path).map_err(|e| SnapshotError::io("creating", &path, e))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| SnapshotError::io("writing", &path, e))?;
-        sync_dir(dir)?;
-        Ok(Written {
-            watermark,
-            bytes: total + bytes.len() as u64,
-        })
+        match dump_into(&tmp, graph, slots) {
+            Ok(()) => Ok(Dumped { tmp, manifest }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes a [`SnapshotDir::dump`] durable (checksums, fsyncs, the
+    /// manifest) and publishes it under its watermark.
+    pub fn publish(&self, dumped: Dumped) -> Result<Written> {
+        let Dumped { tmp, manifest } = dumped;
+        let catalog_dir = self.catalog_dir(manifest.catalog_id);
+        let target = self.snapshot_path(manifest.catalog_id, manifest.watermark);
+        let written = match finish_into(&tmp, manifest) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        if target.exists() {
+            // The same watermark again (nothing changed in between): the
+            // new copy replaces the old one.
+            fs::remove_dir_all(&target).map_err(|e| SnapshotError::io("removing", &target, e))?;
+        }
+        fs::rename(&tmp, &target).map_err(|e| SnapshotError::io("publishing", &target, e))?;
+        sync_dir(&catalog_dir)?;
+        Ok(written)
     }
 
     /// Reads the snapshot of `catalog_id` at `watermark`, checking every
@@ -368,6 +350,61 @@ impl SnapshotDir {
             }
         }
     }
+}
+
+/// A snapshot dumped into its temporary folder, not yet durable nor
+/// published ([`SnapshotDir::dump`]).
+pub struct Dumped {
+    tmp: PathBuf,
+    /// The manifest without its file list.
+    manifest: ManifestV1,
+}
+
+/// The graph files and the slot table, as [`SnapshotDir::dump`] writes them.
+fn dump_into(dir: &Path, graph: &Graph, slots: &[Option<Arc<str>>]) -> Result<()> {
+    // hnsw_rs cannot dump a graph without points (no entry point): an
+    // empty catalog's snapshot is the slot table alone.
+    if !slots.is_empty() {
+        graph.dump(dir).map_err(SnapshotError)?;
+    }
+    let ids: Vec<Option<&str>> = slots.iter().map(|s| s.as_deref()).collect();
+    let mut body = vec![FORMAT_VERSION];
+    bincode::serde::encode_into_std_write(&ids, &mut body, bincode::config::standard())
+        .map_err(|e| SnapshotError(format!("encoding the slot table: {e}")))?;
+    let slots_path = dir.join(SLOTS);
+    fs::write(&slots_path, &body).map_err(|e| SnapshotError::io("writing", &slots_path, e))?;
+    Ok(())
+}
+
+/// Checksums and syncs the dumped files and writes the manifest.
+fn finish_into(dir: &Path, mut manifest: ManifestV1) -> Result<Written> {
+    let mut total = 0;
+    for name in files_of(manifest.slots) {
+        let path = dir.join(name);
+        let (bytes, crc32) = checksum(&path)?;
+        sync_file(&path)?;
+        total += bytes;
+        manifest.files.push(FileEntry {
+            name: name.to_string(),
+            bytes,
+            crc32,
+        });
+    }
+    let mut bytes = vec![FORMAT_VERSION];
+    bincode::serde::encode_into_std_write(&manifest, &mut bytes, bincode::config::standard())
+        .map_err(|e| SnapshotError(format!("encoding the manifest: {e}")))?;
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let path = dir.join(MANIFEST);
+    let mut file = File::create(&path).map_err(|e| SnapshotError::io("creating", &path, e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| SnapshotError::io("writing", &path, e))?;
+    sync_dir(dir)?;
+    Ok(Written {
+        watermark: manifest.watermark,
+        bytes: total + bytes.len() as u64,
+    })
 }
 
 /// The files a snapshot of `slots` slots consists of.
@@ -545,6 +582,50 @@ mod tests {
                 assert_eq!(ids(&state), ids(&back), "query {q}, {vector_type:?}");
             }
         }
+    }
+
+    /// The catalog dumps under the writers' turn and publishes after it:
+    /// a dump is invisible until published (the previous snapshot stays
+    /// the one a start reads), and writes to the graph between the dump
+    /// and the publish do not reach the published snapshot.
+    #[test]
+    fn a_dump_is_published_as_it_was_dumped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::new(tmp.path());
+        let settings = IndexSettings::default();
+        let mut rng = Rng(11);
+        let cfg = config(VectorType::F32);
+        let mut state = IndexState::build(cfg, settings, items(0, 600, 8, &mut rng));
+        snapshot_of(&dir, &state, 5);
+        let slots = state.slot_table();
+        let placed = placed_of(&state);
+        let dumped = dir
+            .dump(1, 9, &cfg, &settings.hnsw, &state.graph(), &slots)
+            .unwrap();
+        // A write lands after the turn, before the publish.
+        let prepared = state.prepare_upsert(items(600, 50, 8, &mut rng));
+        state.graph().insert(&prepared.new_points());
+        state.publish_upsert(prepared);
+        assert!(
+            dir.read(1, 9, &cfg, &settings.hnsw).is_err(),
+            "not yet published"
+        );
+        assert_eq!(
+            dir.read(1, 5, &cfg, &settings.hnsw).unwrap().slots.len(),
+            600
+        );
+
+        let written = dir.publish(dumped).unwrap();
+        assert_eq!(written.watermark, 9);
+        let loaded = dir.read(1, 9, &cfg, &settings.hnsw).unwrap();
+        assert_eq!(
+            loaded.slots.len(),
+            600,
+            "the dump's slots, not the later write's"
+        );
+        let back = IndexState::from_parts(cfg, settings, loaded.graph, 600, placed);
+        back.check_graph().unwrap();
+        assert_eq!(back.counts().items, 600);
     }
 
     /// hnsw_rs's reload divides the level scale by ln M a second time

@@ -473,6 +473,20 @@ async fn settings_are_validated_persisted_and_change_rankings() {
         .put("/v1/catalogs/store/settings", json!({"colour": 1}))
         .await;
     assert_eq!(unknown.0.as_u16(), 400);
+    // serde would fill a struct from an array by position: `[60]` would set
+    // the first field. A body is an object or nothing.
+    for body in [json!([]), json!([60]), json!(60), json!("x")] {
+        let answer = api.put("/v1/catalogs/store/settings", body).await;
+        assert_error(&answer, 400, "malformed_json", Some("body"));
+        assert!(
+            answer.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("JSON object"),
+            "{}",
+            answer.1
+        );
+    }
     assert_eq!(
         api.get_ok("/v1/catalogs/store/settings").await,
         defaults,

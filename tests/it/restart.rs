@@ -398,9 +398,15 @@ async fn a_corrupt_record_fails_its_catalog_not_the_server() {
     let server = TestServer::start_unready(dir.path(), |_| {}).await;
     let api = &server.api;
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Wait until both have finished opening: "broken" failed and "fine"
+    // no longer loading (the two open in parallel, in either order).
     let ready = loop {
         let (status, body) = api.get("/readyz").await;
-        if body["status"] == "failed" || Instant::now() > deadline {
+        let settled = body["status"] == "failed"
+            && body
+                .get("loading")
+                .is_none_or(|l| l.as_array().is_some_and(|l| l.is_empty()));
+        if settled || Instant::now() > deadline {
             break (status, body);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
