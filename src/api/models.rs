@@ -35,6 +35,72 @@ fn default_price_tiers() -> u8 {
     4
 }
 
+/// Integer fields as JSON Schema counts integers: `10` and `10.0` alike
+/// (Python's `json.dumps(10.0)` writes the latter), never `10.5`. serde
+/// alone refuses any number with a decimal point for an integer type.
+mod integral {
+    use serde::de::{Deserializer, Error, Unexpected, Visitor};
+    use serde::Deserialize;
+    use std::fmt;
+
+    /// A whole number, as `u64`.
+    struct Whole(u64);
+
+    impl<'de> Deserialize<'de> for Whole {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Whole, D::Error> {
+            d.deserialize_any(WholeVisitor).map(Whole)
+        }
+    }
+
+    struct WholeVisitor;
+
+    impl Visitor<'_> for WholeVisitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<u64, E> {
+            // 2^53: above it, f64 no longer holds every integer exactly.
+            if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0 {
+                Ok(v as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    fn narrow<T: TryFrom<u64>, E: Error>(v: u64) -> Result<T, E> {
+        T::try_from(v).map_err(|_| {
+            E::invalid_value(
+                Unexpected::Unsigned(v),
+                &format!("an integer that fits {}", std::any::type_name::<T>()).as_str(),
+            )
+        })
+    }
+
+    pub fn required<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        narrow(Whole::deserialize(d)?.0)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<Whole>::deserialize(d)?
+            .map(|w| narrow(w.0))
+            .transpose()
+    }
+}
+
 /// Checks `k` in `1..=MAX_K`.
 pub fn check_k(k: usize) -> Result<usize> {
     if k == 0 || k > MAX_K {
@@ -76,6 +142,7 @@ pub enum VectorTypeWire {
 #[serde(deny_unknown_fields)]
 pub struct CatalogPut {
     #[schema(minimum = 1, maximum = 65536)]
+    #[serde(deserialize_with = "integral::required")]
     pub dimension: usize,
     #[serde(default = "default_metric")]
     pub metric: MetricWire,
@@ -83,6 +150,7 @@ pub struct CatalogPut {
     pub vector_type: VectorTypeWire,
     #[serde(default = "default_price_tiers")]
     #[schema(minimum = 1, maximum = 100, default = 4)]
+    #[serde(deserialize_with = "integral::required")]
     pub price_tiers: u8,
 }
 
@@ -170,6 +238,7 @@ pub struct ItemWire {
     #[serde(default)]
     pub tags: Vec<String>,
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "integral::optional")]
     pub price_tier: Option<u8>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -791,6 +860,7 @@ pub struct SearchRequest {
     pub vector_b64: Option<String>,
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
+    #[serde(deserialize_with = "integral::required")]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -807,6 +877,7 @@ pub struct SimilarRequest {
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
+    #[serde(deserialize_with = "integral::required")]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -830,6 +901,7 @@ pub struct UpsellWire {
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
+    #[serde(deserialize_with = "integral::required")]
     pub k: usize,
     #[serde(default = "default_true")]
     pub same_category: bool,
@@ -839,6 +911,7 @@ pub struct UpsellWire {
     #[serde(default = "default_max_ratio")]
     pub max_price_ratio: f64,
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "integral::optional")]
     pub tiers_up: Option<u8>,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -920,11 +993,18 @@ pub struct EventWire {
     /// RFC 3339; defaults to the time the request is received.
     #[schema(format = DateTime)]
     pub timestamp: Option<String>,
+    #[schema(min_length = 1, max_length = 64)]
     pub session_id: Option<String>,
+    #[schema(min_length = 1, max_length = 64)]
     pub order_id: Option<String>,
+    #[serde(default, deserialize_with = "integral::optional")]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub quantity: Option<u32>,
+    #[schema(minimum = 0)]
     pub price: Option<f64>,
+    #[schema(min_length = 1, max_length = 64)]
     pub event_id: Option<String>,
+    #[schema(min_length = 1, max_length = 64)]
     pub recommendation_id: Option<String>,
 }
 
@@ -1015,6 +1095,7 @@ pub struct UserRecommendWire {
     pub user_id: String,
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
+    #[serde(deserialize_with = "integral::required")]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -1034,6 +1115,7 @@ pub struct CrossSellWire {
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
+    #[serde(deserialize_with = "integral::required")]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -1049,6 +1131,7 @@ pub struct TrendingWire {
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
+    #[serde(deserialize_with = "integral::required")]
     pub k: usize,
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
@@ -1130,9 +1213,13 @@ impl RecommendationsResponse {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventWeightsWire {
+    #[schema(minimum = 0, maximum = 1000000)]
     pub view: f64,
+    #[schema(minimum = 0, maximum = 1000000)]
     pub click: f64,
+    #[schema(minimum = 0, maximum = 1000000)]
     pub add_to_cart: f64,
+    #[schema(minimum = 0, maximum = 1000000)]
     pub purchase: f64,
 }
 
@@ -1140,10 +1227,15 @@ pub struct EventWeightsWire {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlendWire {
+    #[schema(minimum = 0, maximum = 1000000)]
     pub session: f64,
+    #[schema(minimum = 0, maximum = 1000000)]
     pub long_term: f64,
+    #[schema(minimum = 0, maximum = 1000000)]
     pub user_vector: f64,
+    #[schema(minimum = 0, maximum = 1000000)]
     pub popularity: f64,
+    #[schema(minimum = 0, maximum = 1000000)]
     pub category: f64,
 }
 
@@ -1151,7 +1243,12 @@ pub struct BlendWire {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrossSellSettingsWire {
+    // The schema says int64: utoipa's int32 for a `u32` would tell
+    // clients the bound is half what the server takes.
+    #[serde(deserialize_with = "integral::required")]
+    #[schema(value_type = u64, minimum = 1, maximum = 4294967295.0)]
     pub min_together: u32,
+    #[schema(minimum = 0)]
     pub min_lift: f64,
 }
 
@@ -1164,16 +1261,20 @@ pub struct SettingsWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_weights: Option<EventWeightsWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 4e9)]
+    /// 1 ms to 100 (365-day) years.
+    #[schema(minimum = 0.001, maximum = 3153600000.0)]
     pub session_half_life_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 4e9)]
+    /// 1 ms to 100 (365-day) years.
+    #[schema(minimum = 0.001, maximum = 3153600000.0)]
     pub long_term_half_life_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 4e9)]
+    /// 1 ms to 100 (365-day) years.
+    #[schema(minimum = 0.001, maximum = 3153600000.0)]
     pub popularity_half_life_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 4e9)]
+    /// 1 ms to 100 (365-day) years.
+    #[schema(minimum = 0.001, maximum = 3153600000.0)]
     pub session_gap_secs: Option<f64>,
     /// Outer `None`: not given; `Some(None)`: forever.
     #[serde(
@@ -1181,16 +1282,18 @@ pub struct SettingsWire {
         deserialize_with = "some_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(minimum = 0, maximum = 4e9)]
+    #[schema(minimum = 0, maximum = 3153600000.0)]
     pub purchase_exclusion_secs: Option<Option<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "integral::optional")]
     pub profile_events: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blend: Option<BlendWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_sell: Option<CrossSellSettingsWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub upsell_affinity: Option<f64>,
 }
 
@@ -1294,5 +1397,37 @@ impl SettingsWire {
         }
         s.validate()?;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        let put: CatalogPut =
+            serde_json::from_str(r#"{"dimension": 3.0, "price_tiers": 5.0}"#).unwrap();
+        assert_eq!((put.dimension, put.price_tiers), (3, 5));
+        for bad in [
+            r#"{"dimension": 3.5}"#,
+            r#"{"dimension": -3}"#,
+            r#"{"dimension": -3.0}"#,
+            r#"{"dimension": "3"}"#,
+            r#"{"dimension": 1e300}"#,
+            r#"{"dimension": 3, "price_tiers": 256}"#,
+            r#"{"dimension": 3, "price_tiers": 256.0}"#,
+        ] {
+            assert!(serde_json::from_str::<CatalogPut>(bad).is_err(), "{bad}");
+        }
+        let event = |quantity: &str| {
+            serde_json::from_str::<EventWire>(&format!(
+                r#"{{"user_id": "u", "item_id": "i", "type": "view"{quantity}}}"#
+            ))
+        };
+        assert_eq!(event(r#", "quantity": 2.0"#).unwrap().quantity, Some(2));
+        assert_eq!(event(r#", "quantity": null"#).unwrap().quantity, None);
+        assert_eq!(event("").unwrap().quantity, None);
+        assert!(event(r#", "quantity": 2.5"#).is_err());
     }
 }

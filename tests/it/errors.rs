@@ -260,6 +260,13 @@ async fn bad_queries_get_clear_errors() {
         ),
         (
             &search,
+            json!({"vector": [1, 0, 0], "k": 2.5}),
+            400,
+            "malformed_json",
+            Some("k"),
+        ),
+        (
+            &search,
             json!({"vector": [1, 0]}),
             400,
             "wrong_dimension",
@@ -376,6 +383,13 @@ async fn bad_queries_get_clear_errors() {
         let response = api.post(path, body.clone()).await;
         assert_error(&response, status, code, field);
     }
+    // An integer may be written with a zero fraction (JSON Schema counts
+    // `2.0` as an integer; Python's json.dumps writes floats that way).
+    let whole = api
+        .post(&search, json!({"vector": [1, 0, 0], "k": 2.0}))
+        .await;
+    assert_eq!(whole.0.as_u16(), 200, "{}", whole.1);
+    assert_eq!(whole.1["hits"].as_array().unwrap().len(), 2, "{}", whole.1);
 
     let similar = format!("{C}/recommend/similar");
     let upsell = format!("{C}/recommend/upsell");
