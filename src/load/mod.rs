@@ -343,7 +343,7 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
     bar.finish_and_clear();
     seconds.graph = graph_started.elapsed().as_secs_f64();
     let snapshot_started = Instant::now();
-    let written = snapshots.write(
+    let dumped = snapshots.dump(
         generation,
         0,
         &config,
@@ -351,6 +351,7 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         &state.graph(),
         &state.slot_table(),
     )?;
+    let written = snapshots.publish(dumped)?;
     seconds.snapshot = snapshot_started.elapsed().as_secs_f64();
 
     // 5. Publish: one synced batch switches the catalog to the new generation.

@@ -120,21 +120,6 @@ impl SnapshotDir {
             .join(format!("snap-{watermark:020}"))
     }
 
-    /// Writes and publishes a snapshot of `graph` and `slots` taken at
-    /// `watermark`: [`SnapshotDir::dump`] then [`SnapshotDir::publish`].
-    pub fn write(
-        &self,
-        catalog_id: u32,
-        watermark: u64,
-        config: &CatalogConfig,
-        hnsw: &HnswSettings,
-        graph: &Graph,
-        slots: &[Option<Arc<str>>],
-    ) -> Result<Written> {
-        let dumped = self.dump(catalog_id, watermark, config, hnsw, graph, slots)?;
-        self.publish(dumped)
-    }
-
     /// Dumps `graph` and `slots`, taken at `watermark`, into a temporary
     /// folder. The caller guarantees that nothing changes `graph` while
     /// this runs and that `slots` describes exactly its points; once it
@@ -535,15 +520,17 @@ mod tests {
     }
 
     fn snapshot_of(dir: &SnapshotDir, state: &IndexState, watermark: u64) -> Written {
-        dir.write(
-            1,
-            watermark,
-            state.config(),
-            &IndexSettings::default().hnsw,
-            &state.graph(),
-            &state.slot_table(),
-        )
-        .unwrap()
+        let dumped = dir
+            .dump(
+                1,
+                watermark,
+                state.config(),
+                &IndexSettings::default().hnsw,
+                &state.graph(),
+                &state.slot_table(),
+            )
+            .unwrap();
+        dir.publish(dumped).unwrap()
     }
 
     #[test]
