@@ -71,6 +71,7 @@ fn hnsw(c: &mut Criterion) {
                 .map(|(q, t)| {
                     graph
                         .search(q, 10, ef)
+                        .0
                         .iter()
                         .filter(|s| t.contains(s))
                         .count()
@@ -84,7 +85,7 @@ fn hnsw(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(name, ef), &ef, |b, &ef| {
                 b.iter(|| {
                     q = (q + 1) % QUERIES;
-                    graph.search(&queries[q], 10, ef).len()
+                    graph.search(&queries[q], 10, ef).0.len()
                 })
             });
         }

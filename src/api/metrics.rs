@@ -79,6 +79,8 @@ pub struct Metrics {
     snapshot_age: Family<CatalogLabels, FloatGauge>,
     plans: Family<PlanLabels, Gauge>,
     escalations: Family<CatalogLabels, Gauge>,
+    graph_searches: Family<CatalogLabels, Gauge>,
+    graph_evaluations: Family<CatalogLabels, Gauge>,
     store: Family<StoreLabels, Gauge>,
     resident_memory: Gauge,
     /// Two scrapes at once would interleave clearing and setting the
@@ -175,6 +177,16 @@ impl Metrics {
             "planner_escalations",
             "Graph searches repeated with a larger fetch because the filter removed too many hits",
         );
+        let graph_searches = per_catalog(
+            &mut registry,
+            "graph_searches",
+            "HNSW searches run, escalation rounds included",
+        );
+        let graph_evaluations = per_catalog(
+            &mut registry,
+            "graph_distance_evaluations",
+            "Distances those searches computed; per search, what the planner weighs against an exact scan",
+        );
         let store = Family::<StoreLabels, Gauge>::default();
         registry.register(
             "rocksdb",
@@ -204,6 +216,8 @@ impl Metrics {
             snapshot_age,
             plans,
             escalations,
+            graph_searches,
+            graph_evaluations,
             store,
             resident_memory,
             scrape: Mutex::new(()),
@@ -329,6 +343,8 @@ fn collect(state: &AppState) {
         &m.rebuilding,
         &m.changes_since_snapshot,
         &m.escalations,
+        &m.graph_searches,
+        &m.graph_evaluations,
     ] {
         // A deleted catalog's series disappear.
         family.clear();
@@ -390,9 +406,17 @@ fn collect(state: &AppState) {
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        m.escalations
-            .get_or_create(&CatalogLabels { catalog: name })
-            .set(i64::try_from(plans.escalations).unwrap_or(i64::MAX));
+        for (family, n) in [
+            (&m.escalations, plans.escalations),
+            (&m.graph_searches, plans.graph_searches),
+            (&m.graph_evaluations, plans.graph_evaluations),
+        ] {
+            family
+                .get_or_create(&CatalogLabels {
+                    catalog: name.clone(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
     let s = state.catalogs.store().stats();
     for (property, value) in [

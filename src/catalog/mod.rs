@@ -63,6 +63,8 @@ pub struct PlanSnapshot {
     pub graph: u64,
     pub graph_then_exact: u64,
     pub escalations: u64,
+    pub graph_searches: u64,
+    pub graph_evaluations: u64,
 }
 
 /// How a catalog's index was made when it opened.
@@ -452,6 +454,8 @@ impl Catalog {
             graph: load(&c.graph),
             graph_then_exact: load(&c.graph_then_exact),
             escalations: load(&c.escalations),
+            graph_searches: load(&c.graph_searches),
+            graph_evaluations: load(&c.graph_evaluations),
         }
     }
 

@@ -12,6 +12,8 @@
 //!
 //! The arithmetic lives in `index::kernels`, chosen once for the CPU.
 
+use std::cell::Cell;
+
 use half::f16;
 use hnsw_rs::prelude::Distance;
 
@@ -119,6 +121,19 @@ pub fn score_to_distance(s: f32) -> f32 {
     }
 }
 
+thread_local! {
+    /// Graph distances evaluated on this thread, ever. hnsw_rs searches on
+    /// the calling thread, so the difference across one search is that
+    /// search's work: the planner's measure of what the graph costs on
+    /// this catalog's data (`index::GraphCost`).
+    static EVALUATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Graph distances evaluated on this thread so far (see [`EVALUATIONS`]).
+pub fn evaluations() -> u64 {
+    EVALUATIONS.with(Cell::get)
+}
+
 /// The distance hnsw_rs uses for a catalog's graph.
 #[derive(Debug, Clone, Copy)]
 pub struct GraphDistance {
@@ -127,6 +142,7 @@ pub struct GraphDistance {
 
 impl<T: Element> Distance<T> for GraphDistance {
     fn eval(&self, a: &[T], b: &[T]) -> f32 {
+        EVALUATIONS.with(|n| n.set(n.get() + 1));
         let k = active();
         match self.metric {
             // Cosine vectors are unit length: 1 - dot is in [0, 2] up to

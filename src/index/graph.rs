@@ -78,9 +78,11 @@ impl Graph {
     }
 
     /// The `fetch` nearest slots to `query`, nearest first, with a beam of
-    /// at least `ef`. Includes dead slots: the caller filters.
-    pub fn search(&self, query: &[f32], fetch: usize, ef: usize) -> Vec<u32> {
+    /// at least `ef`, and how many distances the search evaluated. Includes
+    /// dead slots: the caller filters.
+    pub fn search(&self, query: &[f32], fetch: usize, ef: usize) -> (Vec<u32>, u64) {
         let ef = ef.max(fetch);
+        let before = crate::index::distance::evaluations();
         let neighbours = match self {
             Graph::F32(h) => h.search(query, fetch, ef),
             Graph::F16(h) => {
@@ -88,7 +90,11 @@ impl Graph {
                 h.search(&q, fetch, ef)
             }
         };
-        neighbours.into_iter().map(|n| n.d_id as u32).collect()
+        let evaluated = crate::index::distance::evaluations() - before;
+        (
+            neighbours.into_iter().map(|n| n.d_id as u32).collect(),
+            evaluated,
+        )
     }
 
     /// Number of points in the graph, dead ones included.

@@ -132,8 +132,9 @@ pub enum Plan {
     GraphThenExact,
 }
 
-/// How often each [`Plan`] was taken, since the catalog opened (carried
-/// across rebuilds). Read by `/metrics`.
+/// How often each [`Plan`] was taken, and what the graph's searches have
+/// cost, since the catalog opened (carried across rebuilds: a rebuilt
+/// graph over the same data costs about the same). Read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct PlanCounts {
     pub empty: AtomicU64,
@@ -142,6 +143,71 @@ pub struct PlanCounts {
     pub graph_then_exact: AtomicU64,
     /// Graph searches repeated with a larger fetch (rounds beyond the first).
     pub escalations: AtomicU64,
+    /// Graph searches run, escalation rounds included.
+    pub graph_searches: AtomicU64,
+    /// Distances those searches evaluated.
+    pub graph_evaluations: AtomicU64,
+    cost: GraphCost,
+}
+
+/// What a graph search costs on this catalog's data, learned from the
+/// searches themselves: distances evaluated per unit of beam width.
+///
+/// How much of the graph a search visits depends on the data far more
+/// than on its size. On clustered embeddings (what embedding models
+/// produce) a beam of 64 evaluates a few thousand of 100,000 vectors; on
+/// vectors without structure (uniform noise in 128-d) it evaluates most of
+/// a 20,000-item catalog, in random order, and takes twice as long as
+/// scanning all of it exactly (BENCHMARKS.md, "Planner constants"). A
+/// fixed constant cannot tell the two apart; the count can.
+#[derive(Debug, Default)]
+struct GraphCost {
+    /// Moving average of evaluations per unit of beam width, as `f64`
+    /// bits; 0 until the first graph search.
+    per_beam: AtomicU64,
+    /// Searches the learned cost sent to the exact scan: every
+    /// [`PROBE_EVERY`]-th goes to the graph anyway, so that the estimate
+    /// follows a catalog that grows (where the graph's cost grows more
+    /// slowly than the scan's).
+    skipped: AtomicU64,
+}
+
+/// One in this many searches that the learned cost sends to an exact scan
+/// runs on the graph instead, to keep measuring it.
+const PROBE_EVERY: u64 = 64;
+
+/// Weight of the latest search in the moving average: about the last 30
+/// searches count.
+const COST_SMOOTHING: f64 = 1.0 / 32.0;
+
+/// What one graph evaluation costs beyond reading its vector, in bytes of
+/// exact scan: hnsw_rs's bookkeeping per evaluation (its visited set,
+/// candidate heaps, a neighbour-list lock and pointer per point) and the
+/// cache miss of a vector read at a random place instead of the next one.
+/// Measured on this machine (BENCHMARKS.md, "Planner constants"): a graph
+/// evaluation took 530 ns at 128-d and 950 ns at 384-d, where the scan
+/// read a vector in 41 ns and 229 ns, i.e. 6.1 KB and 4.8 KB beyond the
+/// vector; the lower figure, so that a close call goes to the graph,
+/// whose cost does not grow with the catalog.
+const GRAPH_EVAL_OVERHEAD_BYTES: u64 = 4_800;
+
+impl GraphCost {
+    fn per_beam(&self) -> Option<f64> {
+        let bits = self.per_beam.load(Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    fn record(&self, evaluations: u64, beam: usize) {
+        let sample = evaluations as f64 / beam.max(1) as f64;
+        let next = match self.per_beam() {
+            // Racing updates may lose a sample: an estimate, not a count.
+            Some(old) => old + (sample - old) * COST_SMOOTHING,
+            None => sample,
+        };
+        if next > 0.0 && next.is_finite() {
+            self.per_beam.store(next.to_bits(), Relaxed);
+        }
+    }
 }
 
 impl PlanCounts {
@@ -164,7 +230,8 @@ impl PlanCounts {
 }
 
 /// Bytes of vectors an exact scan reads in the time a graph search spends
-/// per unit of beam width (ef). Measured on this machine at 100k x 384 f32
+/// per unit of beam width (ef), for a catalog whose graph has not been
+/// measured yet (see [`GraphCost`]). Measured on this machine at 100k x 384 f32
 /// (cosine): the graph at ef 64 took 0.62 ms, i.e. 9.7 us per unit of ef,
 /// while an exact scan reads 384-d f32 vectors at ~148 ns each (1,536
 /// bytes, from memory): 9.7 us / 148 ns x 1,536 B = ~100 KB. See
@@ -842,9 +909,10 @@ impl IndexState {
         loop {
             fetch = fetch.min(graph_points);
             rounds += 1;
-            let slots = self
-                .graph
-                .search(query, fetch, self.settings.hnsw.ef_search);
+            let (slots, evaluations) =
+                self.graph
+                    .search(query, fetch, self.settings.hnsw.ef_search);
+            self.record_graph_search(evaluations, fetch);
             let mut top = TopK::new(k);
             for slot in slots
                 .into_iter()
@@ -877,6 +945,15 @@ impl IndexState {
             self.exact_over(&candidates, &excluded, query, k),
             Plan::GraphThenExact,
         )
+    }
+
+    fn record_graph_search(&self, evaluations: u64, fetch: usize) {
+        let counts = &self.plan_counts;
+        counts.graph_searches.fetch_add(1, Relaxed);
+        counts.graph_evaluations.fetch_add(evaluations, Relaxed);
+        counts
+            .cost
+            .record(evaluations, fetch.max(self.settings.hnsw.ef_search));
     }
 
     /// Exact top-k over `candidates`.
@@ -928,11 +1005,12 @@ impl IndexState {
 
     /// Whether scanning `matches` vectors exactly costs less than a graph
     /// search fetching `fetch` candidates. Both costs are in bytes of
-    /// vectors read: the exact scan reads `matches` vectors; the graph,
-    /// measured on this project's machine, costs as much time per unit of
-    /// beam width as scanning [`EXACT_SCAN_BYTES_PER_BEAM`] bytes (the
-    /// graph's per-step bookkeeping does not shrink with the vectors, so
-    /// the rule leans to the graph at low dimensions, where it is right to).
+    /// vectors read: the exact scan reads `matches` vectors; the graph
+    /// evaluates what [`GraphCost`] learned per unit of beam width, each
+    /// evaluation costing its vector plus [`GRAPH_EVAL_OVERHEAD_BYTES`]
+    /// (before the first graph search, [`EXACT_SCAN_BYTES_PER_BEAM`] per
+    /// unit of beam). The overhead does not shrink with the vectors, so the
+    /// rule leans to the graph at low dimensions, where it is right to.
     /// Also exact at or below `exact_scan_threshold` matches; a threshold
     /// of 0 turns exact-first planning off (the graph always, exact only as
     /// a fallback), which tests use to exercise the graph on small data.
@@ -945,8 +1023,23 @@ impl IndexState {
             return true;
         }
         let beam = fetch.max(self.settings.hnsw.ef_search) as u64;
-        let scanned = matches.saturating_mul(self.arena.vector_bytes() as u64);
-        scanned <= EXACT_SCAN_BYTES_PER_BEAM.saturating_mul(beam)
+        let bytes = self.arena.vector_bytes() as u64;
+        let scanned = matches.saturating_mul(bytes);
+        let graph = match self.plan_counts.cost.per_beam() {
+            // Until the graph has been measured on this data: the constant.
+            None => EXACT_SCAN_BYTES_PER_BEAM.saturating_mul(beam),
+            Some(per_beam) => {
+                let evaluations = per_beam * beam as f64;
+                (evaluations * (bytes + GRAPH_EVAL_OVERHEAD_BYTES) as f64) as u64
+            }
+        };
+        if scanned > graph {
+            return false;
+        }
+        // The learned cost chose the scan; now and then measure the graph
+        // again (see `GraphCost::skipped`).
+        self.plan_counts.cost.per_beam().is_none()
+            || self.plan_counts.cost.skipped.fetch_add(1, Relaxed) % PROBE_EVERY != PROBE_EVERY - 1
     }
 
     /// Exact top-k over `slots`.

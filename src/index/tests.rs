@@ -615,3 +615,94 @@ fn stale_price_estimates_do_not_change_answers() {
         }
     }
 }
+
+/// The planner weighs the graph by what its searches evaluated on this
+/// catalog's data: a first graph search sets the estimate to its own
+/// evaluations per unit of beam; an estimate cheaper than the scan keeps
+/// the graph; a dearer one sends searches to the exact scan (exact
+/// answers), but one in [`super::PROBE_EVERY`] still walks the graph so
+/// the estimate stays current.
+#[test]
+fn the_planner_learns_what_the_graph_costs() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let config = CatalogConfig::new(DIM, Metric::L2, VectorType::F32, TIERS).unwrap();
+    let initial: Vec<Spec> = (0..2000)
+        .map(|i| Spec {
+            vector: (0..DIM)
+                .map(|d| (((i * 31 + d * 17) % 97) as f32 / 97.0) - 0.5)
+                .collect(),
+            price: None,
+            category: None,
+            brand: None,
+            in_stock: true,
+            tags: Vec::new(),
+            explicit_tier: None,
+            color: None,
+        })
+        .collect();
+    let s = Scenario {
+        config,
+        initial,
+        updates: Vec::new(),
+        deletes: Vec::new(),
+        filter: Vec::new(),
+        query: vec![0.1, -0.2, 0.3, 0.05],
+        k: 10,
+    };
+    let q = query(&s);
+    let unfiltered = Filter::default();
+    let ef = IndexSettings::default().hnsw.ef_search as f64;
+    // Graph always (threshold 0): the first search is measured as it is.
+    let (mut index, model) = build(&s, 0);
+    assert_eq!(index.plan_counts.cost.per_beam(), None);
+    let (_, plan) = index.search(&q, s.k, &unfiltered, &[]);
+    assert_eq!(plan, Plan::Graph { rounds: 1 });
+    let counts = &index.plan_counts;
+    let evaluations = counts.graph_evaluations.load(Relaxed);
+    assert_eq!(counts.graph_searches.load(Relaxed), 1);
+    // A beam of 64 evaluates at least its own width, and not the whole
+    // catalog on this well-spread 4-d data.
+    assert!((64..2000).contains(&evaluations), "{evaluations}");
+    assert_eq!(counts.cost.per_beam(), Some(evaluations as f64 / ef));
+
+    // Cost-based planning (threshold 1): a graph measured as cheap stays
+    // the path; 2,000 4-d vectors are 32 KB to scan.
+    index.settings.exact_scan_threshold = 1;
+    let set = |per_beam: f64| {
+        index
+            .plan_counts
+            .cost
+            .per_beam
+            .store(per_beam.to_bits(), Relaxed)
+    };
+    set(0.05); // 3.2 evaluations x (16 + 4,800) bytes = 15.4 KB
+    let (_, plan) = index.search(&q, s.k, &unfiltered, &[]);
+    assert_eq!(plan, Plan::Graph { rounds: 1 });
+    // ...and the estimate moved toward what that search measured.
+    let after = index.plan_counts.cost.per_beam().unwrap();
+    assert!(after > 0.05, "{after}");
+
+    // Measured as dear: the exact scan, with the brute-force answers, and
+    // one probe of the graph in every PROBE_EVERY searches.
+    let (_, scores) = expected(&s, &model, &q);
+    let graph_before = index.plan_counts.graph.load(Relaxed);
+    let mut plans = BTreeMap::new();
+    for _ in 0..2 * super::PROBE_EVERY {
+        set(1.0); // 64 x 4,816 bytes = 308 KB, more than the scan
+        let (hits, plan) = index.search(&q, s.k, &unfiltered, &[]);
+        *plans.entry(format!("{plan:?}")).or_insert(0) += 1;
+        if plan == Plan::Exact {
+            for (hit, want) in hits.iter().zip(&scores) {
+                assert!((hit.score - want).abs() <= 1e-4);
+            }
+        }
+    }
+    assert_eq!(
+        plans,
+        BTreeMap::from([
+            ("Exact".to_string(), 2 * super::PROBE_EVERY - 2),
+            ("Graph { rounds: 1 }".to_string(), 2),
+        ])
+    );
+    assert_eq!(index.plan_counts.graph.load(Relaxed), graph_before + 2);
+}

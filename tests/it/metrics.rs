@@ -202,6 +202,11 @@ async fn graph_searches_are_counted_as_graph() {
         get(&m, r#"recstore_planner_searches{catalog="g",path="exact"}"#),
         0.0
     );
+    // Each search's distance evaluations are counted: a beam of 64
+    // (ef_search) evaluates at least 64 of the 400 points.
+    assert_eq!(get(&m, r#"recstore_graph_searches{catalog="g"}"#), 4.0);
+    let evaluations = get(&m, r#"recstore_graph_distance_evaluations{catalog="g"}"#);
+    assert!(evaluations >= 4.0 * 64.0, "{evaluations}");
     server.stop().await;
 }
 
