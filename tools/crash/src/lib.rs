@@ -212,6 +212,12 @@ impl Rng {
             .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
             .collect()
     }
+    /// A standard normal draw (Box-Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u = ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let v = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
     fn price(&mut self) -> f64 {
         (1 + self.below(100_000)) as f64 / 100.0
     }
