@@ -83,6 +83,7 @@ pub struct Metrics {
     graph_evaluations: Family<CatalogLabels, Gauge>,
     store: Family<StoreLabels, Gauge>,
     resident_memory: Gauge,
+    heap: Family<HeapLabels, Gauge>,
     /// Two scrapes at once would interleave clearing and setting the
     /// scrape-time families.
     scrape: Mutex<()>,
@@ -91,6 +92,11 @@ pub struct Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     property: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeapLabels {
+    state: &'static str,
 }
 
 /// Latency buckets: 100 us to ~13 s, doubling. Searches sit at 0.3-2 ms,
@@ -200,6 +206,15 @@ impl Metrics {
             Unit::Bytes,
             resident_memory.clone(),
         );
+        let heap = Family::<HeapLabels, Gauge>::default();
+        registry.register_with_unit(
+            "process_heap",
+            "The allocator's heap: in_use (allocated), free (freed but held by the allocator, \
+             reused before the heap grows). A rising in_use is data or a leak; a rising free \
+             is memory kept after a peak",
+            Unit::Bytes,
+            heap.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -220,6 +235,7 @@ impl Metrics {
             graph_evaluations,
             store,
             resident_memory,
+            heap,
             scrape: Mutex::new(()),
         }
     }
@@ -435,6 +451,31 @@ fn collect(state: &AppState) {
             .set(i64::try_from(value).unwrap_or(i64::MAX));
     }
     m.resident_memory.set(resident_bytes().unwrap_or(0));
+    if let Some((in_use, free)) = heap_bytes() {
+        for (state, bytes) in [("in_use", in_use), ("free", free)] {
+            m.heap
+                .get_or_create(&HeapLabels { state })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// glibc's heap statistics: bytes allocated (in arenas and in chunks of
+/// their own mapping) and bytes freed but held in the arenas. `mallinfo2`
+/// walks every arena under its lock: fine once a scrape, not per request.
+/// `None` with another allocator or C library.
+fn heap_bytes() -> Option<(u64, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and only reads glibc's own
+        // bookkeeping; it is thread-safe.
+        let info = unsafe { libc::mallinfo2() };
+        Some(((info.uordblks + info.hblkhd) as u64, info.fordblks as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
 }
 
 /// RSS from /proc (Linux, in kB there, whatever the page size); `None`

@@ -166,6 +166,9 @@ async fn metrics_report_requests_catalogs_planner_and_store() {
         0.0
     );
     assert!(get(&m, "recstore_process_resident_memory_bytes") > 1e6);
+    // glibc's heap: the index and the store's buffers are allocated.
+    assert!(get(&m, r#"recstore_process_heap_bytes{state="in_use"}"#) > 1e6);
+    assert!(m.contains_key(r#"recstore_process_heap_bytes{state="free"}"#));
 
     // A deleted catalog's series disappear.
     let (status, _) = api.delete("/v1/catalogs/shop").await;

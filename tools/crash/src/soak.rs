@@ -247,18 +247,26 @@ async fn send(client: &reqwest::Client, url: &str, path: &str, body: &Value) -> 
     }
 }
 
-/// RocksDB's memtables in MiB, from the server's `/metrics` (0 if the
-/// scrape fails): writes fill them until a flush, so they explain part of
-/// the resident size's rise between flushes.
-async fn memtable_mib(client: &reqwest::Client, url: &str) -> f64 {
+/// The server's memory in MiB, from its `/metrics` (0 where the scrape
+/// fails): RocksDB's memtables, which writes fill until a flush, and the
+/// heap in use and freed-but-held, which tell data and leaks (in use)
+/// from memory the allocator keeps after a peak (free).
+async fn server_memory(client: &reqwest::Client, url: &str) -> (f64, f64, f64) {
     let text = match client.get(format!("{url}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     };
-    text.lines()
-        .find_map(|l| l.strip_prefix(r#"recstore_rocksdb{property="memtable_bytes"} "#))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0.0, |b| b / (1024.0 * 1024.0))
+    let mib = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0.0, |b| (b / (1024.0 * 1024.0) * 10.0).round() / 10.0)
+    };
+    (
+        mib(r#"recstore_rocksdb{property="memtable_bytes"}"#),
+        mib(r#"recstore_process_heap_bytes{state="in_use"}"#),
+        mib(r#"recstore_process_heap_bytes{state="free"}"#),
+    )
 }
 
 /// The p99 an open-loop step of the capacity search may reach: a queue
@@ -474,7 +482,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let cpu_now = thread_cpu(server.pid());
             let cpu_seconds = cpu_by_group(&cpu, &cpu_now);
             cpu = cpu_now;
-            let memtables = memtable_mib(&client, &url).await;
+            let (memtables, heap_in_use, heap_free) = server_memory(&client, &url).await;
             let row = json!({
                 "t": started.elapsed().as_secs(),
                 "requests": lat.len() as u64 + w.transport_errors,
@@ -485,7 +493,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 "p99_ms": percentile(&lat, 0.99),
                 "max_ms": percentile(&lat, 1.0),
                 "rss_mib": (rss_mib(server.pid()) * 10.0).round() / 10.0,
-                "memtable_mib": (memtables * 10.0).round() / 10.0,
+                "memtable_mib": memtables,
+                "heap_in_use_mib": heap_in_use,
+                "heap_free_mib": heap_free,
                 "rebuilds": rebuilds,
                 "snapshots": snapshots,
                 "cpu_seconds": cpu_seconds,
@@ -494,10 +504,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 println!("{row}");
             } else {
                 println!(
-                    "t={:>5}s requests={:>7} rate={:>6}/s errors={:>3} p50={:>6.2}ms p99={:>7.2}ms max={:>8.2}ms rss={:>7.1}MiB memtables={:>5.1}MiB rebuilds={} snapshots={} cpu_s={} statuses={}",
+                    "t={:>5}s requests={:>7} rate={:>6}/s errors={:>3} p50={:>6.2}ms p99={:>7.2}ms max={:>8.2}ms rss={:>7.1}MiB memtables={:>5.1}MiB heap={:>6.1}+{:>5.1}MiB rebuilds={} snapshots={} cpu_s={} statuses={}",
                     row["t"], row["requests"], row["rate"], row["errors"], row["p50_ms"].as_f64().unwrap(),
                     row["p99_ms"].as_f64().unwrap(), row["max_ms"].as_f64().unwrap(), row["rss_mib"].as_f64().unwrap(),
-                    memtables, rebuilds, snapshots, row["cpu_seconds"], row["statuses"]
+                    memtables, heap_in_use, heap_free, rebuilds, snapshots, row["cpu_seconds"], row["statuses"]
                 );
             }
             rows.push(row);
