@@ -290,6 +290,24 @@ fn build(s: &Scenario, exact_scan_threshold: usize) -> (IndexState, BTreeMap<Str
     (index, model)
 }
 
+/// Item `i` of a deterministic catalog: one of 97 vectors spread over
+/// the unit cube (pattern `i mod 97`, so items repeat with ties broken by
+/// id), with `price` and no other attribute.
+fn spread(i: usize, price: Option<f64>) -> Spec {
+    Spec {
+        vector: (0..DIM)
+            .map(|d| (((i * 31 + d * 17) % 97) as f32 / 97.0) - 0.5)
+            .collect(),
+        price,
+        category: None,
+        brand: None,
+        in_stock: true,
+        tags: Vec::new(),
+        explicit_tier: None,
+        color: None,
+    }
+}
+
 fn query(s: &Scenario) -> Vec<f32> {
     let mut q = s.query.clone();
     if q.iter().all(|x| x.abs() < 1e-3) {
@@ -525,23 +543,10 @@ proptest! {
 #[test]
 fn stale_price_estimates_do_not_change_answers() {
     let config = CatalogConfig::new(DIM, Metric::L2, VectorType::F32, TIERS).unwrap();
-    let spec = |i: usize, price: f64| {
-        let vector: Vec<f32> = (0..DIM)
-            .map(|d| (((i * 31 + d * 17) % 97) as f32 / 97.0) - 0.5)
-            .collect();
-        Spec {
-            vector,
-            price: Some(price),
-            category: None,
-            brand: None,
-            in_stock: true,
-            tags: Vec::new(),
-            explicit_tier: None,
-            color: None,
-        }
-    };
-    let initial: Vec<Spec> = (0..3000).map(|i| spec(i, i as f64)).collect();
-    let updates: Vec<(usize, Spec)> = (0..500).map(|i| (i * 2, spec(i * 2, 25_000.0))).collect();
+    let initial: Vec<Spec> = (0..3000).map(|i| spread(i, Some(i as f64))).collect();
+    let updates: Vec<(usize, Spec)> = (0..500)
+        .map(|i| (i * 2, spread(i * 2, Some(25_000.0))))
+        .collect();
     let range = |low: f64, high: f64| {
         Condition::Price(PriceRange {
             low: Some(Bound {
@@ -626,20 +631,7 @@ fn stale_price_estimates_do_not_change_answers() {
 fn the_planner_learns_what_the_graph_costs() {
     use std::sync::atomic::Ordering::Relaxed;
     let config = CatalogConfig::new(DIM, Metric::L2, VectorType::F32, TIERS).unwrap();
-    let initial: Vec<Spec> = (0..2000)
-        .map(|i| Spec {
-            vector: (0..DIM)
-                .map(|d| (((i * 31 + d * 17) % 97) as f32 / 97.0) - 0.5)
-                .collect(),
-            price: None,
-            category: None,
-            brand: None,
-            in_stock: true,
-            tags: Vec::new(),
-            explicit_tier: None,
-            color: None,
-        })
-        .collect();
+    let initial: Vec<Spec> = (0..2000).map(|i| spread(i, None)).collect();
     let s = Scenario {
         config,
         initial,
