@@ -30,6 +30,11 @@ impl Defaults {
     /// A request still running after this many seconds is answered with
     /// 503 `timeout` (`items:bulk` streams are exempt).
     pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+    /// RocksDB's memory: block cache and write buffers together (half of
+    /// it for the write buffers). Enough for a catalog of a few hundred
+    /// thousand items to keep its hot blocks cached; reads of items are
+    /// rare anyway, since the index holds every vector in memory.
+    pub const ROCKSDB_MEMORY_MIB: usize = 128;
     pub const REBUILD_TOMBSTONE_RATIO: f64 = 0.20;
     /// Below this many tombstones a rebuild is never worth it.
     pub const REBUILD_MIN_TOMBSTONES: usize = 1_000;
@@ -297,6 +302,9 @@ pub struct ServeArgs {
     /// Seconds before a request is answered with 503 `timeout` [default: 30].
     #[arg(long, env = "RECSTORE_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// MiB RocksDB may hold: block cache and write buffers together [default: 128].
+    #[arg(long, env = "RECSTORE_ROCKSDB_MEMORY_MIB")]
+    pub rocksdb_memory_mib: Option<usize>,
     /// Fraction of dead graph points that triggers a background rebuild [default: 0.2].
     #[arg(long, env = "RECSTORE_REBUILD_TOMBSTONE_RATIO")]
     pub rebuild_tombstone_ratio: Option<f64>,
@@ -355,6 +363,7 @@ pub struct FileConfig {
     pub max_batch_items: Option<usize>,
     pub max_in_flight: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    pub rocksdb_memory_mib: Option<usize>,
     pub rebuild_tombstone_ratio: Option<f64>,
     pub rebuild_min_tombstones: Option<usize>,
     pub rebuild_idle_secs: Option<u64>,
@@ -497,6 +506,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub limits: Limits,
     pub index: IndexSettings,
+    pub store: crate::storage::StoreOptions,
     pub log_json: bool,
     pub api_keys: ApiKeys,
     /// Serve HTTPS with these files.
@@ -524,6 +534,7 @@ impl Settings {
                 .expect("default listen address parses"),
             limits: Limits::default(),
             index: IndexSettings::default(),
+            store: crate::storage::StoreOptions::default(),
             log_json: false,
             api_keys: ApiKeys::default(),
             tls: None,
@@ -575,10 +586,16 @@ impl Settings {
             .request_timeout_secs
             .or(file.request_timeout_secs)
             .unwrap_or(Defaults::REQUEST_TIMEOUT_SECS);
+        let rocksdb_memory_mib = args
+            .rocksdb_memory_mib
+            .or(file.rocksdb_memory_mib)
+            .unwrap_or(Defaults::ROCKSDB_MEMORY_MIB);
         for (key, value, range) in [
             ("max_batch_items", max_batch_items as u64, 1..=10_000_000),
             ("max_in_flight", max_in_flight as u64, 1..=100_000),
             ("request_timeout_secs", request_timeout_secs, 1..=86_400),
+            // Below 8 MiB the memtables would flush every few writes.
+            ("rocksdb_memory_mib", rocksdb_memory_mib as u64, 8..=1 << 20),
         ] {
             if !range.contains(&value) {
                 return Err(ConfigError::Invalid {
@@ -666,6 +683,9 @@ impl Settings {
                 exact_scan_threshold,
                 snapshot_min_changes,
                 snapshot_min_interval_secs,
+            },
+            store: crate::storage::StoreOptions {
+                memory_budget_bytes: rocksdb_memory_mib << 20,
             },
             log_json: args.log_json || file.log_json.unwrap_or(false),
             api_keys: ApiKeys {

@@ -31,8 +31,9 @@ pub async fn run(
 ) -> Result<()> {
     let data_dir = settings.data_dir.clone();
     let index_settings = settings.index;
+    let store_options = settings.store;
     let catalogs = tokio::task::spawn_blocking(move || -> Result<Catalogs> {
-        let store = Arc::new(Store::open(&data_dir)?);
+        let store = Arc::new(Store::open_with(&data_dir, store_options)?);
         Catalogs::open(store, index_settings)
     })
     .await

@@ -439,6 +439,7 @@ fn collect(state: &AppState) {
         ("sst_bytes", s.sst_bytes),
         ("live_data_bytes", s.live_data_bytes),
         ("memtable_bytes", s.memtable_bytes),
+        ("block_cache_bytes", s.block_cache_bytes),
         ("pending_compaction_bytes", s.pending_compaction_bytes),
         ("running_compactions", s.running_compactions),
         ("running_flushes", s.running_flushes),

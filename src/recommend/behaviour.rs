@@ -60,7 +60,7 @@ impl Behaviour {
             }
         }
         if event.kind == EventKind::Purchase {
-            self.copurchase.add(&basket_of(event), &event.item_id);
+            let item = self.copurchase.add(&basket_of(event), &event.item_id);
             let bought = match self.purchases.get_mut(event.user_id.as_str()) {
                 Some(bought) => bought,
                 None => self
@@ -68,12 +68,8 @@ impl Behaviour {
                     .entry(Arc::from(event.user_id.as_str()))
                     .or_default(),
             };
-            match bought.get_mut(event.item_id.as_str()) {
-                Some(at) => *at = (*at).max(event.timestamp_ms),
-                None => {
-                    bought.insert(Arc::from(event.item_id.as_str()), event.timestamp_ms);
-                }
-            }
+            let at = bought.entry(item).or_insert(event.timestamp_ms);
+            *at = (*at).max(event.timestamp_ms);
         }
     }
 

@@ -177,6 +177,11 @@ fn bad_settings_stop_the_binary_naming_the_key() {
             "max_batch_items",
         ),
         (
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+            vec![("RECSTORE_ROCKSDB_MEMORY_MIB", "4")],
+            "rocksdb_memory_mib",
+        ),
+        (
             vec!["serve", "--config", bad_file.to_str().unwrap()],
             vec![],
             "shards",

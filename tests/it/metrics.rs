@@ -161,6 +161,8 @@ async fn metrics_report_requests_catalogs_planner_and_store() {
         52.0
     );
     assert!(get(&m, r#"recstore_rocksdb{property="memtable_bytes"}"#) > 0.0);
+    // The memtables are charged to the shared cache.
+    assert!(get(&m, r#"recstore_rocksdb{property="block_cache_bytes"}"#) > 0.0);
     assert_eq!(
         get(&m, r#"recstore_rocksdb{property="background_errors"}"#),
         0.0
