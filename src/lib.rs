@@ -28,3 +28,20 @@ pub mod storage;
 pub mod tls;
 
 pub use error::{Error, Result};
+
+/// jemalloc for every allocation the Rust code makes, in every binary
+/// built on this library (the tests too, so `/metrics`' heap figures are
+/// the same in them). glibc's malloc made the soak's memory climb and
+/// stall: it keeps freed memory in up to 8 arenas per core, so RSS rose
+/// after each rebuild (two graphs exist until the swap), and handing it
+/// back took `malloc_trim`, which walks every arena under its lock; run
+/// from a rebuild's `SCHED_IDLE` thread, a lock holder could be preempted
+/// while request threads waited on that arena. jemalloc serves most
+/// calls from a per-thread cache without a lock, and its background
+/// thread returns pages that stayed free for 10 s (its decay), so memory
+/// falls back after a peak without anyone trimming. RocksDB's C++ code
+/// still uses glibc's malloc; its memory is bounded by
+/// `rocksdb_memory_mib`.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

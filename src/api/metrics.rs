@@ -209,9 +209,10 @@ impl Metrics {
         let heap = Family::<HeapLabels, Gauge>::default();
         registry.register_with_unit(
             "process_heap",
-            "The allocator's heap: in_use (allocated), free (freed but held by the allocator, \
-             reused before the heap grows). A rising in_use is data or a leak; a rising free \
-             is memory kept after a peak",
+            "The Rust heap (jemalloc; RocksDB's memory is recstore_rocksdb's block_cache_bytes): \
+             in_use (allocated), free (resident but not allocated: freed memory the allocator \
+             has not yet returned, and its metadata). A rising in_use is data or a leak; free \
+             falls back within seconds after a peak",
             Unit::Bytes,
             heap.clone(),
         );
@@ -461,19 +462,20 @@ fn collect(state: &AppState) {
     }
 }
 
-/// glibc's heap statistics: bytes allocated (in arenas and in chunks of
-/// their own mapping) and bytes freed but held in the arenas. `mallinfo2`
-/// walks every arena under its lock: fine once a scrape, not per request.
-/// `None` with another allocator or C library.
+/// jemalloc's figures for the Rust heap: bytes allocated, and bytes it
+/// holds resident beyond them (freed memory not yet returned, and its own
+/// metadata). Reading them refreshes jemalloc's statistics epoch, a cheap
+/// merge of per-arena counters. `None` where jemalloc is not the allocator.
 fn heap_bytes() -> Option<(u64, u64)> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(not(target_env = "msvc"))]
     {
-        // SAFETY: mallinfo2 takes no arguments and only reads glibc's own
-        // bookkeeping; it is thread-safe.
-        let info = unsafe { libc::mallinfo2() };
-        Some(((info.uordblks + info.hblkhd) as u64, info.fordblks as u64))
+        use tikv_jemalloc_ctl::{epoch, stats};
+        epoch::advance().ok()?;
+        let allocated = stats::allocated::read().ok()? as u64;
+        let resident = stats::resident::read().ok()? as u64;
+        Some((allocated, resident.saturating_sub(allocated)))
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    #[cfg(target_env = "msvc")]
     {
         None
     }

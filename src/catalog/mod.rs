@@ -146,20 +146,6 @@ fn run_when_idle() {
 const CATCH_UP_ROUNDS: usize = 8;
 const CATCH_UP_UNDER_TURN: usize = 64;
 
-/// Hands memory freed by a dropped index back to the kernel. glibc keeps
-/// freed heap in its arenas and returns only what sits at an arena's top,
-/// so after each rebuild swapped indexes the resident size stayed at the
-/// old and new index together (soak: 199 → 370 MiB in five minutes at
-/// half load). `malloc_trim` releases the free pages inside the arenas too.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own free lists; it is
-    // thread-safe and has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// `published_watermark` before any snapshot.
 const NO_SNAPSHOT: u64 = u64::MAX;
 
@@ -863,17 +849,14 @@ impl Catalog {
         let old = std::mem::replace(&mut *state, fresh);
         drop(state);
         drop(turn);
-        // Dropping an index frees every graph point one by one, and
-        // `malloc_trim` walks every arena: 1.5 s together at 29,000 points
-        // in the soak, on a normal-priority thread a stall every request
-        // felt. On the idle pool they take only idle time, and they hold
-        // no lock a request needs (only the allocator's own, briefly). An
-        // urgent rebuild frees on the urgent pool, so that on a saturated
-        // server old indexes cannot pile up waiting for idle time.
-        pool().spawn(move || {
-            drop(old);
-            return_freed_memory();
-        });
+        // Dropping an index frees every graph point one by one: with
+        // glibc's `malloc_trim` after it, 1.5 s at 29,000 points in the
+        // soak, on a normal-priority thread a stall every request felt.
+        // On the idle pool it takes only idle time. An urgent rebuild
+        // frees on the urgent pool, so that on a saturated server old
+        // indexes cannot pile up waiting for idle time. jemalloc returns
+        // the pages by itself once they have stayed free (src/lib.rs).
+        pool().spawn(move || drop(old));
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         tracing::info!(catalog = %self.name, items = n, caught_up_under_turn = late, seconds = started.elapsed().as_secs_f64(), "index rebuilt");
         // The old snapshot's slots no longer match: publish the new graph.

@@ -32,8 +32,9 @@ pub struct PairStats {
 /// a string key and a hash set of its own copies cost 313 (a million
 /// baskets of time-keyed purchases, glibc's `mallinfo2`). The hash is
 /// keyed per process, so two baskets collide by chance only (one pair in
-/// 2^64): a collision would merge them and add at most one to a few pair
-/// counts. Everything here is rebuilt from the stored events at start.
+/// 2^64): a collision would merge them, adding one to the count of each
+/// pair across the two and counting one basket too few. Everything here
+/// is rebuilt from the stored events at start.
 #[derive(Debug, Default)]
 pub struct CoPurchase {
     baskets: HashMap<u64, Box<[Arc<str>]>>,
