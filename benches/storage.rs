@@ -40,6 +40,19 @@ fn storage(c: &mut Criterion) {
             store.flush().expect("flush");
         }
     }
+    // Measure the settled store: a compaction running in the background
+    // would compete for the CPU and change the files under the reads.
+    let settled = std::time::Instant::now();
+    while {
+        let stats = store.stats();
+        stats.running_compactions + stats.running_flushes > 0 || stats.pending_compaction_bytes > 0
+    } {
+        assert!(
+            settled.elapsed().as_secs() < 120,
+            "RocksDB did not settle in 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let mut group = c.benchmark_group("event_id_lookup");
     let mut n = 0u64;
     group.bench_function("absent", |b| {

@@ -96,6 +96,7 @@ struct StoreLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HeapLabels {
+    allocator: &'static str,
     state: &'static str,
 }
 
@@ -209,10 +210,10 @@ impl Metrics {
         let heap = Family::<HeapLabels, Gauge>::default();
         registry.register_with_unit(
             "process_heap",
-            "The Rust heap (jemalloc; RocksDB's memory is recstore_rocksdb's block_cache_bytes): \
-             in_use (allocated), free (resident but not allocated: freed memory the allocator \
-             has not yet returned, and its metadata). A rising in_use is data or a leak; free \
-             falls back within seconds after a peak",
+            "The heaps: jemalloc's (the Rust code's) and glibc's (RocksDB's C++ code, its \
+             memtables included). in_use: allocated; free: held by the allocator but not \
+             allocated (jemalloc: resident, with its metadata, returned after 10 s; glibc: \
+             resident or not). A rising in_use is data or a leak",
             Unit::Bytes,
             heap.clone(),
         );
@@ -453,10 +454,13 @@ fn collect(state: &AppState) {
             .set(i64::try_from(value).unwrap_or(i64::MAX));
     }
     m.resident_memory.set(resident_bytes().unwrap_or(0));
-    if let Some((in_use, free)) = heap_bytes() {
+    for (allocator, figures) in [("jemalloc", jemalloc_bytes()), ("glibc", glibc_bytes())] {
+        let Some((in_use, free)) = figures else {
+            continue;
+        };
         for (state, bytes) in [("in_use", in_use), ("free", free)] {
             m.heap
-                .get_or_create(&HeapLabels { state })
+                .get_or_create(&HeapLabels { allocator, state })
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
@@ -466,7 +470,7 @@ fn collect(state: &AppState) {
 /// holds resident beyond them (freed memory not yet returned, and its own
 /// metadata). Reading them refreshes jemalloc's statistics epoch, a cheap
 /// merge of per-arena counters. `None` where jemalloc is not the allocator.
-fn heap_bytes() -> Option<(u64, u64)> {
+fn jemalloc_bytes() -> Option<(u64, u64)> {
     #[cfg(not(target_env = "msvc"))]
     {
         use tikv_jemalloc_ctl::{epoch, stats};
@@ -476,6 +480,24 @@ fn heap_bytes() -> Option<(u64, u64)> {
         Some((allocated, resident.saturating_sub(allocated)))
     }
     #[cfg(target_env = "msvc")]
+    {
+        None
+    }
+}
+
+/// glibc's heap, which only RocksDB's C++ code uses: bytes allocated (in
+/// arenas and in chunks of their own mapping) and bytes freed but held in
+/// the arenas. `mallinfo2` walks every arena under its lock: fine once a
+/// scrape, not per request. `None` with another C library.
+fn glibc_bytes() -> Option<(u64, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and only reads glibc's own
+        // bookkeeping; it is thread-safe.
+        let info = unsafe { libc::mallinfo2() };
+        Some(((info.uordblks + info.hblkhd) as u64, info.fordblks as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         None
     }

@@ -337,16 +337,15 @@ impl Store {
         let mut tables = BlockBasedOptions::default();
         tables.set_block_cache(&cache);
         // Most point reads look for keys that are absent (an event id
-        // seen for the first time, a new user or item): without a filter
-        // each one reads an index and a data block of every L0 file and
-        // of each level, a cost that grows as the store does. Ten bits a
-        // key answer "absent" from memory for 99 % of them.
+        // seen for the first time, a new user or item). Once the store
+        // outgrows memory, each would read a data block per level from
+        // disk; ten bits a key answer "absent" from memory for 99 % of
+        // them. While everything is cached it saves nothing
+        // (BENCHMARKS.md, "Issue #6"). Index and filter blocks stay with
+        // the table readers, outside `rocksdb_memory_mib` (~1.2 MiB of
+        // filter per million keys), so lookups need not take the cache's
+        // lock for them.
         tables.set_bloom_filter(10.0, false);
-        // Index and filter blocks live in the cache, so they count in the
-        // budget instead of growing with the data outside it; L0's stay
-        // pinned, since every read consults them.
-        tables.set_cache_index_and_filter_blocks(true);
-        tables.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let cfs = || {
             ALL_CFS.iter().map(|name| {
                 let mut cf = Options::default();

@@ -169,8 +169,20 @@ async fn metrics_report_requests_catalogs_planner_and_store() {
     );
     assert!(get(&m, "recstore_process_resident_memory_bytes") > 1e6);
     // glibc's heap: the index and the store's buffers are allocated.
-    assert!(get(&m, r#"recstore_process_heap_bytes{state="in_use"}"#) > 1e6);
-    assert!(m.contains_key(r#"recstore_process_heap_bytes{state="free"}"#));
+    assert!(
+        get(
+            &m,
+            r#"recstore_process_heap_bytes{allocator="jemalloc",state="in_use"}"#
+        ) > 1e6
+    );
+    assert!(m.contains_key(r#"recstore_process_heap_bytes{allocator="jemalloc",state="free"}"#));
+    // RocksDB's memtables are allocated by glibc.
+    assert!(
+        get(
+            &m,
+            r#"recstore_process_heap_bytes{allocator="glibc",state="in_use"}"#
+        ) > 1e5
+    );
 
     // A deleted catalog's series disappear.
     let (status, _) = api.delete("/v1/catalogs/shop").await;

@@ -248,10 +248,24 @@ async fn send(client: &reqwest::Client, url: &str, path: &str, body: &Value) -> 
 }
 
 /// The server's memory in MiB, from its `/metrics` (0 where the scrape
-/// fails): RocksDB's memtables, which writes fill until a flush, and the
-/// heap in use and freed-but-held, which tell data and leaks (in use)
-/// from memory the allocator keeps after a peak (free).
-async fn server_memory(client: &reqwest::Client, url: &str) -> (f64, f64, f64) {
+/// fails).
+struct ServerMemory {
+    /// RocksDB's memtables, which writes fill until a flush.
+    memtables: f64,
+    /// RocksDB's block cache, the memtables' reservations included: what
+    /// `rocksdb_memory_mib` bounds.
+    block_cache: f64,
+    /// The heap in use and resident-but-free, which tell data and leaks
+    /// (in use) from memory the allocator keeps after a peak (free).
+    heap_in_use: f64,
+    heap_free: f64,
+    /// The same for glibc's heap, which RocksDB's C++ code uses (its
+    /// memtables included).
+    c_heap_in_use: f64,
+    c_heap_free: f64,
+}
+
+async fn server_memory(client: &reqwest::Client, url: &str) -> ServerMemory {
     let text = match client.get(format!("{url}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -262,11 +276,14 @@ async fn server_memory(client: &reqwest::Client, url: &str) -> (f64, f64, f64) {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map_or(0.0, |b| (b / (1024.0 * 1024.0) * 10.0).round() / 10.0)
     };
-    (
-        mib(r#"recstore_rocksdb{property="memtable_bytes"}"#),
-        mib(r#"recstore_process_heap_bytes{state="in_use"}"#),
-        mib(r#"recstore_process_heap_bytes{state="free"}"#),
-    )
+    ServerMemory {
+        memtables: mib(r#"recstore_rocksdb{property="memtable_bytes"}"#),
+        block_cache: mib(r#"recstore_rocksdb{property="block_cache_bytes"}"#),
+        heap_in_use: mib(r#"recstore_process_heap_bytes{allocator="jemalloc",state="in_use"}"#),
+        heap_free: mib(r#"recstore_process_heap_bytes{allocator="jemalloc",state="free"}"#),
+        c_heap_in_use: mib(r#"recstore_process_heap_bytes{allocator="glibc",state="in_use"}"#),
+        c_heap_free: mib(r#"recstore_process_heap_bytes{allocator="glibc",state="free"}"#),
+    }
 }
 
 /// The p99 an open-loop step of the capacity search may reach: a queue
@@ -482,7 +499,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let cpu_now = thread_cpu(server.pid());
             let cpu_seconds = cpu_by_group(&cpu, &cpu_now);
             cpu = cpu_now;
-            let (memtables, heap_in_use, heap_free) = server_memory(&client, &url).await;
+            let memory = server_memory(&client, &url).await;
             let row = json!({
                 "t": started.elapsed().as_secs(),
                 "requests": lat.len() as u64 + w.transport_errors,
@@ -493,9 +510,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 "p99_ms": percentile(&lat, 0.99),
                 "max_ms": percentile(&lat, 1.0),
                 "rss_mib": (rss_mib(server.pid()) * 10.0).round() / 10.0,
-                "memtable_mib": memtables,
-                "heap_in_use_mib": heap_in_use,
-                "heap_free_mib": heap_free,
+                "memtable_mib": memory.memtables,
+                "block_cache_mib": memory.block_cache,
+                "heap_in_use_mib": memory.heap_in_use,
+                "heap_free_mib": memory.heap_free,
+                "c_heap_in_use_mib": memory.c_heap_in_use,
+                "c_heap_free_mib": memory.c_heap_free,
                 "rebuilds": rebuilds,
                 "snapshots": snapshots,
                 "cpu_seconds": cpu_seconds,
@@ -504,10 +524,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 println!("{row}");
             } else {
                 println!(
-                    "t={:>5}s requests={:>7} rate={:>6}/s errors={:>3} p50={:>6.2}ms p99={:>7.2}ms max={:>8.2}ms rss={:>7.1}MiB memtables={:>5.1}MiB heap={:>6.1}+{:>5.1}MiB rebuilds={} snapshots={} cpu_s={} statuses={}",
+                    "t={:>5}s requests={:>7} rate={:>6}/s errors={:>3} p50={:>6.2}ms p99={:>7.2}ms max={:>8.2}ms rss={:>7.1}MiB memtables={:>5.1}MiB cache={:>5.1}MiB heap={:>6.1}+{:>5.1}MiB c_heap={:>5.1}+{:>5.1}MiB rebuilds={} snapshots={} cpu_s={} statuses={}",
                     row["t"], row["requests"], row["rate"], row["errors"], row["p50_ms"].as_f64().unwrap(),
                     row["p99_ms"].as_f64().unwrap(), row["max_ms"].as_f64().unwrap(), row["rss_mib"].as_f64().unwrap(),
-                    memtables, heap_in_use, heap_free, rebuilds, snapshots, row["cpu_seconds"], row["statuses"]
+                    memory.memtables, memory.block_cache, memory.heap_in_use, memory.heap_free, memory.c_heap_in_use, memory.c_heap_free, rebuilds, snapshots, row["cpu_seconds"], row["statuses"]
                 );
             }
             rows.push(row);
