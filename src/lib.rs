@@ -40,8 +40,8 @@ pub use error::{Error, Result};
 /// calls from a per-thread cache without a lock, and its background
 /// thread returns pages that stayed free for 10 s (its decay), so memory
 /// falls back after a peak without anyone trimming. RocksDB's C++ code
-/// still uses glibc's malloc; its memory is bounded by
-/// `rocksdb_memory_mib`.
+/// still uses glibc's malloc; its memtables and block cache are bounded
+/// by `rocksdb_memory_mib`, and `/metrics` reports both heaps.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
