@@ -23,6 +23,15 @@ async fn stalled_post(url: &str, path: &str) -> TcpStream {
     stream
 }
 
+/// Whether the server has answered (or closed) a stalled request.
+async fn answered(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // A stalled request gets no byte back: the read waits out the timeout.
+    tokio::time::timeout(Duration::from_millis(5), stream.peek(&mut byte))
+        .await
+        .is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_over_the_limit_are_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,8 +111,11 @@ async fn overload_is_shed_with_retry_after_and_probes_stay_open() {
     api.upsert_items("c", &items).await;
 
     // Two requests hold both slots.
-    let first = stalled_post(&api.url, "/v1/catalogs/c/items").await;
-    let second = stalled_post(&api.url, "/v1/catalogs/c/items").await;
+    let path = "/v1/catalogs/c/items";
+    let mut stalled = [
+        stalled_post(&api.url, path).await,
+        stalled_post(&api.url, path).await,
+    ];
     let search = json!({ "vector": [0.0, 0.0], "k": 3 });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let response = loop {
@@ -116,10 +128,23 @@ async fn overload_is_shed_with_retry_after_and_probes_stay_open() {
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
             break response;
         }
-        // The stalled requests may not have reached the guard yet.
+        // The stalled requests may not have reached the guard yet, or one
+        // reached it after a search had taken its slot and was shed itself
+        // (the server answered it): open that one again.
+        for stream in &mut stalled {
+            if answered(stream).await {
+                *stream = stalled_post(&api.url, path).await;
+            }
+        }
         assert!(std::time::Instant::now() < deadline, "never shed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    for stream in &mut stalled {
+        assert!(
+            !answered(stream).await,
+            "the stalled requests hold the slots"
+        );
+    }
     assert_eq!(
         response
             .headers()
@@ -135,6 +160,7 @@ async fn overload_is_shed_with_retry_after_and_probes_stay_open() {
     assert_eq!(status, StatusCode::OK);
 
     // Closing one stalled request frees its slot: searches are served.
+    let [first, second] = stalled;
     drop(first);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
