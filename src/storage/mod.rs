@@ -871,6 +871,12 @@ mod tests {
 
     /// Writes `items` items of 384 f32 (1.5 KiB each) in synced batches of
     /// 500 and returns the store's figures once its flushes are done.
+    /// Writes `items` 384-d items in batches of 500, as a writer that the
+    /// flushes keep up with: each batch waits until no flush is pending
+    /// or running. RocksDB does not stall writers past the budget
+    /// (`allow_stall` is off), so a writer faster than the disk grows the
+    /// live memtable while the previous one is still being flushed; on a
+    /// loaded machine that made the bound below depend on timing.
     fn write_items(store: &Store, items: usize) -> StoreStats {
         let config = CatalogConfig::new(384, Metric::L2, VectorType::F32, 4).unwrap();
         for start in (0..items).step_by(500) {
@@ -890,15 +896,35 @@ mod tests {
                 batch.put_item(1, &config, &item);
             }
             store.commit(batch).unwrap();
+            settle(store);
         }
-        for _ in 0..200 {
-            let stats = store.stats();
-            if stats.running_flushes == 0 {
-                return stats;
+        store.stats()
+    }
+
+    /// Waits until no flush is pending or running. Pending is read first:
+    /// a flush moves from pending to running, never back. The bound is
+    /// generous for a loaded CI machine; it is not a timing.
+    fn settle(store: &Store) {
+        let pending = || -> u64 {
+            ALL_CFS
+                .iter()
+                .filter_map(|name| store.db.cf_handle(name))
+                .filter_map(|cf| {
+                    store
+                        .db
+                        .property_int_value_cf(&cf, "rocksdb.mem-table-flush-pending")
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        for _ in 0..1200 {
+            if pending() == 0 && store.stats().running_flushes == 0 {
+                return;
             }
             thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("RocksDB's flushes did not finish in 10 s");
+        panic!("RocksDB's flushes did not finish in 60 s");
     }
 
     #[test]
