@@ -65,6 +65,12 @@ async fn a_restored_backup_answers_identically_and_is_a_point_in_time() {
     let acked_before_reply = acked.lock().unwrap().len();
     // Let writes go on after the backup answered, then stop them.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() <= acked_before_reply + 5
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.await.unwrap();
     let acked = acked.lock().unwrap().clone();

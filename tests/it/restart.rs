@@ -148,6 +148,21 @@ async fn sigterm_drains_and_restarts_with_everything() {
     assert_same_answers(&before, &answers(&server.api).await);
 }
 
+/// `recstore_http_in_flight_requests` from `/metrics`, this scrape included.
+async fn in_flight_requests(url: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("recstore_http_in_flight_requests "))
+        .expect("the in-flight gauge")
+        .parse()
+        .unwrap()
+}
+
 /// SIGTERM while a request is in flight: the server stops accepting
 /// connections, lets the request finish (its client was still sending the
 /// body), snapshots, flushes and exits 0; the next start loads the
@@ -175,17 +190,35 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body.as_bytes()[..10]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The request is in flight once the server counts it (the scrape that
+    // reads the gauge is one more).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_flight_requests(&server.api.url).await < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     server.signal_term();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // No new connections are taken...
-    let refused = reqwest::Client::new()
-        .get(format!("{}/healthz", server.api.url))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await;
-    assert!(refused.is_err(), "a new request after SIGTERM: {refused:?}");
+    // No new connections are taken (once the signal has been handled)...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let refused = reqwest::Client::new()
+            .get(format!("{}/healthz", server.api.url))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if refused.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new requests still served after SIGTERM: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // ...but the one in flight completes.
     stream.write_all(&body.as_bytes()[10..]).await.unwrap();
     let mut response = Vec::new();
@@ -296,8 +329,13 @@ async fn kill_9_during_concurrent_writes_keeps_every_acknowledged_one() {
             }
         }));
     }
-    // Let the writers run (and the rebuilds they trigger), then kill.
+    // Let the writers run (and the rebuilds they trigger), then kill. On a
+    // slow machine the writers get at least 100 ids acknowledged first.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() <= 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.kill_9();
     for w in writers {
         w.await.unwrap();
