@@ -176,6 +176,11 @@ impl TestServer {
     /// Starts a server without waiting for its catalogs to open.
     pub async fn start_unready(data_dir: &Path, tweak: impl FnOnce(&mut Settings)) -> TestServer {
         let mut settings = Settings::with_data_dir(data_dir);
+        // Tests run two at a time on two cores: a rebuild that waited up to
+        // the default 10 minutes for idle time would make every test that
+        // waits for one depend on its neighbour's load. After 5 s it moves
+        // to the urgent pool, as on a saturated server.
+        settings.index.rebuild_idle_secs = 5;
         tweak(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
