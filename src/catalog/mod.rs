@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::IndexSettings;
 use crate::error::{Error, Result};
 use crate::index::filter::Filter;
-use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan};
+use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan, REBUILD_CHUNK};
 use crate::recommend::behaviour::Behaviour;
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
@@ -794,15 +794,24 @@ impl Catalog {
 
     /// Brings a rebuild's `fresh` index up to date with the live one once:
     /// the difference is taken on this thread under the live read lock
-    /// (released before the inserts), the graph inserts run in `pool`
-    /// (rayon's global pool if `None`). Returns how many items it brought
-    /// over.
-    fn catch_up(&self, fresh: &mut IndexState, pool: Option<&rayon::ThreadPool>) -> usize {
+    /// (released before the inserts), the graph inserts run in the pool
+    /// `pool` picks, chosen again every [`REBUILD_CHUNK`] points like the
+    /// build's (rayon's global pool if `None`). Returns how many items it
+    /// brought over.
+    fn catch_up(
+        &self,
+        fresh: &mut IndexState,
+        pool: Option<&dyn Fn() -> &'static rayon::ThreadPool>,
+    ) -> usize {
         let prepared = fresh.catch_up_with(&self.state.read());
         let n = prepared.len();
         let points = prepared.new_points();
         match pool {
-            Some(pool) => pool.install(|| fresh.graph().insert(&points)),
+            Some(pool) => {
+                for chunk in points.chunks(REBUILD_CHUNK) {
+                    pool().install(|| fresh.graph().insert(chunk));
+                }
+            }
             None => fresh.graph().insert(&points),
         }
         fresh.publish_upsert(prepared);
@@ -837,7 +846,7 @@ impl Catalog {
         // behind a waiting writer, every reader. Only the graph inserts
         // run in the pool.
         for _ in 0..CATCH_UP_ROUNDS {
-            if self.catch_up(&mut fresh, Some(pool())) <= CATCH_UP_UNDER_TURN {
+            if self.catch_up(&mut fresh, Some(&pool)) <= CATCH_UP_UNDER_TURN {
                 break;
             }
         }

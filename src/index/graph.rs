@@ -22,7 +22,7 @@ use crate::index::distance::{Element, GraphDistance};
 const MAX_LAYERS: usize = 16;
 
 /// Batches at least this large are inserted on all cores.
-const PARALLEL_INSERT_MIN: usize = 256;
+pub(crate) const PARALLEL_INSERT_MIN: usize = 256;
 
 /// Base name of hnsw_rs's dump files: `graph.hnsw.graph`, `graph.hnsw.data`.
 pub const DUMP_BASENAME: &str = "graph";

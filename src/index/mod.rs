@@ -51,10 +51,18 @@ pub type InsertChunk<'a> = dyn FnMut(&Graph, &[(u32, &[f32])]) + 'a;
 /// points go into the graph (see [`IndexState::refresh_entries`]).
 pub type RefreshChunk<'a> = dyn FnMut(&mut [(Arc<ItemMeta>, Vec<f32>)]) + 'a;
 
-/// Points per call of a rebuild's insert: small enough that a rebuild
-/// notices soon when it must change where it runs, large enough that the
-/// threads' start-up per chunk does not show.
-pub const REBUILD_CHUNK: usize = 1_024;
+/// Points per call of a rebuild's insert: a rebuild picks its pool again
+/// before each. A chunk begun on the idle pool must finish there before
+/// the rebuild can move to the urgent one, and on cores saturated at
+/// normal priority an idle-policy thread gets ~0.15 % of one (weight 3
+/// against 1,024 each). At 1,024 points the first chunk of a 1,862-item
+/// rebuild was still unfinished after 60 s of such load; at 256 each of
+/// the two threads has 128 inserts to finish, and the same rebuild was
+/// done in 16 s. Not smaller: 256 is the least batch the graph inserts on
+/// all cores. The cost on idle cores: 20,000 128-d points took 4 % longer
+/// in chunks of 256 than of 1,024 (24.6 against 23.8 s, then 18.9 against
+/// 18.1 s).
+pub const REBUILD_CHUNK: usize = graph::PARALLEL_INSERT_MIN;
 
 /// Above this many candidates a price condition is answered from the price
 /// index; below, by checking the candidates' prices directly.
