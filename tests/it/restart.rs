@@ -134,6 +134,19 @@ async fn graceful_restart_loses_nothing_and_answers_the_same() {
     server.stop().await;
 }
 
+/// SIGTERM the moment the server says it listens: the handler is in
+/// place before that line, so the exit is the graceful one (status 0),
+/// never the signal's default action. Under CPU load a SIGTERM that came
+/// before the server's signal task first ran used to kill it outright.
+#[test]
+fn sigterm_right_after_start_exits_cleanly() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let server = BinaryServer::spawn(dir.path(), &[]);
+        server.terminate();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_restarts_with_everything() {
     let dir = tempfile::tempdir().unwrap();
