@@ -49,6 +49,12 @@ struct CatalogLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RebuildPoolLabels {
+    catalog: String,
+    pool: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PlanLabels {
     catalog: String,
     path: &'static str,
@@ -75,6 +81,7 @@ pub struct Metrics {
     tombstones: Family<CatalogLabels, Gauge>,
     rebuilds: Family<CatalogLabels, Gauge>,
     rebuilding: Family<CatalogLabels, Gauge>,
+    rebuild_chunks: Family<RebuildPoolLabels, Gauge>,
     changes_since_snapshot: Family<CatalogLabels, Gauge>,
     snapshot_age: Family<CatalogLabels, FloatGauge>,
     plans: Family<PlanLabels, Gauge>,
@@ -161,6 +168,18 @@ impl Metrics {
             "index_rebuilding",
             "1 while a background graph rebuild runs",
         );
+        let rebuild_chunks = Family::<RebuildPoolLabels, Gauge>::default();
+        registry.register(
+            "index_rebuild_chunks",
+            format!(
+                "Chunks of up to {} graph inserts that rebuilds ran, by pool: idle (SCHED_IDLE, \
+                 only idle CPU) or urgent (half the cores at normal priority, after \
+                 rebuild_idle_secs or with twice the trigger share dead). Urgent chunks mean \
+                 rebuilds found too little idle time",
+                crate::index::REBUILD_CHUNK
+            ),
+            rebuild_chunks.clone(),
+        );
         let changes_since_snapshot = per_catalog(
             &mut registry,
             "changes_since_snapshot",
@@ -229,6 +248,7 @@ impl Metrics {
             tombstones,
             rebuilds,
             rebuilding,
+            rebuild_chunks,
             changes_since_snapshot,
             snapshot_age,
             plans,
@@ -368,6 +388,7 @@ fn collect(state: &AppState) {
         family.clear();
     }
     m.snapshot_age.clear();
+    m.rebuild_chunks.clear();
     m.plans.clear();
     m.catalogs.clear();
     let (mut loading, mut ready, mut failed) = (0, 0, 0);
@@ -400,6 +421,17 @@ fn collect(state: &AppState) {
         set(&m.tombstones, counts.index.tombstones);
         set(&m.rebuilds, counts.rebuilds);
         set(&m.rebuilding, u64::from(counts.rebuilding));
+        for (pool, chunks) in [
+            ("idle", counts.rebuild_chunks.idle),
+            ("urgent", counts.rebuild_chunks.urgent),
+        ] {
+            m.rebuild_chunks
+                .get_or_create(&RebuildPoolLabels {
+                    catalog: name.to_string(),
+                    pool,
+                })
+                .set(i64::try_from(chunks).unwrap_or(i64::MAX));
+        }
         set(&m.changes_since_snapshot, counts.changes_since_snapshot);
         if let Some(age) = counts.snapshot_age_seconds {
             m.snapshot_age.get_or_create(&label).set(age);

@@ -43,6 +43,10 @@ pub struct CatalogCounts {
     pub users: u64,
     pub rebuilds: u64,
     pub rebuilding: bool,
+    /// Chunks of rebuild graph inserts run on the idle pool and on the
+    /// urgent one since the catalog opened (see [`rebuild_pool`]). Urgent
+    /// chunks mean the server gave its rebuilds too little idle time.
+    pub rebuild_chunks: RebuildChunks,
     /// How the index was made when the catalog opened.
     pub source: IndexSource,
     pub open_seconds: f64,
@@ -53,6 +57,13 @@ pub struct CatalogCounts {
     /// Seconds since this process last wrote (or, at open, loaded) a
     /// snapshot; `None` without one.
     pub snapshot_age_seconds: Option<f64>,
+}
+
+/// Chunks of rebuild graph inserts by the pool they ran on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebuildChunks {
+    pub idle: u64,
+    pub urgent: u64,
 }
 
 /// The planner's counters, read at one moment.
@@ -167,6 +178,8 @@ pub struct Catalog {
     sequencer: Sequencer,
     rebuilding: AtomicBool,
     rebuilds: AtomicU64,
+    /// Rebuild chunks run on the idle pool (0) and the urgent one (1).
+    rebuild_chunks: [AtomicU64; 2],
     snapshots: SnapshotDir,
     source: IndexSource,
     open_seconds: f64,
@@ -282,6 +295,7 @@ impl Catalog {
             sequencer: Sequencer::starting_after(last),
             rebuilding: AtomicBool::new(false),
             rebuilds: AtomicU64::new(0),
+            rebuild_chunks: Default::default(),
             snapshots,
             source,
             open_seconds,
@@ -455,6 +469,10 @@ impl Catalog {
             users: self.users.lock().len() as u64,
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
             rebuilding: self.rebuilding.load(Ordering::Relaxed),
+            rebuild_chunks: RebuildChunks {
+                idle: self.rebuild_chunks[0].load(Ordering::Relaxed),
+                urgent: self.rebuild_chunks[1].load(Ordering::Relaxed),
+            },
             source: self.source.clone(),
             open_seconds: self.open_seconds,
             snapshot_watermark,
@@ -826,7 +844,13 @@ impl Catalog {
         let snapshot = self.state.read().snapshot();
         let n = snapshot.len();
         let patience = Duration::from_secs(self.settings.rebuild_idle_secs);
-        let pool = || rebuild_pool(started.elapsed() >= patience || self.rebuild_is_urgent());
+        let urgent = || started.elapsed() >= patience || self.rebuild_is_urgent();
+        // Chosen, and counted, once per chunk of graph inserts.
+        let pool = || {
+            let urgent = urgent();
+            self.rebuild_chunks[usize::from(urgent)].fetch_add(1, Ordering::Relaxed);
+            rebuild_pool(urgent)
+        };
         // The refresh runs here, at full priority, like the catch-up
         // below: it holds the live read lock (see there).
         let mut fresh = IndexState::build_from_snapshot(
@@ -865,7 +889,7 @@ impl Catalog {
         // frees on the urgent pool, so that on a saturated server old
         // indexes cannot pile up waiting for idle time. jemalloc returns
         // the pages by itself once they have stayed free (src/lib.rs).
-        pool().spawn(move || drop(old));
+        rebuild_pool(urgent()).spawn(move || drop(old));
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         tracing::info!(catalog = %self.name, items = n, caught_up_under_turn = late, seconds = started.elapsed().as_secs_f64(), "index rebuilt");
         // The old snapshot's slots no longer match: publish the new graph.

@@ -3,11 +3,12 @@
 //! against what the test did.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Rng, TestServer};
+use crate::support::{Api, Rng, TestServer};
 
 /// Scrapes `/metrics` into series (name plus labels, as printed) -> value.
 async fn scrape(url: &str) -> HashMap<String, f64> {
@@ -224,6 +225,81 @@ async fn graph_searches_are_counted_as_graph() {
     assert_eq!(get(&m, r#"recstore_graph_searches{catalog="g"}"#), 4.0);
     let evaluations = get(&m, r#"recstore_graph_distance_evaluations{catalog="g"}"#);
     assert!(evaluations >= 4.0 * 64.0, "{evaluations}");
+    server.stop().await;
+}
+
+/// Loads 1,000 items into `catalog`, deletes the first `deleted` in one
+/// request and waits until the rebuild that starts has finished.
+async fn rebuild_after_deleting(api: &Api, catalog: &str, deleted: usize) {
+    api.create_catalog(catalog, json!({ "dimension": 8, "metric": "l2" }))
+        .await;
+    let mut rng = Rng::new(17);
+    let items: Vec<_> = (0..1000)
+        .map(|i| json!({ "id": format!("i{i}"), "vector": rng.vector(8) }))
+        .collect();
+    api.upsert_items(catalog, &items).await;
+    let ids: Vec<_> = (0..deleted).map(|i| format!("i{i}")).collect();
+    api.post_ok(
+        &format!("/v1/catalogs/{catalog}/items/delete"),
+        json!({ "ids": ids }),
+    )
+    .await;
+    // Idle time may be scarce while other tests run: generous, not a timing.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let counts = api.get_ok(&format!("/v1/catalogs/{catalog}")).await["counts"].clone();
+        if counts["rebuilds"] == json!(1) && counts["rebuilding"] == json!(false) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no rebuild in time: {counts}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn chunks_of(items: usize) -> f64 {
+    items.div_ceil(recstore::index::REBUILD_CHUNK) as f64
+}
+
+/// A rebuild runs on the idle pool until `rebuild_idle_secs` have passed
+/// or twice the trigger share of the graph is dead, then on the urgent
+/// pool; `/metrics` counts its chunks by the pool they ran on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_chunks_are_counted_by_the_pool_they_ran_on() {
+    let series = |catalog: &str, pool: &str| {
+        format!(r#"recstore_index_rebuild_chunks{{catalog="{catalog}",pool="{pool}"}}"#)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |s| {
+        s.index.rebuild_idle_secs = 600;
+        s.index.rebuild_min_tombstones = 50;
+        s.index.rebuild_tombstone_ratio = 0.2;
+    })
+    .await;
+    let api = &server.api;
+    // 25 % dead (the trigger is 20 %): the 750 live items are rebuilt on
+    // idle time only.
+    rebuild_after_deleting(api, "mild", 250).await;
+    // 50 % dead, past twice the trigger: urgent from the first chunk.
+    rebuild_after_deleting(api, "heavy", 500).await;
+    let m = scrape(&api.url).await;
+    assert_eq!(get(&m, &series("mild", "idle")), chunks_of(750));
+    assert_eq!(get(&m, &series("mild", "urgent")), 0.0);
+    assert_eq!(get(&m, &series("heavy", "idle")), 0.0);
+    assert_eq!(get(&m, &series("heavy", "urgent")), chunks_of(500));
+    server.stop().await;
+
+    // No patience: even a mild rebuild is urgent from its first chunk.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |s| {
+        s.index.rebuild_idle_secs = 0;
+        s.index.rebuild_min_tombstones = 50;
+        s.index.rebuild_tombstone_ratio = 0.2;
+    })
+    .await;
+    rebuild_after_deleting(&server.api, "mild", 250).await;
+    let m = scrape(&server.api.url).await;
+    assert_eq!(get(&m, &series("mild", "idle")), 0.0);
+    assert_eq!(get(&m, &series("mild", "urgent")), chunks_of(750));
     server.stop().await;
 }
 
