@@ -44,7 +44,7 @@ pub struct CatalogCounts {
     pub rebuilds: u64,
     pub rebuilding: bool,
     /// Chunks of rebuild graph inserts run on the idle pool and on the
-    /// urgent one since the catalog opened (see [`rebuild_pool`]). Urgent
+    /// urgent one since the catalog opened (see `rebuild_pool`). Urgent
     /// chunks mean the server gave its rebuilds too little idle time.
     pub rebuild_chunks: RebuildChunks,
     /// How the index was made when the catalog opened.
@@ -847,9 +847,9 @@ impl Catalog {
         let urgent = || started.elapsed() >= patience || self.rebuild_is_urgent();
         // Chosen, and counted, once per chunk of graph inserts.
         let pool = || {
-            let urgent = urgent();
-            self.rebuild_chunks[usize::from(urgent)].fetch_add(1, Ordering::Relaxed);
-            rebuild_pool(urgent)
+            let now_urgent = urgent();
+            self.rebuild_chunks[usize::from(now_urgent)].fetch_add(1, Ordering::Relaxed);
+            rebuild_pool(now_urgent)
         };
         // The refresh runs here, at full priority, like the catch-up
         // below: it holds the live read lock (see there).

@@ -870,10 +870,9 @@ mod tests {
     use crate::catalog::model::{Metric, VectorType};
 
     /// Writes `items` items of 384 f32 (1.5 KiB each) in synced batches of
-    /// 500 and returns the store's figures once its flushes are done.
-    /// Writes `items` 384-d items in batches of 500, as a writer that the
-    /// flushes keep up with: each batch waits until no flush is pending
-    /// or running. RocksDB does not stall writers past the budget
+    /// 500, as a writer that the flushes keep up with: each batch waits
+    /// until no flush is pending or running, and the figures are read once
+    /// the last one is done. RocksDB does not stall writers past the budget
     /// (`allow_stall` is off), so a writer faster than the disk grows the
     /// live memtable while the previous one is still being flushed; on a
     /// loaded machine that made the bound below depend on timing.
