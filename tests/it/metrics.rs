@@ -260,21 +260,33 @@ fn chunks_of(items: usize) -> f64 {
     items.div_ceil(recstore::index::REBUILD_CHUNK) as f64
 }
 
+/// A server whose rebuilds start at 20 % dead points (and 50 of them),
+/// waiting `patience_secs` for idle time before going urgent.
+async fn rebuilding_server(dir: &std::path::Path, patience_secs: u64) -> TestServer {
+    TestServer::start_in(dir, |s| {
+        s.index.rebuild_idle_secs = patience_secs;
+        s.index.rebuild_min_tombstones = 50;
+        s.index.rebuild_tombstone_ratio = 0.2;
+    })
+    .await
+}
+
+/// Asserts a catalog's rebuild chunks by pool in a scrape.
+fn assert_chunks(m: &HashMap<String, f64>, catalog: &str, idle: f64, urgent: f64) {
+    for (pool, want) in [("idle", idle), ("urgent", urgent)] {
+        let series =
+            format!(r#"recstore_index_rebuild_chunks{{catalog="{catalog}",pool="{pool}"}}"#);
+        assert_eq!(get(m, &series), want, "{series}");
+    }
+}
+
 /// A rebuild runs on the idle pool until `rebuild_idle_secs` have passed
 /// or twice the trigger share of the graph is dead, then on the urgent
 /// pool; `/metrics` counts its chunks by the pool they ran on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_chunks_are_counted_by_the_pool_they_ran_on() {
-    let series = |catalog: &str, pool: &str| {
-        format!(r#"recstore_index_rebuild_chunks{{catalog="{catalog}",pool="{pool}"}}"#)
-    };
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |s| {
-        s.index.rebuild_idle_secs = 600;
-        s.index.rebuild_min_tombstones = 50;
-        s.index.rebuild_tombstone_ratio = 0.2;
-    })
-    .await;
+    let server = rebuilding_server(dir.path(), 600).await;
     let api = &server.api;
     // 25 % dead (the trigger is 20 %): the 750 live items are rebuilt on
     // idle time only.
@@ -282,24 +294,16 @@ async fn rebuild_chunks_are_counted_by_the_pool_they_ran_on() {
     // 50 % dead, past twice the trigger: urgent from the first chunk.
     rebuild_after_deleting(api, "heavy", 500).await;
     let m = scrape(&api.url).await;
-    assert_eq!(get(&m, &series("mild", "idle")), chunks_of(750));
-    assert_eq!(get(&m, &series("mild", "urgent")), 0.0);
-    assert_eq!(get(&m, &series("heavy", "idle")), 0.0);
-    assert_eq!(get(&m, &series("heavy", "urgent")), chunks_of(500));
+    assert_chunks(&m, "mild", chunks_of(750), 0.0);
+    assert_chunks(&m, "heavy", 0.0, chunks_of(500));
     server.stop().await;
 
     // No patience: even a mild rebuild is urgent from its first chunk.
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |s| {
-        s.index.rebuild_idle_secs = 0;
-        s.index.rebuild_min_tombstones = 50;
-        s.index.rebuild_tombstone_ratio = 0.2;
-    })
-    .await;
+    let server = rebuilding_server(dir.path(), 0).await;
     rebuild_after_deleting(&server.api, "mild", 250).await;
     let m = scrape(&server.api.url).await;
-    assert_eq!(get(&m, &series("mild", "idle")), 0.0);
-    assert_eq!(get(&m, &series("mild", "urgent")), chunks_of(750));
+    assert_chunks(&m, "mild", 0.0, chunks_of(750));
     server.stop().await;
 }
 
