@@ -46,6 +46,7 @@ impl Defaults {
     /// in about two minutes (RELIABILITY.md); a million items take ~15
     /// CPU-minutes.
     pub const REBUILD_IDLE_SECS: u64 = 600;
+    pub const MODEL_CHECK_SECS: u64 = 1;
     /// Filters matching at most this many items are answered by an exact
     /// scan instead of the graph. Measured crossover at 384-d f32 on the
     /// 2-core machine (BENCHMARKS.md, planner): exact 0.83 ms vs graph
@@ -314,6 +315,9 @@ pub struct ServeArgs {
     /// Seconds a background rebuild runs on idle CPU only before it competes with requests (0: from the start) [default: 600].
     #[arg(long, env = "RECSTORE_REBUILD_IDLE_SECS")]
     pub rebuild_idle_secs: Option<u64>,
+    /// Seconds between checks whether a catalog's collaborative model is due for retraining (0: only when asked, POST .../model/train) [default: 1].
+    #[arg(long, env = "RECSTORE_MODEL_CHECK_SECS")]
+    pub model_check_secs: Option<u64>,
     /// Filters matching at most this many items use an exact scan [default: 3000].
     #[arg(long, env = "RECSTORE_EXACT_SCAN_THRESHOLD")]
     pub exact_scan_threshold: Option<usize>,
@@ -367,6 +371,7 @@ pub struct FileConfig {
     pub rebuild_tombstone_ratio: Option<f64>,
     pub rebuild_min_tombstones: Option<usize>,
     pub rebuild_idle_secs: Option<u64>,
+    pub model_check_secs: Option<u64>,
     pub exact_scan_threshold: Option<usize>,
     pub snapshot_min_changes: Option<u64>,
     pub snapshot_min_interval_secs: Option<u64>,
@@ -455,6 +460,9 @@ pub struct IndexSettings {
     pub rebuild_tombstone_ratio: f64,
     pub rebuild_min_tombstones: usize,
     pub rebuild_idle_secs: u64,
+    /// Seconds between retraining checks of the collaborative models; 0:
+    /// never automatically.
+    pub model_check_secs: u64,
     pub exact_scan_threshold: usize,
     pub snapshot_min_changes: u64,
     pub snapshot_min_interval_secs: u64,
@@ -471,6 +479,7 @@ impl Default for IndexSettings {
             rebuild_tombstone_ratio: Defaults::REBUILD_TOMBSTONE_RATIO,
             rebuild_min_tombstones: Defaults::REBUILD_MIN_TOMBSTONES,
             rebuild_idle_secs: Defaults::REBUILD_IDLE_SECS,
+            model_check_secs: Defaults::MODEL_CHECK_SECS,
             exact_scan_threshold: Defaults::EXACT_SCAN_THRESHOLD,
             snapshot_min_changes: Defaults::SNAPSHOT_MIN_CHANGES,
             snapshot_min_interval_secs: Defaults::SNAPSHOT_MIN_INTERVAL_SECS,
@@ -622,6 +631,10 @@ impl Settings {
             .rebuild_idle_secs
             .or(file.rebuild_idle_secs)
             .unwrap_or(Defaults::REBUILD_IDLE_SECS);
+        let model_check_secs = args
+            .model_check_secs
+            .or(file.model_check_secs)
+            .unwrap_or(Defaults::MODEL_CHECK_SECS);
         let exact_scan_threshold = args
             .exact_scan_threshold
             .or(file.exact_scan_threshold)
@@ -680,6 +693,7 @@ impl Settings {
                 rebuild_tombstone_ratio,
                 rebuild_min_tombstones,
                 rebuild_idle_secs,
+                model_check_secs,
                 exact_scan_threshold,
                 snapshot_min_changes,
                 snapshot_min_interval_secs,

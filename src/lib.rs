@@ -5,9 +5,10 @@
 //! - [`server`]: the lifecycle; [`server::run`] serves on a bound listener.
 //! - [`api`]: HTTP API v1: handlers, wire types, the one error -> status mapping.
 //! - [`catalog`]: a catalog = stored records + in-memory index; the write path.
+//! - [`collaborative`]: the item-item model learned from the events (EASE or item-kNN), trained in the background.
 //! - [`index`]: slots, vectors, the HNSW graph, the attribute index, the filter planner.
 //! - [`load`]: the offline bulk loader (`recstore load`).
-//! - [`recommend`]: similar items and upsell over an index.
+//! - [`recommend`]: similar items, upsell, personal picks, cross-sell and trending over an index, the behaviour state and the collaborative model.
 //! - [`snapshot`]: index snapshots on disk, written atomically and checksummed.
 //! - [`storage`]: RocksDB, key layout, the versioned value codec, group commit.
 //! - [`backup`]: consistent backups while serving, and restore.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod backup;
 pub mod catalog;
+pub mod collaborative;
 pub mod config;
 pub mod error;
 pub mod index;

@@ -6,6 +6,7 @@
 //! start a real server on `127.0.0.1:0` and stop it cleanly.
 
 use std::future::{Future, IntoFuture};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,14 @@ pub async fn run(
     // and the catalogs' routes say "loading" until they are built.
     let loader = Arc::clone(&catalogs);
     tokio::task::spawn_blocking(move || loader.load_all());
+    let trainer = (settings.index.model_check_secs > 0)
+        .then_some(())
+        .and_then(|()| {
+            Trainer::spawn(
+                Arc::downgrade(&catalogs),
+                Duration::from_secs(settings.index.model_check_secs),
+            )
+        });
 
     let state = AppState::new(
         Arc::clone(&catalogs),
@@ -131,6 +140,9 @@ pub async fn run(
 
     let flusher = Arc::clone(&catalogs);
     match tokio::task::spawn_blocking(move || {
+        if let Some(trainer) = trainer {
+            trainer.stop();
+        }
         flusher.snapshot_all();
         flusher.flush()
     })
@@ -143,4 +155,108 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "final flush task failed"),
     }
     Ok(())
+}
+
+/// How long shutdown waits for a training in progress before it goes on
+/// without it (the store then closes when the training ends).
+const TRAINER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The background thread that retrains the collaborative models that are
+/// due (`Catalog::training_due`), checking every `every`.
+///
+/// One thread, at nice 10, and faer's sequential kernels: a training uses
+/// at most one core and yields it to requests, so reads and writes go on
+/// at full speed on the other (on 2 cores). Training reads the events
+/// through a RocksDB iterator and swaps the model in under a brief write
+/// lock; it never takes a sequencer turn. The thread holds the catalogs
+/// only while it checks or trains (a `Weak` otherwise), so a stopped
+/// server's store closes and its folder can be opened again at once.
+struct Trainer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::Thread,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Trainer {
+    fn spawn(catalogs: std::sync::Weak<Catalogs>, every: Duration) -> Option<Trainer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let flag = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("recstore-trainer".into())
+            .spawn(move || {
+                lower_priority();
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(every);
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Some(catalogs) = catalogs.upgrade() else {
+                        break;
+                    };
+                    for catalog in catalogs.ready() {
+                        if flag.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if catalog.training_due() {
+                            train(&catalog);
+                        }
+                    }
+                }
+                let _ = done_tx.send(());
+            });
+        match spawned {
+            Ok(handle) => Some(Trainer {
+                stop,
+                thread: handle.thread().clone(),
+                done,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the model trainer; models train only when asked");
+                None
+            }
+        }
+    }
+
+    /// Stops the thread: at once when idle, after the current training
+    /// otherwise (waiting at most `TRAINER_STOP_TIMEOUT`).
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.unpark();
+        if self.done.recv_timeout(TRAINER_STOP_TIMEOUT).is_err() {
+            tracing::warn!(
+                "a collaborative model is still training; shutting down without waiting for it"
+            );
+        }
+    }
+}
+
+/// One background training; a failure is logged and retried at the next
+/// check.
+fn train(catalog: &crate::catalog::Catalog) {
+    let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        catalog.train_collaborative()
+    }));
+    match trained {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(catalog = %catalog.name(), error = %e, "training the collaborative model failed; retried at the next check")
+        }
+        Err(_) => {
+            tracing::error!(catalog = %catalog.name(), "training the collaborative model panicked (see the log)")
+        }
+    }
+}
+
+/// Nice 10 for the calling thread (Linux keeps a nice value per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its integer arguments; `0` names
+        // the calling thread.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        if rc != 0 {
+            tracing::debug!("could not lower the trainer's priority");
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod health;
 pub mod items;
 pub mod limits;
 pub mod metrics;
+pub mod model;
 pub mod models;
 pub mod recommend;
 pub mod search;
@@ -202,6 +203,7 @@ pub(crate) fn now_ms() -> i64 {
         (name = "search", description = "Filtered nearest neighbours"),
         (name = "recommend", description = "Similar items, upsell, personal picks, cross-sell, trending"),
         (name = "settings", description = "Per-catalog behaviour settings"),
+        (name = "model", description = "The collaborative model learned from the events"),
         (name = "admin", description = "Store-wide operations"),
         (name = "operations", description = "Probes and metrics"),
     ),
@@ -259,6 +261,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(recommend::cross_sell))
         .routes(routes!(recommend::trending))
         .routes(routes!(settings::get, settings::put))
+        .routes(routes!(model::get))
+        .routes(routes!(model::train))
 }
 
 /// The OpenAPI 3 document of this API (served at `/openapi.json`, and

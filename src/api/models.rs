@@ -1152,14 +1152,25 @@ pub struct EvidenceView {
     pub lift: f64,
 }
 
+/// What a `collaborative` hit rests on: the item of the user's history
+/// (or of the cart) whose learned item-item weight to this one is largest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelEvidenceView {
+    pub with: String,
+}
+
 /// One recommended item: a hit plus why.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecommendedView {
     #[serde(flatten)]
     pub hit: HitView,
+    /// `similar`, `profile`, `recent_activity`, `trending`,
+    /// `bought_together`, `complementary` or `collaborative`.
     pub reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_evidence: Option<ModelEvidenceView>,
 }
 
 /// A trending category and its decayed, type-weighted event count.
@@ -1200,11 +1211,104 @@ impl RecommendationsResponse {
                             confidence: stats.confidence,
                             lift: stats.lift,
                         }),
-                        _ => None,
+                        Reason::Similar
+                        | Reason::Profile
+                        | Reason::RecentActivity
+                        | Reason::Trending
+                        | Reason::Complementary
+                        | Reason::Collaborative { .. } => None,
+                    },
+                    model_evidence: match &p.reason {
+                        Reason::Collaborative { with: Some(with) } => Some(ModelEvidenceView {
+                            with: with.to_string(),
+                        }),
+                        Reason::Collaborative { with: None }
+                        | Reason::Similar
+                        | Reason::Profile
+                        | Reason::RecentActivity
+                        | Reason::Trending
+                        | Reason::BoughtTogether { .. }
+                        | Reason::Complementary => None,
                     },
                 })
                 .collect(),
             categories: None,
+        }
+    }
+}
+
+/// `GET /v1/catalogs/{catalog}/model`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelView {
+    /// `collaborative.enabled` in the settings.
+    pub enabled: bool,
+    /// A training is running now.
+    pub training: bool,
+    /// Trainings since the catalog opened.
+    pub trainings: u64,
+    /// Events the catalog holds now.
+    pub events: u64,
+    /// Events added (or removed) since the model was trained: what the
+    /// retrain rule counts.
+    pub events_since_training: u64,
+    /// The model in use; absent before the first training (or when
+    /// disabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<TrainedModelView>,
+}
+
+/// A trained collaborative model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrainedModelView {
+    /// `ease` or `item_knn`.
+    pub kind: &'static str,
+    /// Items with events (the model's rows).
+    pub items: usize,
+    /// Item-item weights kept.
+    pub weights: usize,
+    pub users: u64,
+    /// Distinct (user, item) pairs trained on.
+    pub interactions: u64,
+    /// Events the catalog held when training began (the watermark).
+    pub events: u64,
+    /// RFC 3339.
+    pub trained_at: String,
+    pub training_seconds: f64,
+    /// EASE's lambda, or item-kNN's shrinkage.
+    pub regularisation: f64,
+    pub memory_bytes: usize,
+}
+
+impl ModelView {
+    pub fn new(status: &crate::catalog::ModelStatus) -> ModelView {
+        let model = status.model.as_ref().filter(|_| status.enabled);
+        ModelView {
+            enabled: status.enabled,
+            training: status.training,
+            trainings: status.trainings,
+            events: status.events,
+            events_since_training: model
+                .map_or(status.events, |m| status.events.abs_diff(m.info.events)),
+            model: model.map(|m| TrainedModelView {
+                kind: m.info.kind.as_str(),
+                items: m.items(),
+                weights: m.weights(),
+                users: m.info.users,
+                interactions: m.info.interactions,
+                events: m.info.events,
+                trained_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(m.info.trained_at_ms) * 1_000_000,
+                )
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default(),
+                training_seconds: m.info.seconds,
+                regularisation: m.info.regularisation,
+                memory_bytes: m.memory_bytes(),
+            }),
         }
     }
 }
@@ -1237,6 +1341,87 @@ pub struct BlendWire {
     pub popularity: f64,
     #[schema(minimum = 0, maximum = 1000000)]
     pub category: f64,
+    /// Weight of similarity to the profile vector (default 1; omitted on
+    /// `PUT`: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub similarity: Option<f64>,
+    /// Weight of the collaborative model's score (omitted on `PUT`: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub collaborative: Option<f64>,
+}
+
+/// When bought items come back, as JSON; on `PUT` an omitted field keeps
+/// its current value.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepurchaseSettingsWire {
+    /// Off: a bought item stays out for `purchase_exclusion_secs` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Share of buyers who re-buy an item (a day or more later) above
+    /// which it comes back after its typical interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub min_rate: Option<f64>,
+    /// Fewest repeat buyers before an item's own figures are used (else
+    /// its category's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(value_type = u64, minimum = 1, maximum = 4294967295.0)]
+    pub min_repeaters: Option<u32>,
+    /// The item comes back once this share of its typical interval has
+    /// passed since the user's last purchase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub due_share: Option<f64>,
+}
+
+/// The collaborative model's settings as JSON; on `PUT` an omitted field
+/// keeps its current value.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollaborativeSettingsWire {
+    /// Off: no model is trained or used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Half-life of a user's events in their collaborative row (1 ms to
+    /// 100 years).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.001, maximum = 3153600000.0)]
+    pub half_life_secs: Option<f64>,
+    /// EASE's regularisation, > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 1000000000)]
+    pub ease_lambda: Option<f64>,
+    /// Most active items EASE is used for (0..=20000); above, item-kNN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 0, maximum = 20000)]
+    pub ease_max_items: Option<usize>,
+    /// Neighbours kept per item (1..=1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub neighbours: Option<usize>,
+    /// Item-kNN's shrinkage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000000)]
+    pub shrinkage: Option<f64>,
+    /// Fewest new events that trigger a retrain while events keep coming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 1)]
+    pub retrain_min_events: Option<u64>,
+    /// New events as a share of the trained ones that trigger a retrain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub retrain_share: Option<f64>,
+    /// After this long without an event, any new event triggers a retrain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.001, maximum = 3153600000.0)]
+    pub retrain_quiet_secs: Option<f64>,
 }
 
 /// Cross-sell thresholds as JSON.
@@ -1295,6 +1480,10 @@ pub struct SettingsWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1000000)]
     pub upsell_affinity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collaborative: Option<CollaborativeSettingsWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repurchase: Option<RepurchaseSettingsWire>,
 }
 
 /// Tells a present `null` (`Some(None)`) from an absent field (`None`).
@@ -1337,12 +1526,31 @@ impl SettingsWire {
                 user_vector: s.blend.user_vector,
                 popularity: s.blend.popularity,
                 category: s.blend.category,
+                similarity: Some(s.blend.similarity),
+                collaborative: Some(s.blend.collaborative),
             }),
             cross_sell: Some(CrossSellSettingsWire {
                 min_together: s.cross_sell.min_together,
                 min_lift: s.cross_sell.min_lift,
             }),
             upsell_affinity: Some(s.upsell_affinity),
+            collaborative: Some(CollaborativeSettingsWire {
+                enabled: Some(s.collaborative.enabled),
+                half_life_secs: Some(secs(s.collaborative.half_life_ms)),
+                ease_lambda: Some(s.collaborative.ease_lambda),
+                ease_max_items: Some(s.collaborative.ease_max_items),
+                neighbours: Some(s.collaborative.neighbours),
+                shrinkage: Some(s.collaborative.shrinkage),
+                retrain_min_events: Some(s.collaborative.retrain_min_events),
+                retrain_share: Some(s.collaborative.retrain_share),
+                retrain_quiet_secs: Some(secs(s.collaborative.retrain_quiet_ms)),
+            }),
+            repurchase: Some(RepurchaseSettingsWire {
+                enabled: Some(s.repurchase.enabled),
+                min_rate: Some(s.repurchase.min_rate),
+                min_repeaters: Some(s.repurchase.min_repeaters),
+                due_share: Some(s.repurchase.due_share),
+            }),
         }
     }
 
@@ -1384,6 +1592,8 @@ impl SettingsWire {
                 user_vector: b.user_vector,
                 popularity: b.popularity,
                 category: b.category,
+                similarity: b.similarity.unwrap_or(s.blend.similarity),
+                collaborative: b.collaborative.unwrap_or(s.blend.collaborative),
             };
         }
         if let Some(c) = self.cross_sell {
@@ -1394,6 +1604,51 @@ impl SettingsWire {
         }
         if let Some(v) = self.upsell_affinity {
             s.upsell_affinity = v;
+        }
+        if let Some(c) = self.collaborative {
+            let t = &mut s.collaborative;
+            if let Some(v) = c.enabled {
+                t.enabled = v;
+            }
+            if let Some(v) = c.half_life_secs {
+                t.half_life_ms = secs_to_ms("collaborative.half_life_secs", v)?;
+            }
+            if let Some(v) = c.ease_lambda {
+                t.ease_lambda = v;
+            }
+            if let Some(v) = c.ease_max_items {
+                t.ease_max_items = v;
+            }
+            if let Some(v) = c.neighbours {
+                t.neighbours = v;
+            }
+            if let Some(v) = c.shrinkage {
+                t.shrinkage = v;
+            }
+            if let Some(v) = c.retrain_min_events {
+                t.retrain_min_events = v;
+            }
+            if let Some(v) = c.retrain_share {
+                t.retrain_share = v;
+            }
+            if let Some(v) = c.retrain_quiet_secs {
+                t.retrain_quiet_ms = secs_to_ms("collaborative.retrain_quiet_secs", v)?;
+            }
+        }
+        if let Some(r) = self.repurchase {
+            let t = &mut s.repurchase;
+            if let Some(v) = r.enabled {
+                t.enabled = v;
+            }
+            if let Some(v) = r.min_rate {
+                t.min_rate = v;
+            }
+            if let Some(v) = r.min_repeaters {
+                t.min_repeaters = v;
+            }
+            if let Some(v) = r.due_share {
+                t.due_share = v;
+            }
         }
         s.validate()?;
         Ok(s)

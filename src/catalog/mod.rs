@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::collaborative::file::ModelDir;
+use crate::collaborative::train::{train, Interactions};
+use crate::collaborative::Model;
 use crate::config::IndexSettings;
 use crate::error::{Error, Result};
 use crate::index::filter::Filter;
@@ -200,6 +203,30 @@ pub struct Catalog {
     /// what), applied in commit order.
     behaviour: RwLock<Behaviour>,
     behaviour_settings: RwLock<BehaviourSettings>,
+    /// The collaborative model in use (derived from the events, like the
+    /// index; see `collaborative`).
+    collaborative: RwLock<Option<Arc<Model>>>,
+    models: ModelDir,
+    /// Held while a model trains (one at a time).
+    training: Mutex<()>,
+    /// When the newest event was applied (or the catalog opened): the
+    /// quiet rule of retraining.
+    last_event_at: Mutex<Instant>,
+    /// Set when a settings change makes the model out of date.
+    model_stale: AtomicBool,
+    trainings: AtomicU64,
+}
+
+/// What `GET /v1/catalogs/{catalog}/model` reports.
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    pub enabled: bool,
+    pub model: Option<Arc<Model>>,
+    /// Events the catalog holds now (the model's `info.events` is what it
+    /// saw).
+    pub events: u64,
+    pub training: bool,
+    pub trainings: u64,
 }
 
 /// What [`Catalog::record_events`] did.
@@ -261,6 +288,14 @@ impl Catalog {
         };
         let behaviour_settings = store.behaviour(id)?.unwrap_or_default();
         let behaviour = behaviour_from_store(&store, id, &behaviour_settings, &state)?;
+        let models = ModelDir::new(store.path());
+        let collaborative = match models.read(id) {
+            Ok(model) => model.map(Arc::new),
+            Err(reason) => {
+                tracing::warn!(catalog = %name, %reason, "collaborative model unusable; it is retrained from the events");
+                None
+            }
+        };
         let open_seconds = started.elapsed().as_secs_f64();
         match &source {
             IndexSource::Snapshot {
@@ -309,6 +344,12 @@ impl Catalog {
             events_in_flight: Mutex::new(HashSet::new()),
             behaviour: RwLock::new(behaviour),
             behaviour_settings: RwLock::new(behaviour_settings),
+            collaborative: RwLock::new(collaborative),
+            models,
+            training: Mutex::new(()),
+            last_event_at: Mutex::new(Instant::now()),
+            model_stale: AtomicBool::new(false),
+            trainings: AtomicU64::new(0),
             // Milliseconds at open, shifted: unique across restarts unless
             // a catalog takes over a million events in one millisecond.
             event_unique: AtomicU64::new(
@@ -693,6 +734,7 @@ impl Catalog {
         }
         drop(turn);
         drop(release);
+        *self.last_event_at.lock() = Instant::now();
         outcome.accepted = fresh.len();
         outcome.new_users = new_users;
         Ok(outcome)
@@ -723,11 +765,114 @@ impl Catalog {
             let state = self.state.read();
             behaviour_from_store(&self.store, self.id, &settings, &state)?
         };
+        let before = *self.behaviour_settings.read();
         *self.behaviour.write() = rebuilt;
         *self.behaviour_settings.write() = settings;
         drop(turn);
         drop(users);
+        // What the model is trained from changed: retrain at the next
+        // check. (The blend weights and the row's half-life are read per
+        // request and need no retraining.)
+        let c = (before.collaborative, settings.collaborative);
+        let trained_differently = c.0.ease_lambda != c.1.ease_lambda
+            || c.0.ease_max_items != c.1.ease_max_items
+            || c.0.neighbours != c.1.neighbours
+            || c.0.shrinkage != c.1.shrinkage
+            || before.weights != settings.weights;
+        if trained_differently {
+            self.model_stale.store(true, Ordering::Relaxed);
+        }
+        if !settings.collaborative.enabled {
+            *self.collaborative.write() = None;
+        }
         Ok(())
+    }
+
+    /// The collaborative model in use, if any (none while disabled).
+    pub fn collaborative(&self) -> Option<Arc<Model>> {
+        if !self.behaviour_settings.read().collaborative.enabled {
+            return None;
+        }
+        self.collaborative.read().clone()
+    }
+
+    /// The model, the events it saw and whether one is training.
+    pub fn model_status(&self) -> ModelStatus {
+        ModelStatus {
+            enabled: self.behaviour_settings.read().collaborative.enabled,
+            model: self.collaborative.read().clone(),
+            events: self.behaviour.read().events,
+            training: self.training.try_lock().is_none(),
+            trainings: self.trainings.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the model should be (re)trained now: there is none and the
+    /// catalog has events, or the events changed since it was trained by
+    /// `retrain_min_events` and by `retrain_share` of what it saw, or by
+    /// any number once no event arrived for `retrain_quiet_secs`, or a
+    /// setting it is trained with changed.
+    pub fn training_due(&self) -> bool {
+        let settings = self.behaviour_settings.read().collaborative;
+        if !settings.enabled {
+            return false;
+        }
+        let events = self.behaviour.read().events;
+        let trained = self.collaborative.read().as_ref().map(|m| m.info.events);
+        let quiet = self.last_event_at.lock().elapsed().as_millis()
+            >= u128::try_from(settings.retrain_quiet_ms).unwrap_or(0);
+        let (seen, new) = match trained {
+            Some(seen) => (seen, events.abs_diff(seen)),
+            None if events == 0 => return false,
+            None => (0, events),
+        };
+        if new == 0 {
+            return self.model_stale.load(Ordering::Relaxed) && trained.is_some();
+        }
+        let growth = (settings.retrain_share * seen as f64).ceil() as u64;
+        quiet
+            || self.model_stale.load(Ordering::Relaxed)
+            || new >= settings.retrain_min_events.max(growth)
+    }
+
+    /// Trains the collaborative model from every stored event now, puts it
+    /// in use and persists it; waits for a training already running.
+    /// Blocking: call it from a background or blocking thread.
+    pub fn train_collaborative(&self) -> Result<Option<Arc<Model>>> {
+        let _training = self.training.lock();
+        let settings = self.behaviour_settings();
+        if !settings.collaborative.enabled {
+            return Ok(None);
+        }
+        self.model_stale.store(false, Ordering::Relaxed);
+        // The watermark is read before the scan: events that arrive during
+        // it may be in the model too, which only makes the next retrain
+        // come a little early.
+        let events = self.behaviour.read().events;
+        let mut data = Interactions::new();
+        self.store
+            .for_each_event(self.id, |e| data.add(&e, &settings.weights))?;
+        let data = data.finish();
+        let model = train(&data, &settings.collaborative, events).map(Arc::new);
+        self.trainings.fetch_add(1, Ordering::Relaxed);
+        if let Some(model) = &model {
+            tracing::info!(
+                catalog = %self.name,
+                kind = model.info.kind.as_str(),
+                items = model.items(),
+                users = model.info.users,
+                events,
+                seconds = model.info.seconds,
+                "collaborative model trained"
+            );
+            if self.store.read_only().is_none() {
+                if let Err(e) = self.models.write(self.id, model) {
+                    tracing::warn!(catalog = %self.name, error = %e, "could not persist the collaborative model (it is retrained at the next start)");
+                }
+            }
+        }
+        *self.collaborative.write() = model.clone();
+        Ok(model)
     }
 
     /// Runs `f` with a read view of the behaviour state.

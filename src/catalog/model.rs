@@ -337,7 +337,89 @@ pub struct Blend {
     /// Weight of standardised category affinity (the user's share of
     /// activity in the candidate's category).
     pub category: f64,
+    /// Weight of standardised similarity to the blended profile vector.
+    pub similarity: f64,
+    /// Weight of the standardised collaborative score (the learned
+    /// item-item model's row sum over the user's recent items).
+    pub collaborative: f64,
 }
+
+/// How the collaborative model is learned from the events and when it is
+/// retrained (see `collaborative`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CollaborativeSettings {
+    /// Off: no model is trained and none is used.
+    pub enabled: bool,
+    /// Half-life of a user's events in their collaborative row.
+    pub half_life_ms: i64,
+    /// EASE's L2 regularisation (lambda).
+    pub ease_lambda: f64,
+    /// Most active items EASE is used for; above it, item-kNN.
+    pub ease_max_items: usize,
+    /// Neighbours kept per item (the strongest weights).
+    pub neighbours: usize,
+    /// Item-kNN's shrinkage (added to the cosine's denominator).
+    pub shrinkage: f64,
+    /// Fewest new events that trigger a retrain while events keep coming.
+    pub retrain_min_events: u64,
+    /// New events, as a share of those the model saw, that trigger a
+    /// retrain while events keep coming.
+    pub retrain_share: f64,
+    /// Any new event triggers a retrain once no event arrived for this
+    /// long (the end of an import, a quiet hour).
+    pub retrain_quiet_ms: i64,
+}
+
+impl Default for CollaborativeSettings {
+    fn default() -> Self {
+        CollaborativeSettings {
+            enabled: true,
+            half_life_ms: 365 * DAY_MS,
+            ease_lambda: 200.0,
+            ease_max_items: 5_000,
+            neighbours: 100,
+            shrinkage: 10.0,
+            retrain_min_events: 1_000,
+            retrain_share: 0.1,
+            retrain_quiet_ms: 5_000,
+        }
+    }
+}
+
+/// When a bought item comes back: items that customers re-buy return
+/// after their typical interval; the rest stay out (see
+/// `recommend::behaviour`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RepurchaseSettings {
+    /// Off: a bought item stays out for `purchase_exclusion_secs` only.
+    pub enabled: bool,
+    /// Share of an item's buyers who bought it again (a day or more
+    /// later) above which it counts as re-bought.
+    pub min_rate: f64,
+    /// Fewest such repeat buyers before the item's own figures are
+    /// trusted; below, its category's are used.
+    pub min_repeaters: u32,
+    /// An item comes back once this share of its typical interval has
+    /// passed since the user's last purchase of it.
+    pub due_share: f64,
+}
+
+impl Default for RepurchaseSettings {
+    fn default() -> Self {
+        RepurchaseSettings {
+            enabled: true,
+            min_rate: 0.2,
+            min_repeaters: 2,
+            due_share: 0.8,
+        }
+    }
+}
+
+/// Most items the EASE solve may take (a dense `n x n` f64 matrix: 3.2 GB
+/// at 20,000, twice that while inverting).
+pub const MAX_EASE_ITEMS: usize = 20_000;
+/// Most neighbours per item a model may keep.
+pub const MAX_NEIGHBOURS: usize = 1_000;
 
 /// Cross-sell thresholds for bought-together candidates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -367,6 +449,8 @@ pub struct BehaviourSettings {
     pub cross_sell: CrossSellSettings,
     /// Weight of the user's affinity next to similarity in upsell.
     pub upsell_affinity: f64,
+    pub collaborative: CollaborativeSettings,
+    pub repurchase: RepurchaseSettings,
 }
 
 impl Default for BehaviourSettings {
@@ -395,12 +479,16 @@ impl Default for BehaviourSettings {
                 // with raw cosine similarities (their spread is ~0.07).
                 popularity: 3.0,
                 category: 1.0,
+                similarity: 1.0,
+                collaborative: 3.0,
             },
             cross_sell: CrossSellSettings {
                 min_together: 1,
                 min_lift: 1.0,
             },
             upsell_affinity: 0.5,
+            collaborative: CollaborativeSettings::default(),
+            repurchase: RepurchaseSettings::default(),
         }
     }
 }
@@ -430,6 +518,8 @@ impl BehaviourSettings {
         weight("blend.user_vector", self.blend.user_vector)?;
         weight("blend.popularity", self.blend.popularity)?;
         weight("blend.category", self.blend.category)?;
+        weight("blend.similarity", self.blend.similarity)?;
+        weight("blend.collaborative", self.blend.collaborative)?;
         weight("upsell_affinity", self.upsell_affinity)?;
         let duration = |name: &str, ms: i64| {
             if (1..=MAX_DURATION_MS).contains(&ms) {
@@ -457,6 +547,67 @@ impl BehaviourSettings {
             return Err(Error::invalid(
                 "settings.profile_events",
                 format!("must be in 1..={MAX_PROFILE_EVENTS}"),
+            ));
+        }
+        let c = &self.collaborative;
+        duration("collaborative.half_life_secs", c.half_life_ms)?;
+        duration("collaborative.retrain_quiet_secs", c.retrain_quiet_ms)?;
+        if !c.ease_lambda.is_finite()
+            || !(0.0..=1e9).contains(&c.ease_lambda)
+            || c.ease_lambda == 0.0
+        {
+            return Err(Error::invalid(
+                "settings.collaborative.ease_lambda",
+                "must be a finite number in (0, 1e9]",
+            ));
+        }
+        if c.ease_max_items > MAX_EASE_ITEMS {
+            return Err(Error::invalid(
+                "settings.collaborative.ease_max_items",
+                format!("must be in 0..={MAX_EASE_ITEMS} (0: never EASE, always item-kNN)"),
+            ));
+        }
+        if !(1..=MAX_NEIGHBOURS).contains(&c.neighbours) {
+            return Err(Error::invalid(
+                "settings.collaborative.neighbours",
+                format!("must be in 1..={MAX_NEIGHBOURS}"),
+            ));
+        }
+        if !c.shrinkage.is_finite() || !(0.0..=1e9).contains(&c.shrinkage) {
+            return Err(Error::invalid(
+                "settings.collaborative.shrinkage",
+                "must be a finite number in 0..=1e9",
+            ));
+        }
+        if c.retrain_min_events == 0 {
+            return Err(Error::invalid(
+                "settings.collaborative.retrain_min_events",
+                "must be at least 1",
+            ));
+        }
+        if !c.retrain_share.is_finite() || !(0.0..=100.0).contains(&c.retrain_share) {
+            return Err(Error::invalid(
+                "settings.collaborative.retrain_share",
+                "must be a finite number in 0..=100",
+            ));
+        }
+        let r = &self.repurchase;
+        if !r.min_rate.is_finite() || !(0.0..=1.0).contains(&r.min_rate) {
+            return Err(Error::invalid(
+                "settings.repurchase.min_rate",
+                "must be a number in 0..=1",
+            ));
+        }
+        if r.min_repeaters == 0 {
+            return Err(Error::invalid(
+                "settings.repurchase.min_repeaters",
+                "must be at least 1",
+            ));
+        }
+        if !r.due_share.is_finite() || !(0.0..=100.0).contains(&r.due_share) {
+            return Err(Error::invalid(
+                "settings.repurchase.due_share",
+                "must be a number in 0..=100",
             ));
         }
         if self.cross_sell.min_together == 0 {

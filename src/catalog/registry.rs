@@ -73,6 +73,7 @@ impl Catalogs {
         if store.read_only().is_none() {
             store.collect_orphans(&live, next_id)?;
             snapshots.remove_orphans(&live);
+            crate::collaborative::file::ModelDir::new(store.path()).remove_orphans(&live);
         }
         let entries = stored
             .into_iter()
@@ -212,6 +213,7 @@ impl Catalogs {
         self.store.commit(batch)?;
         self.entries.write().remove(name);
         self.snapshots.remove_catalog(record.id);
+        crate::collaborative::file::ModelDir::new(self.store.path()).remove_catalog(record.id);
         Ok(())
     }
 

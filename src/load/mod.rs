@@ -181,6 +181,7 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
     // safe to drop now.
     store.collect_orphans(&live, next_id)?;
     snapshots.remove_orphans(&live);
+    crate::collaborative::file::ModelDir::new(&opts.data_dir).remove_orphans(&live);
     let existing = stored
         .iter()
         .find(|(name, _)| *name == opts.catalog)
@@ -370,6 +371,7 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
     store.commit(publish)?;
     if let Some(old) = existing {
         snapshots.remove_catalog(old.id);
+        crate::collaborative::file::ModelDir::new(&opts.data_dir).remove_catalog(old.id);
     }
     drop(store);
     seconds.total = started.elapsed().as_secs_f64();

@@ -1,15 +1,20 @@
 //! Cross-sell: complements of a cart (or one item), not substitutes.
 //!
-//! **Ranking rule.** Two sources, in this order:
+//! **Ranking rule.** Three sources, in this order:
 //! 1. **bought together**: every item that shares at least
 //!    `cross_sell.min_together` baskets with a cart item, with a lift of at
 //!    least `cross_sell.min_lift`, scored by the sum over the cart of
 //!    `confidence(cart item -> candidate)` (an item that goes with several
 //!    cart items ranks higher), ties by lift, then id. The reason carries
 //!    the statistics of the cart item it goes with most confidently;
-//! 2. **complementary**: the nearest neighbours of the cart's centroid in
+//! 2. **collaborative**: the collaborative model's neighbours of the cart
+//!    (`collaborative`: shoppers who interacted with a cart item also
+//!    interacted with these, across baskets and sessions), scored by the
+//!    sum of the cart items' learned weights; the reason names the cart
+//!    item weighing most;
+//! 3. **complementary**: the nearest neighbours of the cart's centroid in
 //!    *other* categories than the cart's items, scored by similarity; they
-//!    fill the places bought-together evidence leaves.
+//!    fill the places the evidence leaves.
 //!
 //! Both honour the filter (completed by the user's preferences). The cart's
 //! items, the user's purchases within the exclusion window and the user's
@@ -41,7 +46,8 @@ pub struct CrossSellRequest {
 /// Cross-sell picks, best first (see the module documentation).
 pub fn cross_sell(catalog: &Catalog, request: &CrossSellRequest) -> Result<Vec<Recommendation>> {
     let context = context_of(catalog, request.user_id.as_deref(), request.now_ms)?;
-    let settings = catalog.behaviour_settings().cross_sell;
+    let settings_all = catalog.behaviour_settings();
+    let settings = settings_all.cross_sell;
     let filter = context.filter(request.filter.clone());
     let k = request.k;
     catalog.with_index(|index| {
@@ -117,7 +123,65 @@ pub fn cross_sell(catalog: &Catalog, request: &CrossSellRequest) -> Result<Vec<R
                 .then_with(|| a.hit.meta.id.cmp(&b.hit.meta.id))
         });
         picks.truncate(k);
-        // 2. Complementary neighbours from other categories.
+        // 2. The collaborative model's neighbours of the cart.
+        if picks.len() < k {
+            if let Some(model) = catalog
+                .collaborative()
+                .filter(|_| settings_all.blend.collaborative > 0.0)
+            {
+                let mut taken: HashSet<u32> = picks.iter().map(|p| p.hit.slot).collect();
+                /// A target: its summed weight, and the cart item weighing most.
+                struct Target {
+                    score: f64,
+                    with: Arc<str>,
+                    strongest: f32,
+                }
+                let mut scores: HashMap<u32, Target> = HashMap::new();
+                for anchor in &cart {
+                    let Some(from) = model.position(&anchor.meta.id) else {
+                        continue;
+                    };
+                    for (to, w) in model.row(from) {
+                        let t = scores.entry(to).or_insert(Target {
+                            score: 0.0,
+                            with: Arc::clone(&anchor.meta.id),
+                            strongest: w,
+                        });
+                        t.score += f64::from(w);
+                        if w > t.strongest || (w == t.strongest && anchor.meta.id < t.with) {
+                            t.with = Arc::clone(&anchor.meta.id);
+                            t.strongest = w;
+                        }
+                    }
+                }
+                let mut ranked: Vec<(u32, Target)> = scores.into_iter().collect();
+                ranked.sort_by(|a, b| {
+                    b.1.score
+                        .total_cmp(&a.1.score)
+                        .then_with(|| model.id(a.0).cmp(model.id(b.0)))
+                });
+                for (to, Target { score, with, .. }) in ranked {
+                    if picks.len() >= k {
+                        break;
+                    }
+                    let Some(view) = index.get(model.id(to)) else {
+                        continue;
+                    };
+                    if excluded.contains(&view.slot)
+                        || taken.contains(&view.slot)
+                        || !index.satisfies(view.slot, &filter)
+                    {
+                        continue;
+                    }
+                    taken.insert(view.slot);
+                    picks.push(Recommendation {
+                        hit: index.hit(view.slot, score as f32),
+                        reason: Reason::Collaborative { with: Some(with) },
+                    });
+                }
+            }
+        }
+        // 3. Complementary neighbours from other categories.
         if picks.len() < k {
             let dim = index.config().dimension;
             let mut centroid = vec![0.0f32; dim];

@@ -41,6 +41,10 @@ pub enum Reason {
     BoughtTogether { with: Arc<str>, stats: PairStats },
     /// A neighbour from another category than the cart's items.
     Complementary,
+    /// The collaborative model: shoppers who interacted with the user's
+    /// (or the cart's) items also interacted with this one. `with` is the
+    /// item that says so most strongly, when there is one.
+    Collaborative { with: Option<Arc<str>> },
 }
 
 impl Reason {
@@ -52,6 +56,7 @@ impl Reason {
             Reason::Trending => "trending",
             Reason::BoughtTogether { .. } => "bought_together",
             Reason::Complementary => "complementary",
+            Reason::Collaborative { .. } => "collaborative",
         }
     }
 }

@@ -1,15 +1,19 @@
 //! Personal picks for a user, and trending items.
 //!
 //! **Ranking rule.** Candidates are the `n = clamp(3k, 50, 1000)` items
-//! nearest to the user's blended profile vector (`recommend::profile`)
-//! and the `n / 2` most popular items, all satisfying the filter (the
+//! nearest to the user's blended profile vector (`recommend::profile`),
+//! the `n` items with the highest collaborative score (the learned
+//! item-item model's row sum over the user's newest events, see
+//! `collaborative`) and the `n / 2` most popular items, all satisfying the filter (the
 //! request's, completed by the user's preferences) and none bought within
 //! the exclusion window; with category affinity on, also the `n / 2` most
 //! popular items of each of the user's three strongest categories (so a
 //! shopper of bookcases *and* phones gets candidates from both, not only
 //! from what lies between). Each candidate scores
 //!
-//! `z(similarity to the profile) + blend.popularity * z(ln(1 + popularity))
+//! `blend.similarity * z(similarity to the profile)
+//!  + blend.collaborative * z(collaborative score)
+//!  + blend.popularity * z(ln(1 + popularity))
 //!  + blend.category * z(category share)`
 //!
 //! where `z` standardises over the candidates, popularity is the item's
@@ -19,18 +23,20 @@
 //! proportion to how fresh the session is. Pure similarity is not enough:
 //! a popularity prior lifts hit rate markedly (BENCHMARKS.md, replay).
 //!
-//! The reason of a hit is `trending` when the popularity term outweighs
-//! the similarity term; `recent_activity` when the session is fresh
+//! The reason of a hit is `collaborative` when the collaborative term is
+//! the largest of the three (and positive evidence exists); `trending` when
+//! the popularity term outweighs the similarity term; `recent_activity` when the session is fresh
 //! (within one session half-life) and the item is at least as close to the
 //! session vector as to the user's history (older events and stored
 //! vector; a user in their first session has none); else `profile`.
 //!
-//! **Cold start.** A user with no vector and no usable events gets the
-//! trending items: the most popular items now that pass the filter.
+//! **Cold start.** A user with no vector, no usable events and no
+//! collaborative evidence gets the trending items: the most popular items now that pass the filter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::catalog::model::Blend;
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::index::filter::{Condition, Filter, StringCondition};
@@ -100,86 +106,190 @@ pub fn recommend_user(catalog: &Catalog, request: &UserRequest) -> Result<Vec<Re
     Ok(rank_for(catalog, &context, request))
 }
 
+/// The features of one candidate of personal picks, standardised over
+/// the candidates (`z`): what the blend weighs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    pub slot: u32,
+    /// Similarity to the blended profile vector.
+    pub similarity: f64,
+    /// The collaborative score (row sum over the user's newest events).
+    pub collaborative: f64,
+    /// `ln(1 + popularity)`.
+    pub popularity: f64,
+    /// The user's share of activity in the candidate's category.
+    pub category: f64,
+    /// Whether the raw collaborative score and popularity are positive
+    /// (the reason needs evidence, not only a z-score).
+    pub has_collaborative: bool,
+    pub has_popularity: bool,
+}
+
+impl Features {
+    /// The blend: `Σ weight · z(feature)`.
+    pub fn score(&self, blend: &Blend) -> f64 {
+        blend.similarity * self.similarity
+            + blend.collaborative * self.collaborative
+            + blend.popularity * self.popularity
+            + blend.category * self.category
+    }
+}
+
+/// The candidates of personal picks with their features, in slot order
+/// (`None`: no profile vector and no collaborative evidence, a cold
+/// start). Replays fit the blend's weights on these (`tools/replay`).
+pub fn features(
+    catalog: &Catalog,
+    index: &IndexState,
+    context: &UserContext,
+    request: &UserRequest,
+) -> Option<Vec<Features>> {
+    let settings = catalog.behaviour_settings();
+    let filter = context.filter(request.filter.clone());
+    let k = request.k;
+    let now = request.now_ms;
+    let model = catalog.collaborative();
+    // The user's collaborative scores, by model position: the row sum over
+    // the items of their newest events (see `collaborative`).
+    let collab: HashMap<u32, f64> = match &model {
+        Some(m) if settings.blend.collaborative > 0.0 => m.scores(&context.profile.collaborative),
+        _ => HashMap::new(),
+    };
+    let excluded = context.purchased_slots(index);
+    let query = context
+        .profile
+        .blended
+        .clone()
+        .and_then(|v| index.prepare_query(v));
+    if query.is_none() && collab.is_empty() {
+        return None;
+    }
+    let n = (3 * k).clamp(50, 1000);
+    let mut candidates: HashSet<u32> = HashSet::new();
+    if let Some(query) = &query {
+        for hit in index.search(query, n, &filter, &excluded).0 {
+            candidates.insert(hit.slot);
+        }
+    }
+    // The strongest collaborative items that pass the filter.
+    if let Some(m) = &model {
+        let excluded: HashSet<u32> = excluded.iter().copied().collect();
+        let mut strongest: Vec<(u32, f64)> = collab
+            .iter()
+            .filter(|(_, s)| **s > 0.0)
+            .map(|(p, s)| (*p, *s))
+            .collect();
+        strongest.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut added = 0;
+        for (position, _) in strongest {
+            let Some(slot) = index.slot_of(m.id(position)) else {
+                continue;
+            };
+            if excluded.contains(&slot) || !index.satisfies(slot, &filter) {
+                continue;
+            }
+            candidates.insert(slot);
+            added += 1;
+            if added == n {
+                break;
+            }
+        }
+    }
+    let popular = catalog.with_behaviour(|b| trending_in(index, b, now, n / 2, &filter, &excluded));
+    candidates.extend(popular.iter().map(|r| r.hit.slot));
+    // With category affinity on: what is popular in the user's top
+    // categories.
+    if settings.blend.category > 0.0 {
+        for (category, _) in context.categories.iter().take(3) {
+            let within = filter
+                .clone()
+                .and(Condition::Category(StringCondition::In(vec![
+                    category.clone()
+                ])));
+            let popular =
+                catalog.with_behaviour(|b| trending_in(index, b, now, n / 2, &within, &excluded));
+            candidates.extend(popular.iter().map(|r| r.hit.slot));
+        }
+    }
+    let mut slots: Vec<u32> = candidates.into_iter().collect();
+    slots.sort_unstable();
+    let metas: Vec<Arc<ItemMeta>> = slots
+        .iter()
+        .map(|slot| index.hit(*slot, 0.0).meta)
+        .collect();
+    let sims: Vec<f64> = slots
+        .iter()
+        .map(|slot| {
+            query
+                .as_ref()
+                .map_or(0.0, |q| f64::from(index.score(q, *slot)))
+        })
+        .collect();
+    let collabs: Vec<f64> = metas
+        .iter()
+        .map(|meta| {
+            model
+                .as_ref()
+                .and_then(|m| m.position(&meta.id))
+                .and_then(|p| collab.get(&p))
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect();
+    let pops: Vec<f64> = catalog.with_behaviour(|b| {
+        metas
+            .iter()
+            .map(|m| b.items.score(&m.id, now).max(0.0).ln_1p())
+            .collect()
+    });
+    let shares: Vec<f64> = metas
+        .iter()
+        .map(|m| {
+            m.category.as_ref().map_or(0.0, |c| {
+                context
+                    .categories
+                    .iter()
+                    .find(|(x, _)| x == c)
+                    .map_or(0.0, |(_, s)| *s)
+            })
+        })
+        .collect();
+    let z_sim = standardise(&sims);
+    let z_col = standardise(&collabs);
+    let z_pop = standardise(&pops);
+    let z_cat = standardise(&shares);
+    Some(
+        slots
+            .iter()
+            .enumerate()
+            .map(|(i, &slot)| Features {
+                slot,
+                similarity: z_sim[i],
+                collaborative: z_col[i],
+                popularity: z_pop[i],
+                category: z_cat[i],
+                has_collaborative: collabs[i] > 0.0,
+                has_popularity: pops[i] > 0.0,
+            })
+            .collect(),
+    )
+}
+
 /// The ranking for a loaded context.
 fn rank_for(
     catalog: &Catalog,
     context: &UserContext,
     request: &UserRequest,
 ) -> Vec<Recommendation> {
-    let settings = catalog.behaviour_settings();
-    let filter = context.filter(request.filter.clone());
+    let blend = catalog.behaviour_settings().blend;
     let k = request.k;
-    let now = request.now_ms;
     catalog.with_index(|index| {
-        let excluded = context.purchased_slots(index);
-        let query = context
-            .profile
-            .blended
-            .clone()
-            .and_then(|v| index.prepare_query(v));
-        let Some(query) = query else {
-            return catalog.with_behaviour(|b| trending_in(index, b, now, k, &filter, &excluded));
+        let Some(candidates) = features(catalog, index, context, request) else {
+            let filter = context.filter(request.filter.clone());
+            let excluded = context.purchased_slots(index);
+            return catalog
+                .with_behaviour(|b| trending_in(index, b, request.now_ms, k, &filter, &excluded));
         };
-        let n = (3 * k).clamp(50, 1000);
-        let affinity = |slot: u32| index.score(&query, slot);
-        let mut candidates: HashMap<u32, f32> = HashMap::new();
-        let mut add = |slot: u32| {
-            candidates.entry(slot).or_insert_with(|| affinity(slot));
-        };
-        for hit in index.search(&query, n, &filter, &excluded).0 {
-            add(hit.slot);
-        }
-        let popular =
-            catalog.with_behaviour(|b| trending_in(index, b, now, n / 2, &filter, &excluded));
-        for rec in popular {
-            add(rec.hit.slot);
-        }
-        // With category affinity on: what is popular in the user's top
-        // categories.
-        if settings.blend.category > 0.0 {
-            for (category, _) in context.categories.iter().take(3) {
-                let within = filter
-                    .clone()
-                    .and(Condition::Category(StringCondition::In(vec![
-                        category.clone()
-                    ])));
-                let popular = catalog
-                    .with_behaviour(|b| trending_in(index, b, now, n / 2, &within, &excluded));
-                for rec in popular {
-                    add(rec.hit.slot);
-                }
-            }
-        }
-        let mut slots: Vec<(u32, f32)> = candidates.into_iter().collect();
-        slots.sort_unstable_by_key(|(slot, _)| *slot);
-        let sims: Vec<f64> = slots.iter().map(|(_, s)| f64::from(*s)).collect();
-        let metas: Vec<Arc<ItemMeta>> = slots
-            .iter()
-            .map(|(slot, _)| index.hit(*slot, 0.0).meta)
-            .collect();
-        let pops: Vec<f64> = catalog.with_behaviour(|b| {
-            metas
-                .iter()
-                .map(|m| b.items.score(&m.id, now).max(0.0).ln_1p())
-                .collect()
-        });
-        let shares: Vec<f64> = metas
-            .iter()
-            .map(|m| {
-                m.category.as_ref().map_or(0.0, |c| {
-                    context
-                        .categories
-                        .iter()
-                        .find(|(x, _)| x == c)
-                        .map_or(0.0, |(_, s)| *s)
-                })
-            })
-            .collect();
-        let z_sim = standardise(&sims);
-        let z_pop = standardise(&pops);
-        let z_cat = standardise(&shares);
-        let w = settings.blend.popularity;
-        let w_cat = settings.blend.category;
         let session = context
             .profile
             .session
@@ -191,24 +301,29 @@ fn rank_for(
             .history
             .clone()
             .and_then(|v| index.prepare_query(v));
-        let mut ranked: Vec<Recommendation> = slots
+        let mut ranked: Vec<Recommendation> = candidates
             .iter()
-            .enumerate()
-            .map(|(i, (slot, _))| {
-                let score = z_sim[i] + w * z_pop[i] + w_cat * z_cat[i];
-                let reason = if w * z_pop[i] > z_sim[i] && pops[i] > 0.0 {
+            .map(|f| {
+                let (sim, col, pop) = (
+                    blend.similarity * f.similarity,
+                    blend.collaborative * f.collaborative,
+                    blend.popularity * f.popularity,
+                );
+                let reason = if col > sim && col >= pop && f.has_collaborative {
+                    Reason::Collaborative { with: None }
+                } else if pop > sim && f.has_popularity {
                     Reason::Trending
                 } else if session.as_ref().is_some_and(|s| {
                     history
                         .as_ref()
-                        .is_none_or(|h| index.score(s, *slot) >= index.score(h, *slot))
+                        .is_none_or(|h| index.score(s, f.slot) >= index.score(h, f.slot))
                 }) {
                     Reason::RecentActivity
                 } else {
                     Reason::Profile
                 };
                 Recommendation {
-                    hit: index.hit(*slot, score as f32),
+                    hit: index.hit(f.slot, f.score(&blend) as f32),
                     reason,
                 }
             })

@@ -42,6 +42,10 @@ pub struct Profile {
     pub item_weights: Vec<(String, f64)>,
     /// Items added to the cart in the newest session and not bought after.
     pub cart: Vec<String>,
+    /// The user's collaborative row: each item of the profile events with
+    /// its relative, time-decayed weight (`collaborative::user_row`),
+    /// whether or not the item has a vector.
+    pub collaborative: Vec<(String, f64)>,
     /// How many events the profile was computed from.
     pub events: usize,
 }
@@ -205,7 +209,16 @@ pub fn profile(
         }
     }
     weights.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let collaborative = crate::collaborative::user_row(
+        events
+            .iter()
+            .map(|e| (e.item_id.as_str(), e.kind, e.timestamp_ms)),
+        now_ms,
+        settings.collaborative.half_life_ms,
+        &settings.weights,
+    );
     Profile {
+        collaborative,
         item_weights: weights,
         session,
         session_freshness,

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::catalog::model::{
-    BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event, EventKind, EventWeights,
-    Item, Metric, User, VectorType,
+    BehaviourSettings, Blend, CatalogConfig, CollaborativeSettings, CrossSellSettings, Event,
+    EventKind, EventWeights, Item, Metric, RepurchaseSettings, User, VectorType,
 };
 use crate::error::{Error, Result};
 
@@ -315,39 +315,140 @@ struct BehaviourV1 {
     upsell_affinity: f64,
 }
 
+/// Behaviour settings, version 2: version 1's fields, then the blend's
+/// similarity and collaborative weights, the collaborative model's and
+/// the repurchase settings. Version 1 values decode with those at their defaults.
+#[derive(Serialize, Deserialize)]
+struct BehaviourV2 {
+    v1: BehaviourV1,
+    blend_similarity: f64,
+    blend_collaborative: f64,
+    collaborative: CollaborativeV2,
+    repurchase: RepurchaseV2,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RepurchaseV2 {
+    enabled: bool,
+    min_rate: f64,
+    min_repeaters: u32,
+    due_share: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CollaborativeV2 {
+    enabled: bool,
+    half_life_ms: i64,
+    ease_lambda: f64,
+    ease_max_items: u64,
+    neighbours: u64,
+    shrinkage: f64,
+    retrain_min_events: u64,
+    retrain_share: f64,
+    retrain_quiet_ms: i64,
+}
+
+const BEHAVIOUR_VERSION_2: u8 = 2;
+
 pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
     let w = &s.weights;
     let b = &s.blend;
-    let v1 = BehaviourV1 {
-        weights: [w.view, w.click, w.add_to_cart, w.purchase],
-        session_half_life_ms: s.session_half_life_ms,
-        long_term_half_life_ms: s.long_term_half_life_ms,
-        popularity_half_life_ms: s.popularity_half_life_ms,
-        session_gap_ms: s.session_gap_ms,
-        purchase_exclusion_ms: s.purchase_exclusion_ms,
-        profile_events: s.profile_events as u32,
-        blend: [
-            b.session,
-            b.long_term,
-            b.user_vector,
-            b.popularity,
-            b.category,
-        ],
-        min_together: s.cross_sell.min_together,
-        min_lift: s.cross_sell.min_lift,
-        upsell_affinity: s.upsell_affinity,
+    let c = &s.collaborative;
+    let v2 = BehaviourV2 {
+        v1: BehaviourV1 {
+            weights: [w.view, w.click, w.add_to_cart, w.purchase],
+            session_half_life_ms: s.session_half_life_ms,
+            long_term_half_life_ms: s.long_term_half_life_ms,
+            popularity_half_life_ms: s.popularity_half_life_ms,
+            session_gap_ms: s.session_gap_ms,
+            purchase_exclusion_ms: s.purchase_exclusion_ms,
+            profile_events: s.profile_events as u32,
+            blend: [
+                b.session,
+                b.long_term,
+                b.user_vector,
+                b.popularity,
+                b.category,
+            ],
+            min_together: s.cross_sell.min_together,
+            min_lift: s.cross_sell.min_lift,
+            upsell_affinity: s.upsell_affinity,
+        },
+        blend_similarity: b.similarity,
+        blend_collaborative: b.collaborative,
+        collaborative: CollaborativeV2 {
+            enabled: c.enabled,
+            half_life_ms: c.half_life_ms,
+            ease_lambda: c.ease_lambda,
+            ease_max_items: c.ease_max_items as u64,
+            neighbours: c.neighbours as u64,
+            shrinkage: c.shrinkage,
+            retrain_min_events: c.retrain_min_events,
+            retrain_share: c.retrain_share,
+            retrain_quiet_ms: c.retrain_quiet_ms,
+        },
+        repurchase: RepurchaseV2 {
+            enabled: s.repurchase.enabled,
+            min_rate: s.repurchase.min_rate,
+            min_repeaters: s.repurchase.min_repeaters,
+            due_share: s.repurchase.due_share,
+        },
     };
-    with_version(
-        bincode::serde::encode_to_vec(&v1, bincode_config())
+    let mut out = vec![BEHAVIOUR_VERSION_2];
+    out.extend(
+        bincode::serde::encode_to_vec(&v2, bincode_config())
             .expect("encoding to a Vec cannot fail"),
-    )
+    );
+    out
 }
 
 pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
-    let body = check_version("behaviour settings", bytes)?;
-    let (v1, _): (BehaviourV1, usize) =
-        bincode::serde::decode_from_slice(body, bincode_config())
-            .map_err(|e| corrupt("behaviour settings", e.to_string()))?;
+    let decode_err = |e: bincode::error::DecodeError| corrupt("behaviour settings", e.to_string());
+    let (v1, blend_similarity, blend_collaborative, collaborative, repurchase) = match bytes
+        .split_first()
+    {
+        Some((&BEHAVIOUR_VERSION_2, body)) => {
+            let (v2, _): (BehaviourV2, usize) =
+                bincode::serde::decode_from_slice(body, bincode_config()).map_err(decode_err)?;
+            let c = v2.collaborative;
+            let r = v2.repurchase;
+            (
+                v2.v1,
+                v2.blend_similarity,
+                v2.blend_collaborative,
+                CollaborativeSettings {
+                    enabled: c.enabled,
+                    half_life_ms: c.half_life_ms,
+                    ease_lambda: c.ease_lambda,
+                    ease_max_items: usize::try_from(c.ease_max_items).unwrap_or(usize::MAX),
+                    neighbours: usize::try_from(c.neighbours).unwrap_or(usize::MAX),
+                    shrinkage: c.shrinkage,
+                    retrain_min_events: c.retrain_min_events,
+                    retrain_share: c.retrain_share,
+                    retrain_quiet_ms: c.retrain_quiet_ms,
+                },
+                RepurchaseSettings {
+                    enabled: r.enabled,
+                    min_rate: r.min_rate,
+                    min_repeaters: r.min_repeaters,
+                    due_share: r.due_share,
+                },
+            )
+        }
+        _ => {
+            let body = check_version("behaviour settings", bytes)?;
+            let (v1, _): (BehaviourV1, usize) =
+                bincode::serde::decode_from_slice(body, bincode_config()).map_err(decode_err)?;
+            let d = BehaviourSettings::default();
+            (
+                v1,
+                d.blend.similarity,
+                d.blend.collaborative,
+                d.collaborative,
+                d.repurchase,
+            )
+        }
+    };
     let [view, click, add_to_cart, purchase] = v1.weights;
     let [session, long_term, user_vector, popularity, category] = v1.blend;
     let settings = BehaviourSettings {
@@ -369,12 +470,16 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
             user_vector,
             popularity,
             category,
+            similarity: blend_similarity,
+            collaborative: blend_collaborative,
         },
         cross_sell: CrossSellSettings {
             min_together: v1.min_together,
             min_lift: v1.min_lift,
         },
         upsell_affinity: v1.upsell_affinity,
+        collaborative,
+        repurchase,
     };
     settings
         .validate()
@@ -484,8 +589,34 @@ mod tests {
         };
         settings.blend.category = 0.5;
         settings.cross_sell.min_together = 3;
+        settings.blend.collaborative = 0.25;
+        settings.collaborative.ease_max_items = 7;
+        settings.collaborative.enabled = false;
         let bytes = encode_behaviour(&settings);
         assert_eq!(decode_behaviour(&bytes).unwrap(), settings);
+        // Version 1 (before the collaborative model) decodes with the new
+        // fields at their defaults.
+        let d = BehaviourSettings::default();
+        let v1 = BehaviourV1 {
+            weights: [1.0, 2.0, 4.0, 8.0],
+            session_half_life_ms: d.session_half_life_ms,
+            long_term_half_life_ms: d.long_term_half_life_ms,
+            popularity_half_life_ms: d.popularity_half_life_ms,
+            session_gap_ms: d.session_gap_ms,
+            purchase_exclusion_ms: None,
+            profile_events: 50,
+            blend: [1.0, 1.0, 1.0, 3.0, 0.5],
+            min_together: 1,
+            min_lift: 1.0,
+            upsell_affinity: 0.5,
+        };
+        let old = with_version(bincode::serde::encode_to_vec(&v1, bincode_config()).unwrap());
+        let decoded = decode_behaviour(&old).unwrap();
+        assert_eq!(decoded.profile_events, 50);
+        assert_eq!(decoded.blend.category, 0.5);
+        assert_eq!(decoded.blend.collaborative, d.blend.collaborative);
+        assert_eq!(decoded.collaborative, d.collaborative);
+        assert_eq!(decoded.repurchase, d.repurchase);
         for cut in 0..bytes.len() {
             assert!(decode_behaviour(&bytes[..cut]).is_err(), "cut at {cut}");
         }

@@ -127,12 +127,16 @@ async fn replayed_orders_give_exact_cross_sell_statistics() {
         let mut seen = BTreeSet::new();
         let mut last_confidence = f64::INFINITY;
         let mut complementary_started = false;
+        let mut collaborative_started = false;
         for hit in &got {
             let id = hit["id"].as_str().unwrap();
             assert_ne!(id, *anchor, "never the cart's own item");
             match hit["reason"].as_str().unwrap() {
                 "bought_together" => {
-                    assert!(!complementary_started, "bought-together hits come first");
+                    assert!(
+                        !complementary_started && !collaborative_started,
+                        "bought-together hits come first"
+                    );
                     let e = &hit["evidence"];
                     let together = pairs[&(*anchor, id)];
                     let confidence = together / with[anchor];
@@ -156,6 +160,13 @@ async fn replayed_orders_give_exact_cross_sell_statistics() {
                     last_confidence = confidence;
                     seen.insert(id);
                     checked += 1;
+                }
+                // The collaborative model's neighbours of the cart (#17)
+                // come next, citing the cart item.
+                "collaborative" => {
+                    assert!(!complementary_started, "before complementary hits");
+                    collaborative_started = true;
+                    assert_eq!(hit["model_evidence"]["with"], json!(anchor));
                 }
                 "complementary" => {
                     complementary_started = true;

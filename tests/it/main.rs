@@ -5,6 +5,7 @@
 mod auth;
 mod backup;
 mod behaviour;
+mod collaborative;
 mod config;
 mod crash;
 mod disk;

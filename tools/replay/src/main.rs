@@ -30,6 +30,8 @@
 //! other, and skewed product popularity. It checks that the replay can
 //! tell good rankings from bad ones; its figures are labelled synthetic.
 
+mod offline;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,6 +78,34 @@ struct Args {
     /// Seed of the generated history.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// `replay`: order by order, before each order is recorded (the
+    /// default); `offline`: the standard time split (see `offline.rs`).
+    #[arg(long, default_value = "replay")]
+    protocol: String,
+    /// `superstore` (products.csv, embeddings.fvecs, orders.csv) or
+    /// `online-retail` (transactions.csv; offline protocol only).
+    #[arg(long, default_value = "superstore")]
+    format: String,
+    /// train-cost: catalogue size.
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+    /// train-cost: users.
+    #[arg(long, default_value_t = 20_000)]
+    users: usize,
+    /// train-cost: interactions.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// train-cost: `collaborative.ease_max_items` (default 5000).
+    #[arg(long)]
+    ease_max_items: Option<usize>,
+    /// Offline protocol: fit the blend by logistic regression on the
+    /// purchases from this date (YYYY-MM-DD) to the cutoff, with the model
+    /// trained on what came before, and report the fitted blend too.
+    #[arg(long)]
+    fit_from: Option<String>,
+    /// Offline protocol: extra blends to try, `similarity:collaborative:popularity`.
+    #[arg(long, value_delimiter = ',')]
+    grid: Vec<String>,
 }
 
 /// xorshift64*: a small fixed-seed generator (no dependency needed).
@@ -430,6 +460,63 @@ fn replay(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.protocol == "train-cost" {
+        let mut settings = recstore::catalog::model::CollaborativeSettings::default();
+        if let Some(n) = args.ease_max_items {
+            settings.ease_max_items = n;
+        }
+        println!("| catalogue | items with events | users | (user, item) pairs | model | matrix build s | training s | weights kept | model MiB | peak RSS MiB |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        return offline::train_cost(args.items, args.users, args.events, &settings);
+    }
+    if args.protocol == "offline" {
+        let grid = args
+            .grid
+            .iter()
+            .map(|g| {
+                let parts: Vec<f64> = g
+                    .split(':')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("bad --grid entry {g:?}"))?;
+                match parts[..] {
+                    [s, c, p] => Ok((s, c, p)),
+                    _ => bail!("a --grid entry is similarity:collaborative:popularity, not {g:?}"),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (items, lines) = match args.format.as_str() {
+            "online-retail" => offline::online_retail(&args.data)?,
+            "superstore" => {
+                let items = items(&args.data)?;
+                let orders = match args.synthetic_orders {
+                    Some(n) => {
+                        println!("SYNTHETIC order history: {n} orders, seed {}", args.seed);
+                        synthetic_orders(&items, n, args.seed)?
+                    }
+                    None => orders(&args.data)?,
+                };
+                let lines = offline::lines_of(&orders);
+                (items, lines)
+            }
+            other => bail!("unknown --format {other:?}"),
+        };
+        let cutoff_ms = date_ms(&args.cutoff)?;
+        println!("offline protocol, cutoff {}", args.cutoff);
+        let fitted = match &args.fit_from {
+            Some(from) => {
+                let from_ms = date_ms(from)?;
+                let (w, rows) = offline::fit(&items, &lines, from_ms, cutoff_ms)?;
+                println!(
+                    "blend fitted on {from}..{} ({rows} candidates): similarity {:.4}, collaborative {:.4}, popularity {:.4}, category {:.4}",
+                    args.cutoff, w[0], w[1], w[2], w[3]
+                );
+                Some(w)
+            }
+            None => None,
+        };
+        return offline::run(&items, &lines, cutoff_ms, &offline::methods(&grid, fitted));
+    }
     let items = items(&args.data)?;
     let orders = match args.synthetic_orders {
         Some(n) => {

@@ -1,0 +1,564 @@
+//! The standard offline protocol (`--protocol offline`): a time split.
+//!
+//! Every purchase dated before `--cutoff` is recorded through the real
+//! write path (`Catalog::record_events`); the collaborative model is
+//! trained once on them (`Catalog::train_collaborative`, as the server's
+//! background trainer would); then every customer with purchases on both
+//! sides of the cutoff is asked for personal picks *at the cutoff*, and
+//! scored against the distinct products they bought after it:
+//! - **hit@10**: any of them in the first 10; **NDCG@10** (binary
+//!   relevance); **recall@20**: the share of them in the first 20;
+//! - **coverage**: distinct products recommended (top 10, all users) over
+//!   the catalogue;
+//! - **popularity percentile**: the mean, over recommended products, of
+//!   their rank by training purchases (100 = the bestseller): how much the
+//!   method leans on bestsellers.
+//!
+//! Two variants: **new** (products the customer bought before the cutoff
+//! are excluded from the answer and from the targets, recstore's default
+//! `purchase_exclusion_secs: null`), and **rebuy** (nothing is excluded:
+//! `purchase_exclusion_secs: 0`).
+//!
+//! Methods, all through `recommend_user` with different blends:
+//! popularity (trending), content only (similarity), EASE only, item-kNN
+//! only, and the shipped default blend; plus a grid of blends to choose
+//! the defaults from.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use recstore::catalog::model::{BehaviourSettings, Event, EventKind, Item};
+use recstore::index::filter::Filter;
+use recstore::recommend::personal::{features, recommend_user, trending, UserRequest};
+use recstore::recommend::UserContext;
+
+use crate::{ids, open_catalog, Order};
+
+/// One purchase line.
+pub struct Line {
+    pub user: String,
+    pub item: String,
+    pub order: String,
+    pub at_ms: i64,
+}
+
+/// Products and purchase lines of the Online Retail sample: guests'
+/// invoices count as one-off users (`guest:<invoice>`, real baskets for
+/// the model, never evaluated); returns (`C` invoices) and lines without a
+/// positive quantity are left out. Product vectors are hashed bags of the
+/// name's words (128-d): a content signal from names alone.
+pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
+    let mut reader = csv::Reader::from_path(data.join("transactions.csv"))
+        .with_context(|| format!("reading {}", data.display()))?;
+    let mut names: BTreeMap<String, (String, f64)> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for record in reader.records() {
+        let r = record?;
+        let (invoice, code, name) = (&r[0], r[1].trim(), r[2].trim());
+        let quantity: f64 = r[3].parse().unwrap_or(0.0);
+        let price: f64 = r[5].parse().unwrap_or(0.0);
+        if invoice.starts_with('C') || quantity <= 0.0 || code.is_empty() {
+            continue;
+        }
+        names
+            .entry(code.to_string())
+            .or_insert_with(|| (name.to_string(), price.max(0.0)));
+        let t = time::PrimitiveDateTime::parse(
+            &r[4],
+            &time::format_description::well_known::Iso8601::DEFAULT,
+        )
+        .with_context(|| format!("bad date {:?}", &r[4]))?;
+        let customer = r[6].trim();
+        lines.push(Line {
+            user: if customer.is_empty() {
+                format!("guest:{invoice}")
+            } else {
+                customer.to_string()
+            },
+            item: code.to_string(),
+            order: invoice.to_string(),
+            at_ms: (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+        });
+    }
+    let items = names
+        .into_iter()
+        .map(|(code, (name, price))| Item {
+            vector: hashed_words(&code, &name, 128),
+            id: code,
+            price: Some(price),
+            category: None,
+            brand: None,
+            in_stock: true,
+            tags: Vec::new(),
+            explicit_tier: None,
+            attributes: Default::default(),
+        })
+        .collect();
+    lines.sort_by(|a, b| a.at_ms.cmp(&b.at_ms).then_with(|| a.order.cmp(&b.order)));
+    Ok((items, lines))
+}
+
+/// A hashed bag of words (FNV-1a, signed), plus the code so no vector is
+/// all zeros.
+fn hashed_words(code: &str, name: &str, dim: usize) -> Vec<f32> {
+    let mut v = vec![0.0f32; dim];
+    let words = name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 1)
+        .map(str::to_lowercase)
+        .chain(std::iter::once(format!("#{code}")));
+    for w in words {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in w.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
+        v[(h % dim as u64) as usize] += sign;
+    }
+    v
+}
+
+/// Orders as purchase lines (the Superstore layout, or generated ones).
+pub fn lines_of(orders: &[Order]) -> Vec<Line> {
+    orders
+        .iter()
+        .flat_map(|o| {
+            o.products.iter().map(|p| Line {
+                user: o.customer.clone(),
+                item: p.clone(),
+                order: o.id.clone(),
+                at_ms: o.at_ms,
+            })
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Metrics {
+    users: usize,
+    hits: f64,
+    ndcg: f64,
+    recall: f64,
+    recommended: HashSet<String>,
+    percentile_sum: f64,
+    percentile_n: f64,
+}
+
+/// A named blend of the personal-picks ranking.
+pub struct Method {
+    pub name: String,
+    /// `None`: the popularity list (trending), not `recommend_user`.
+    pub settings: Option<BehaviourSettings>,
+}
+
+/// The methods every run reports.
+pub fn methods(grid: &[(f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<Method> {
+    let with = |sim: f64, col: f64, pop: f64, knn: bool| {
+        let mut s = BehaviourSettings::default();
+        s.blend.similarity = sim;
+        s.blend.collaborative = col;
+        s.blend.popularity = pop;
+        s.blend.category = 0.0;
+        if knn {
+            s.collaborative.ease_max_items = 0;
+        }
+        Some(s)
+    };
+    let mut out = vec![
+        Method {
+            name: "popularity".into(),
+            settings: None,
+        },
+        Method {
+            name: "content only".into(),
+            settings: with(1.0, 0.0, 0.0, false),
+        },
+        Method {
+            name: "EASE only".into(),
+            settings: with(0.0, 1.0, 0.0, false),
+        },
+        Method {
+            name: "item-kNN only".into(),
+            settings: with(0.0, 1.0, 0.0, true),
+        },
+        Method {
+            name: "shipped blend (defaults)".into(),
+            settings: Some(BehaviourSettings::default()),
+        },
+    ];
+    if let Some([sim, col, pop, cat]) = fitted {
+        let mut s = BehaviourSettings::default();
+        s.blend.similarity = sim;
+        s.blend.collaborative = col;
+        s.blend.popularity = pop;
+        s.blend.category = cat;
+        out.push(Method {
+            name: format!("fitted blend (sim {sim:.3} col {col:.3} pop {pop:.3} cat {cat:.3})"),
+            settings: Some(s),
+        });
+    }
+    for &(sim, col, pop) in grid {
+        let mut s = BehaviourSettings::default();
+        s.blend.similarity = sim;
+        s.blend.collaborative = col;
+        s.blend.popularity = pop;
+        out.push(Method {
+            name: format!("blend sim {sim} col {col} pop {pop} cat 1"),
+            settings: Some(s),
+        });
+    }
+    out
+}
+
+/// Runs the protocol for every method and prints one table row each.
+pub fn run(items: &[Item], lines: &[Line], cutoff_ms: i64, methods: &[Method]) -> Result<()> {
+    let train: Vec<&Line> = lines.iter().filter(|l| l.at_ms < cutoff_ms).collect();
+    let mut bought: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for l in &train {
+        bought.entry(&l.user).or_default().insert(&l.item);
+    }
+    let mut future: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+    for l in lines.iter().filter(|l| l.at_ms >= cutoff_ms) {
+        if bought.contains_key(l.user.as_str()) && !l.user.starts_with("guest:") {
+            future.entry(&l.user).or_default().insert(&l.item);
+        }
+    }
+    // Popularity rank of every product by training purchases.
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for l in &train {
+        *counts.entry(&l.item).or_default() += 1;
+    }
+    let mut order: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    order.sort_by(|a, b| {
+        counts
+            .get(b)
+            .unwrap_or(&0)
+            .cmp(counts.get(a).unwrap_or(&0))
+            .then(a.cmp(b))
+    });
+    let percentile: HashMap<&str, f64> = order
+        .iter()
+        .enumerate()
+        .map(|(r, id)| (*id, 100.0 * (1.0 - r as f64 / order.len() as f64)))
+        .collect();
+    println!(
+        "{} products, {} purchase lines ({} before the cutoff), {} evaluated customers",
+        items.len(),
+        lines.len(),
+        train.len(),
+        future.len()
+    );
+    println!("| method | variant | users | hit@10 | NDCG@10 | recall@20 | coverage | popularity percentile | model | seconds |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for method in methods {
+        for rebuy in [false, true] {
+            let started = Instant::now();
+            let dir = tempfile::tempdir()?;
+            let mut settings = method.settings.unwrap_or_default();
+            settings.purchase_exclusion_ms = if rebuy { Some(0) } else { None };
+            let (_catalogs, catalog) =
+                catalog_until(dir.path(), items, &train, cutoff_ms, settings)?;
+            let model = catalog.collaborative();
+            let model_desc = model.map_or("none".to_string(), |m| {
+                format!(
+                    "{} ({} items, {:.1} s)",
+                    m.info.kind.as_str(),
+                    m.items(),
+                    m.info.seconds
+                )
+            });
+            let mut m = Metrics::default();
+            for (user, targets) in &future {
+                let had = bought.get(user).cloned().unwrap_or_default();
+                let targets: Vec<&str> = targets
+                    .iter()
+                    .copied()
+                    .filter(|t| rebuy || !had.contains(t))
+                    .collect();
+                if targets.is_empty() {
+                    continue;
+                }
+                let picks = match method.settings {
+                    None => {
+                        let context = UserContext::load(&catalog, user, cutoff_ms)?;
+                        trending(&catalog, &context, 20, Filter::default(), cutoff_ms)
+                    }
+                    Some(_) => recommend_user(
+                        &catalog,
+                        &UserRequest {
+                            user_id: user.to_string(),
+                            k: 20,
+                            filter: Filter::default(),
+                            now_ms: cutoff_ms,
+                        },
+                    )?,
+                };
+                let ranked = ids(&picks);
+                m.users += 1;
+                let mut dcg = 0.0;
+                for (r, id) in ranked.iter().take(10).enumerate() {
+                    if targets.contains(id) {
+                        dcg += 1.0 / ((r + 2) as f64).log2();
+                    }
+                    m.recommended.insert(id.to_string());
+                    m.percentile_sum += percentile.get(id).copied().unwrap_or(0.0);
+                    m.percentile_n += 1.0;
+                }
+                let ideal: f64 = (0..targets.len().min(10))
+                    .map(|r| 1.0 / ((r + 2) as f64).log2())
+                    .sum();
+                if dcg > 0.0 {
+                    m.hits += 1.0;
+                }
+                m.ndcg += dcg / ideal;
+                let found = ranked
+                    .iter()
+                    .take(20)
+                    .filter(|id| targets.contains(id))
+                    .count();
+                m.recall += found as f64 / targets.len() as f64;
+            }
+            let n = m.users.max(1) as f64;
+            println!(
+                "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {:.0} |",
+                method.name,
+                if rebuy { "rebuy" } else { "new" },
+                m.users,
+                m.hits / n,
+                m.ndcg / n,
+                m.recall / n,
+                m.recommended.len() as f64 / items.len() as f64,
+                m.percentile_sum / m.percentile_n.max(1.0),
+                model_desc,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Records the lines before `until_ms` as purchases into a new catalog
+/// with `settings`, and trains its collaborative model.
+fn catalog_until(
+    dir: &Path,
+    items: &[Item],
+    lines: &[&Line],
+    until_ms: i64,
+    settings: BehaviourSettings,
+) -> Result<(
+    std::sync::Arc<recstore::catalog::registry::Catalogs>,
+    std::sync::Arc<recstore::catalog::Catalog>,
+)> {
+    let (catalogs, catalog) = open_catalog(dir, items.to_vec(), items[0].vector.len())?;
+    catalog.set_behaviour(settings)?;
+    let train: Vec<&Line> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.at_ms < until_ms)
+        .collect();
+    for chunk in train.chunks(5_000) {
+        let events: Vec<Event> = chunk
+            .iter()
+            .map(|l| Event {
+                user_id: l.user.clone(),
+                item_id: l.item.clone(),
+                kind: EventKind::Purchase,
+                timestamp_ms: l.at_ms,
+                session_id: None,
+                order_id: Some(l.order.clone()),
+                quantity: 1,
+                price: None,
+                event_id: None,
+                recommendation_id: None,
+            })
+            .collect();
+        catalog.record_events(events)?;
+    }
+    catalog.train_collaborative()?;
+    Ok((catalogs, catalog))
+}
+
+/// Fits the blend's weights by logistic regression on a validation split:
+/// the history before `from_ms` is recorded and the model trained on it;
+/// every customer who buys something new in `[from_ms, to_ms)` is asked
+/// for candidates at `from_ms` (`recommend::personal::features`, the
+/// standardised similarity, collaborative score, popularity and category
+/// share), labelled 1 when bought in the window. Newton's method on the
+/// log-likelihood (with a small ridge); negative weights are clamped to 0
+/// (a setting is a non-negative weight). Returns
+/// `[similarity, collaborative, popularity, category]` and the row count.
+pub fn fit(items: &[Item], lines: &[Line], from_ms: i64, to_ms: i64) -> Result<([f64; 4], usize)> {
+    let all: Vec<&Line> = lines.iter().collect();
+    let dir = tempfile::tempdir()?;
+    let mut settings = BehaviourSettings::default();
+    settings.blend.similarity = 1.0;
+    settings.blend.collaborative = 1.0;
+    settings.blend.popularity = 1.0;
+    settings.blend.category = 1.0;
+    let (_catalogs, catalog) = catalog_until(dir.path(), items, &all, from_ms, settings)?;
+    let mut before: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for l in lines.iter().filter(|l| l.at_ms < from_ms) {
+        before.entry(&l.user).or_default().insert(&l.item);
+    }
+    let mut window: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+    for l in lines
+        .iter()
+        .filter(|l| l.at_ms >= from_ms && l.at_ms < to_ms)
+    {
+        let had = before.get(l.user.as_str());
+        if had.is_some()
+            && !had.is_some_and(|h| h.contains(l.item.as_str()))
+            && !l.user.starts_with("guest:")
+        {
+            window.entry(&l.user).or_default().insert(&l.item);
+        }
+    }
+    let mut rows: Vec<([f64; 5], f64)> = Vec::new();
+    for (user, bought) in &window {
+        let context = UserContext::load(&catalog, user, from_ms)?;
+        let request = UserRequest {
+            user_id: user.to_string(),
+            k: 20,
+            filter: Filter::default(),
+            now_ms: from_ms,
+        };
+        let found = catalog.with_index(|index| {
+            features(&catalog, index, &context, &request).map(|fs| {
+                fs.into_iter()
+                    .map(|f| {
+                        let id = index.hit(f.slot, 0.0).meta.id.clone();
+                        (
+                            [1.0, f.similarity, f.collaborative, f.popularity, f.category],
+                            if bought.contains(&*id) { 1.0 } else { 0.0 },
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        rows.extend(found.unwrap_or_default());
+    }
+    let mut w = [0.0f64; 5];
+    for _ in 0..30 {
+        let mut grad = [0.0f64; 5];
+        let mut hess = faer::Mat::<f64>::zeros(5, 5);
+        for (x, y) in &rows {
+            let z: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-z).exp());
+            for i in 0..5 {
+                grad[i] += (y - p) * x[i];
+                for j in 0..5 {
+                    hess[(i, j)] += p * (1.0 - p) * x[i] * x[j];
+                }
+            }
+        }
+        for i in 0..5 {
+            grad[i] -= 1e-3 * w[i];
+            hess[(i, i)] += 1e-3;
+        }
+        let g = faer::Mat::<f64>::from_fn(5, 1, |i, _| grad[i]);
+        let Ok(llt) = hess.llt(faer::Side::Lower) else {
+            break;
+        };
+        use faer::linalg::solvers::Solve;
+        let step = llt.solve(&g);
+        let mut moved = 0.0f64;
+        for i in 0..5 {
+            w[i] += step[(i, 0)];
+            moved = moved.max(step[(i, 0)].abs());
+        }
+        if moved < 1e-8 {
+            break;
+        }
+    }
+    Ok((
+        [w[1].max(0.0), w[2].max(0.0), w[3].max(0.0), w[4].max(0.0)],
+        rows.len(),
+    ))
+}
+
+/// What training costs (`--protocol train-cost`): a synthetic history of
+/// `events` interactions by `users` users over `items` items (Zipf
+/// popularity, users drawn to one of 50 taste clusters), the model trained
+/// directly from it (no store), with the wall time and the process's peak
+/// RSS before and after.
+pub fn train_cost(
+    items: usize,
+    users: usize,
+    events: usize,
+    settings: &recstore::catalog::model::CollaborativeSettings,
+) -> Result<()> {
+    use recstore::collaborative::train::{train, Interactions};
+    let mut rng = crate::Rng(7);
+    let clusters = 50;
+    let weights = BehaviourSettings::default().weights;
+    let started = Instant::now();
+    let mut data = Interactions::new();
+    let per_user = (events / users.max(1)).max(1);
+    // Zipf (s = 1) by its inverse CDF, ln(i + 1) / ln(n + 1).
+    let zipf = |rng: &mut crate::Rng, n: usize| {
+        ((rng.unit() * ((n + 1) as f64).ln()).exp() as usize)
+            .saturating_sub(1)
+            .min(n - 1)
+    };
+    for u in 0..users {
+        let taste = rng.below(clusters);
+        for _ in 0..per_user {
+            // 70 % within the user's cluster's slice of the catalogue.
+            let item = if rng.unit() < 0.7 {
+                let width = (items / clusters).max(1);
+                taste * width + zipf(&mut rng, width)
+            } else {
+                zipf(&mut rng, items)
+            };
+            data.add(
+                &Event {
+                    user_id: format!("u{u}"),
+                    item_id: format!("i{item}"),
+                    kind: EventKind::Purchase,
+                    timestamp_ms: 0,
+                    session_id: None,
+                    order_id: None,
+                    quantity: 1,
+                    price: None,
+                    event_id: None,
+                    recommendation_id: None,
+                },
+                &weights,
+            );
+        }
+    }
+    let data = data.finish();
+    let built = started.elapsed().as_secs_f64();
+    let rss_before = peak_rss_mib();
+    let model = train(&data, settings, events as u64).context("no interactions")?;
+    println!(
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {:.0} |",
+        items,
+        data.items(),
+        users,
+        data.pairs(),
+        model.info.kind.as_str(),
+        built,
+        model.info.seconds,
+        model.weights(),
+        model.memory_bytes() as f64 / (1 << 20) as f64,
+        peak_rss_mib().max(rss_before),
+    );
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
