@@ -1484,6 +1484,10 @@ pub struct SettingsWire {
     pub collaborative: Option<CollaborativeSettingsWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repurchase: Option<RepurchaseSettingsWire>,
+    /// Personal picks leave out every item the user viewed, clicked or
+    /// carted (among their profile events), not only what they bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_seen: Option<bool>,
 }
 
 /// Tells a present `null` (`Some(None)`) from an absent field (`None`).
@@ -1551,6 +1555,7 @@ impl SettingsWire {
                 min_repeaters: Some(s.repurchase.min_repeaters),
                 due_share: Some(s.repurchase.due_share),
             }),
+            exclude_seen: Some(s.exclude_seen),
         }
     }
 
@@ -1634,6 +1639,9 @@ impl SettingsWire {
             if let Some(v) = c.retrain_quiet_secs {
                 t.retrain_quiet_ms = secs_to_ms("collaborative.retrain_quiet_secs", v)?;
             }
+        }
+        if let Some(v) = self.exclude_seen {
+            s.exclude_seen = v;
         }
         if let Some(r) = self.repurchase {
             let t = &mut s.repurchase;

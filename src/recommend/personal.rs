@@ -155,7 +155,16 @@ pub fn features(
         Some(m) if settings.blend.collaborative > 0.0 => m.scores(&context.profile.collaborative),
         _ => HashMap::new(),
     };
-    let excluded = context.purchased_slots(index);
+    let mut excluded = context.purchased_slots(index);
+    if settings.exclude_seen {
+        excluded.extend(
+            context
+                .profile
+                .collaborative
+                .iter()
+                .filter_map(|(id, _)| index.slot_of(id)),
+        );
+    }
     let query = context
         .profile
         .blended
@@ -286,6 +295,7 @@ fn rank_for(
     catalog.with_index(|index| {
         let Some(candidates) = features(catalog, index, context, request) else {
             let filter = context.filter(request.filter.clone());
+            // No profile, so no seen items to add.
             let excluded = context.purchased_slots(index);
             return catalog
                 .with_behaviour(|b| trending_in(index, b, request.now_ms, k, &filter, &excluded));

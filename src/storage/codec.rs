@@ -325,6 +325,7 @@ struct BehaviourV2 {
     blend_collaborative: f64,
     collaborative: CollaborativeV2,
     repurchase: RepurchaseV2,
+    exclude_seen: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -393,6 +394,7 @@ pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
             min_repeaters: s.repurchase.min_repeaters,
             due_share: s.repurchase.due_share,
         },
+        exclude_seen: s.exclude_seen,
     };
     let mut out = vec![BEHAVIOUR_VERSION_2];
     out.extend(
@@ -404,51 +406,54 @@ pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
 
 pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
     let decode_err = |e: bincode::error::DecodeError| corrupt("behaviour settings", e.to_string());
-    let (v1, blend_similarity, blend_collaborative, collaborative, repurchase) = match bytes
-        .split_first()
-    {
-        Some((&BEHAVIOUR_VERSION_2, body)) => {
-            let (v2, _): (BehaviourV2, usize) =
-                bincode::serde::decode_from_slice(body, bincode_config()).map_err(decode_err)?;
-            let c = v2.collaborative;
-            let r = v2.repurchase;
-            (
-                v2.v1,
-                v2.blend_similarity,
-                v2.blend_collaborative,
-                CollaborativeSettings {
-                    enabled: c.enabled,
-                    half_life_ms: c.half_life_ms,
-                    ease_lambda: c.ease_lambda,
-                    ease_max_items: usize::try_from(c.ease_max_items).unwrap_or(usize::MAX),
-                    neighbours: usize::try_from(c.neighbours).unwrap_or(usize::MAX),
-                    shrinkage: c.shrinkage,
-                    retrain_min_events: c.retrain_min_events,
-                    retrain_share: c.retrain_share,
-                    retrain_quiet_ms: c.retrain_quiet_ms,
-                },
-                RepurchaseSettings {
-                    enabled: r.enabled,
-                    min_rate: r.min_rate,
-                    min_repeaters: r.min_repeaters,
-                    due_share: r.due_share,
-                },
-            )
-        }
-        _ => {
-            let body = check_version("behaviour settings", bytes)?;
-            let (v1, _): (BehaviourV1, usize) =
-                bincode::serde::decode_from_slice(body, bincode_config()).map_err(decode_err)?;
-            let d = BehaviourSettings::default();
-            (
-                v1,
-                d.blend.similarity,
-                d.blend.collaborative,
-                d.collaborative,
-                d.repurchase,
-            )
-        }
-    };
+    let (v1, blend_similarity, blend_collaborative, collaborative, repurchase, exclude_seen) =
+        match bytes.split_first() {
+            Some((&BEHAVIOUR_VERSION_2, body)) => {
+                let (v2, _): (BehaviourV2, usize) =
+                    bincode::serde::decode_from_slice(body, bincode_config())
+                        .map_err(decode_err)?;
+                let c = v2.collaborative;
+                let r = v2.repurchase;
+                (
+                    v2.v1,
+                    v2.blend_similarity,
+                    v2.blend_collaborative,
+                    CollaborativeSettings {
+                        enabled: c.enabled,
+                        half_life_ms: c.half_life_ms,
+                        ease_lambda: c.ease_lambda,
+                        ease_max_items: usize::try_from(c.ease_max_items).unwrap_or(usize::MAX),
+                        neighbours: usize::try_from(c.neighbours).unwrap_or(usize::MAX),
+                        shrinkage: c.shrinkage,
+                        retrain_min_events: c.retrain_min_events,
+                        retrain_share: c.retrain_share,
+                        retrain_quiet_ms: c.retrain_quiet_ms,
+                    },
+                    RepurchaseSettings {
+                        enabled: r.enabled,
+                        min_rate: r.min_rate,
+                        min_repeaters: r.min_repeaters,
+                        due_share: r.due_share,
+                    },
+                    v2.exclude_seen,
+                )
+            }
+            _ => {
+                let body = check_version("behaviour settings", bytes)?;
+                let (v1, _): (BehaviourV1, usize) =
+                    bincode::serde::decode_from_slice(body, bincode_config())
+                        .map_err(decode_err)?;
+                let d = BehaviourSettings::default();
+                (
+                    v1,
+                    d.blend.similarity,
+                    d.blend.collaborative,
+                    d.collaborative,
+                    d.repurchase,
+                    d.exclude_seen,
+                )
+            }
+        };
     let [view, click, add_to_cart, purchase] = v1.weights;
     let [session, long_term, user_vector, popularity, category] = v1.blend;
     let settings = BehaviourSettings {
@@ -480,6 +485,7 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
         upsell_affinity: v1.upsell_affinity,
         collaborative,
         repurchase,
+        exclude_seen,
     };
     settings
         .validate()
@@ -592,6 +598,7 @@ mod tests {
         settings.blend.collaborative = 0.25;
         settings.collaborative.ease_max_items = 7;
         settings.collaborative.enabled = false;
+        settings.exclude_seen = true;
         let bytes = encode_behaviour(&settings);
         assert_eq!(decode_behaviour(&bytes).unwrap(), settings);
         // Version 1 (before the collaborative model) decodes with the new

@@ -82,8 +82,9 @@ struct Args {
     /// default); `offline`: the standard time split (see `offline.rs`).
     #[arg(long, default_value = "replay")]
     protocol: String,
-    /// `superstore` (products.csv, embeddings.fvecs, orders.csv) or
-    /// `online-retail` (transactions.csv; offline protocol only).
+    /// `superstore` (products.csv, embeddings.fvecs, orders.csv),
+    /// `online-retail` (transactions.csv) or `latent` (generated; `--items`,
+    /// `--users`, `--per-user`); the last two with the offline protocol only.
     #[arg(long, default_value = "superstore")]
     format: String,
     /// train-cost: catalogue size.
@@ -95,6 +96,9 @@ struct Args {
     /// train-cost: interactions.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
+    /// latent: interactions per user.
+    #[arg(long, default_value_t = 100)]
+    per_user: usize,
     /// train-cost: `collaborative.ease_max_items` (default 5000).
     #[arg(long)]
     ease_max_items: Option<usize>,
@@ -103,7 +107,8 @@ struct Args {
     /// trained on what came before, and report the fitted blend too.
     #[arg(long)]
     fit_from: Option<String>,
-    /// Offline protocol: extra blends to try, `similarity:collaborative:popularity`.
+    /// Offline protocol: extra blends to try,
+    /// `similarity:collaborative:popularity[:category]` (category 1 when left out).
     #[arg(long, value_delimiter = ',')]
     grid: Vec<String>,
 }
@@ -480,13 +485,21 @@ fn main() -> Result<()> {
                     .collect::<Result<_, _>>()
                     .with_context(|| format!("bad --grid entry {g:?}"))?;
                 match parts[..] {
-                    [s, c, p] => Ok((s, c, p)),
-                    _ => bail!("a --grid entry is similarity:collaborative:popularity, not {g:?}"),
+                    [s, c, p] => Ok((s, c, p, 1.0)),
+                    [s, c, p, k] => Ok((s, c, p, k)),
+                    _ => bail!("a --grid entry is similarity:collaborative:popularity[:category], not {g:?}"),
                 }
             })
             .collect::<Result<Vec<_>>>()?;
         let (items, lines) = match args.format.as_str() {
             "online-retail" => offline::online_retail(&args.data)?,
+            "latent" => {
+                println!(
+                    "SYNTHETIC latent-taste history: {} items, {} users, {} each, seed {}",
+                    args.items, args.users, args.per_user, args.seed
+                );
+                offline::latent(args.items, args.users, args.per_user, args.seed)
+            }
             "superstore" => {
                 let items = items(&args.data)?;
                 let orders = match args.synthetic_orders {

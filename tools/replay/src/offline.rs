@@ -155,7 +155,7 @@ pub struct Method {
 }
 
 /// The methods every run reports.
-pub fn methods(grid: &[(f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<Method> {
+pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<Method> {
     let with = |sim: f64, col: f64, pop: f64, knn: bool| {
         let mut s = BehaviourSettings::default();
         s.blend.similarity = sim;
@@ -200,13 +200,14 @@ pub fn methods(grid: &[(f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<Method
             settings: Some(s),
         });
     }
-    for &(sim, col, pop) in grid {
+    for &(sim, col, pop, cat) in grid {
         let mut s = BehaviourSettings::default();
         s.blend.similarity = sim;
         s.blend.collaborative = col;
         s.blend.popularity = pop;
+        s.blend.category = cat;
         out.push(Method {
-            name: format!("blend sim {sim} col {col} pop {pop} cat 1"),
+            name: format!("blend sim {sim} col {col} pop {pop} cat {cat}"),
             settings: Some(s),
         });
     }
@@ -561,4 +562,99 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A synthetic history with known latent structure, shaped like a ratings
+/// set (`--format latent`): `items` items and `users` users in a 16-d
+/// taste space, each user interacting with `per_user` distinct items drawn
+/// with probability ∝ popularity (Zipf) × exp(8 · taste · item), one a day
+/// over a year ending 2020-12-31; the item vectors the shop "supplies" are
+/// the latent vectors plus as much noise again (content that knows
+/// something, not everything). Its figures are labelled synthetic.
+pub fn latent(items: usize, users: usize, per_user: usize, seed: u64) -> (Vec<Item>, Vec<Line>) {
+    const D: usize = 16;
+    let mut rng = crate::Rng(seed.max(1));
+    let mut gauss = move || {
+        // Box-Muller.
+        let (u1, u2) = (rng.unit().max(1e-12), rng.unit());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    };
+    let unit = |v: Vec<f64>| {
+        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+        v.into_iter().map(|x| x / n).collect::<Vec<f64>>()
+    };
+    let latent: Vec<Vec<f64>> = (0..items)
+        .map(|_| unit((0..D).map(|_| gauss()).collect()))
+        .collect();
+    let noisy: Vec<Vec<f32>> = latent
+        .iter()
+        .map(|v| {
+            let noise = unit((0..D).map(|_| gauss()).collect());
+            v.iter().zip(&noise).map(|(a, b)| (a + b) as f32).collect()
+        })
+        .collect();
+    let pop: Vec<f64> = (0..items)
+        .map(|i| 1.0 / (1.0 + i as f64).powf(0.6))
+        .collect();
+    let catalogue: Vec<Item> = (0..items)
+        .map(|i| Item {
+            id: format!("m{i}"),
+            vector: noisy[i].clone(),
+            price: Some(10.0),
+            category: None,
+            brand: None,
+            in_stock: true,
+            tags: Vec::new(),
+            explicit_tier: None,
+            attributes: Default::default(),
+        })
+        .collect();
+    let end = 1_609_372_800_000i64; // 2020-12-31
+    let day = 86_400_000i64;
+    let mut lines = Vec::new();
+    for u in 0..users {
+        let taste = unit((0..D).map(|_| gauss()).collect());
+        let weights: Vec<f64> = (0..items)
+            .map(|i| {
+                pop[i]
+                    * (8.0
+                        * taste
+                            .iter()
+                            .zip(&latent[i])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>())
+                    .exp()
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut tries = 0;
+        let mut r = crate::Rng(seed.wrapping_mul(31).wrapping_add(u as u64 + 1));
+        while chosen.len() < per_user.min(items) && tries < per_user * 50 {
+            tries += 1;
+            let mut x = r.unit() * total;
+            let mut pick = items - 1;
+            for (i, w) in weights.iter().enumerate() {
+                x -= w;
+                if x <= 0.0 {
+                    pick = i;
+                    break;
+                }
+            }
+            if !chosen.contains(&pick) {
+                chosen.push(pick);
+            }
+        }
+        let start = end - 365 * day + (r.below(180) as i64) * day;
+        for (n, i) in chosen.into_iter().enumerate() {
+            lines.push(Line {
+                user: format!("user{u}"),
+                item: format!("m{i}"),
+                order: format!("o{u}-{n}"),
+                at_ms: (start + n as i64 * day).min(end),
+            });
+        }
+    }
+    lines.sort_by(|a, b| a.at_ms.cmp(&b.at_ms).then_with(|| a.order.cmp(&b.order)));
+    (catalogue, lines)
 }
