@@ -1400,10 +1400,10 @@ pub struct CollaborativeSettingsWire {
     #[serde(deserialize_with = "integral::optional")]
     #[schema(minimum = 0, maximum = 20000)]
     pub ease_max_items: Option<usize>,
-    /// Neighbours kept per item (1..=1000).
+    /// Neighbours kept per item (1..=10000), largest weights in magnitude.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(deserialize_with = "integral::optional")]
-    #[schema(minimum = 1, maximum = 1000)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub neighbours: Option<usize>,
     /// Item-kNN's shrinkage.
     #[serde(default, skip_serializing_if = "Option::is_none")]

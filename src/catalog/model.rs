@@ -377,7 +377,7 @@ impl Default for CollaborativeSettings {
             half_life_ms: 365 * DAY_MS,
             ease_lambda: 200.0,
             ease_max_items: 5_000,
-            neighbours: 100,
+            neighbours: 1_000,
             shrinkage: 10.0,
             retrain_min_events: 1_000,
             retrain_share: 0.1,
@@ -419,7 +419,7 @@ impl Default for RepurchaseSettings {
 /// at 20,000, twice that while inverting).
 pub const MAX_EASE_ITEMS: usize = 20_000;
 /// Most neighbours per item a model may keep.
-pub const MAX_NEIGHBOURS: usize = 1_000;
+pub const MAX_NEIGHBOURS: usize = 10_000;
 
 /// Cross-sell thresholds for bought-together candidates.
 #[derive(Debug, Clone, Copy, PartialEq)]

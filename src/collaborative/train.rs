@@ -143,18 +143,22 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The `keep` largest positive entries of `row` (unsorted).
+/// The `keep` entries of `row` largest in magnitude (unsorted). EASE's
+/// negative weights count: "bought A, so probably not B" is evidence too
+/// (dropping them cost 2-4 points of hit@10, BENCHMARKS.md).
 fn strongest(mut row: Vec<(u32, f32)>, keep: usize) -> Vec<(u32, f32)> {
-    row.retain(|&(_, w)| w > 0.0 && w.is_finite());
+    row.retain(|&(_, w)| w != 0.0 && w.is_finite());
     if row.len() > keep && keep > 0 {
-        row.select_nth_unstable_by(keep - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        row.select_nth_unstable_by(keep - 1, |a, b| {
+            b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0))
+        });
         row.truncate(keep);
     }
     row
 }
 
 /// EASE's weight matrix `B`, row by row (row `i`: what item `i` says of
-/// each other item), cut to the `keep` strongest positive weights.
+/// each other item), cut to the `keep` weights largest in magnitude.
 ///
 /// `G = XᵀX + λI`, `P = G⁻¹` by Cholesky (G is symmetric positive
 /// definite for λ > 0), `B_ij = -P_ij / P_jj` off the diagonal, `B_ii = 0`.
@@ -262,8 +266,6 @@ mod tests {
         let b = dense(&ease(5, &users, 1.0, 5), 5);
         for (i, row) in EASE_4X5_LAMBDA_1.iter().enumerate() {
             for (j, &want) in row.iter().enumerate() {
-                // Only positive weights are kept.
-                let want = if want > 0.0 { want } else { 0.0 };
                 assert!(
                     (b[i][j] - want).abs() < 1e-6,
                     "B[{i}][{j}] = {}, want {want}",

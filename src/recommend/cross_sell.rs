@@ -161,7 +161,8 @@ pub fn cross_sell(catalog: &Catalog, request: &CrossSellRequest) -> Result<Vec<R
                         .then_with(|| model.id(a.0).cmp(model.id(b.0)))
                 });
                 for (to, Target { score, with, .. }) in ranked {
-                    if picks.len() >= k {
+                    // Sorted: from here on the model advises against.
+                    if picks.len() >= k || score <= 0.0 {
                         break;
                     }
                     let Some(view) = index.get(model.id(to)) else {

@@ -99,6 +99,12 @@ struct Args {
     /// latent: interactions per user.
     #[arg(long, default_value_t = 100)]
     per_user: usize,
+    /// Offline protocol: `collaborative.neighbours` for every method.
+    #[arg(long)]
+    neighbours: Option<usize>,
+    /// Offline protocol: `collaborative.ease_lambda` for every method.
+    #[arg(long)]
+    lambda: Option<f64>,
     /// train-cost: `collaborative.ease_max_items` (default 5000).
     #[arg(long)]
     ease_max_items: Option<usize>,
@@ -528,7 +534,18 @@ fn main() -> Result<()> {
             }
             None => None,
         };
-        return offline::run(&items, &lines, cutoff_ms, &offline::methods(&grid, fitted));
+        let mut methods = offline::methods(&grid, fitted);
+        for m in &mut methods {
+            if let Some(s) = &mut m.settings {
+                if let Some(n) = args.neighbours {
+                    s.collaborative.neighbours = n;
+                }
+                if let Some(l) = args.lambda {
+                    s.collaborative.ease_lambda = l;
+                }
+            }
+        }
+        return offline::run(&items, &lines, cutoff_ms, &methods);
     }
     let items = items(&args.data)?;
     let orders = match args.synthetic_orders {
