@@ -16,7 +16,8 @@
 //! purchases are recorded and the replay moves on.
 //!
 //! It runs in-process on a temporary store with the real write path
-//! (`Catalog::record_events`) and the real recommenders, once per setting
+//! (`Catalog::record_events`), the collaborative model retrained whenever
+//! the server would (`Catalog::training_due`), and the real recommenders, once per setting
 //! of the grid, so blend weights and half-lives are chosen by
 //! measurement. Input: a folder with `products.csv` (id, name, category,
 //! sub_category, price), `embeddings.fvecs` (row i = product i) and
@@ -464,6 +465,11 @@ fn replay(
             })
             .collect();
         catalog.record_events(events)?;
+        // As the server's background trainer would (without its quiet
+        // rule: a replay never pauses).
+        if catalog.training_due() {
+            catalog.train_collaborative()?;
+        }
         seen_customers.insert(&order.customer);
     }
     Ok(out)
