@@ -1484,8 +1484,9 @@ pub struct SettingsWire {
     pub collaborative: Option<CollaborativeSettingsWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repurchase: Option<RepurchaseSettingsWire>,
-    /// Personal picks leave out every item the user viewed, clicked or
-    /// carted (among their profile events), not only what they bought.
+    /// Personal picks leave out the items the user viewed, clicked or
+    /// carted (among their profile events) and did not buy (default true;
+    /// bought items follow the purchase and repurchase rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_seen: Option<bool>,
 }

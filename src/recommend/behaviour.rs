@@ -112,6 +112,14 @@ impl Behaviour {
         }
     }
 
+    /// Whether `user` ever bought `item` (the purchase rules, not
+    /// `exclude_seen`, decide when it comes back).
+    pub fn has_bought(&self, user: &str, item: &str) -> bool {
+        self.purchases
+            .get(user)
+            .is_some_and(|bought| bought.contains_key(item))
+    }
+
     /// How often and how soon `item` is re-bought: its own figures when
     /// it has `min_repeaters` repeat buyers, else its category's.
     pub fn repeat_of(&self, item: &str) -> Option<RepeatStats> {

@@ -157,13 +157,18 @@ pub fn features(
     };
     let mut excluded = context.purchased_slots(index);
     if settings.exclude_seen {
-        excluded.extend(
-            context
-                .profile
-                .collaborative
-                .iter()
-                .filter_map(|(id, _)| index.slot_of(id)),
-        );
+        // Seen and not bought: what was bought comes back (or not) by the
+        // purchase rules.
+        catalog.with_behaviour(|b| {
+            excluded.extend(
+                context
+                    .profile
+                    .collaborative
+                    .iter()
+                    .filter(|(id, _)| !b.has_bought(&request.user_id, id))
+                    .filter_map(|(id, _)| index.slot_of(id)),
+            )
+        });
     }
     let query = context
         .profile

@@ -309,7 +309,21 @@ async fn purchased_items_never_come_back_and_one_event_changes_the_next_answer()
     // (Every other phone comes back, so only the exclusion keeps it out.)
     assert_eq!(cross.len(), phones.len() - 1);
     assert!(!ids(&cross).contains(&p[phones[0]].id));
-    // Buying it takes it out of personal picks.
+    // Carted and not bought: left out of personal picks by default
+    // (`exclude_seen`, #17)...
+    let seen = ids(&hits(
+        &recommend(api, "user", json!({"user_id": "shopper", "k": 100})).await,
+    ));
+    assert!(!seen.contains(&p[phones[0]].id));
+    // ...shown when the shop wants "still interested?" picks...
+    let (status, body) = api
+        .put(
+            "/v1/catalogs/store/settings",
+            json!({"exclude_seen": false}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    // ...and buying it takes it out whatever that setting says.
     let before_buy = ids(&hits(
         &recommend(api, "user", json!({"user_id": "shopper", "k": 100})).await,
     ));

@@ -329,20 +329,22 @@ async fn re_bought_items_come_back_and_seen_items_can_be_left_out() {
         .await);
     assert!(!off.contains(&"p1".to_string()), "{off:?}");
 
-    // Viewed items are shown again by default; with exclude_seen they are
-    // left out.
+    // Viewed items are left out by default (exclude_seen); with it off
+    // they are shown again. A re-bought item viewed again still follows
+    // the purchase rules, not exclude_seen.
     api.post_ok(
         &format!("{C}/events"),
         json!({"events": [{"user_id": "v", "item_id": "p2", "type": "view",
-                           "timestamp": "2026-01-20T00:00:00Z"}]}),
+                           "timestamp": "2026-01-20T00:00:00Z"},
+                          {"user_id": "c0", "item_id": "p1", "type": "view",
+                           "timestamp": "2026-01-29T00:00:00Z"}]}),
     )
     .await;
-    let shown = got(api
-        .post_ok(&format!("{C}/recommend/user"), at("v", 21))
-        .await);
-    assert!(shown.contains(&"p2".to_string()), "{shown:?}");
     let (code, body) = api
-        .put(&format!("{C}/settings"), json!({"exclude_seen": true}))
+        .put(
+            &format!("{C}/settings"),
+            json!({"repurchase": {"enabled": true}}),
+        )
         .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let hidden = got(api
@@ -350,5 +352,17 @@ async fn re_bought_items_come_back_and_seen_items_can_be_left_out() {
         .await);
     assert!(!hidden.contains(&"p2".to_string()), "{hidden:?}");
     assert!(!hidden.is_empty());
+    let due = got(api
+        .post_ok(&format!("{C}/recommend/user"), at("c0", 30))
+        .await);
+    assert!(due.contains(&"p1".to_string()), "{due:?}");
+    let (code, body) = api
+        .put(&format!("{C}/settings"), json!({"exclude_seen": false}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let shown = got(api
+        .post_ok(&format!("{C}/recommend/user"), at("v", 21))
+        .await);
+    assert!(shown.contains(&"p2".to_string()), "{shown:?}");
     server.stop().await;
 }

@@ -97,6 +97,10 @@ struct Args {
     /// train-cost: interactions.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
+    /// latent: share of interactions recorded as views (the rest are
+    /// purchases).
+    #[arg(long, default_value_t = 0.0)]
+    view_share: f64,
     /// latent: interactions per user.
     #[arg(long, default_value_t = 100)]
     per_user: usize,
@@ -510,7 +514,13 @@ fn main() -> Result<()> {
                     "SYNTHETIC latent-taste history: {} items, {} users, {} each, seed {}",
                     args.items, args.users, args.per_user, args.seed
                 );
-                offline::latent(args.items, args.users, args.per_user, args.seed)
+                offline::latent(
+                    args.items,
+                    args.users,
+                    args.per_user,
+                    args.view_share,
+                    args.seed,
+                )
             }
             "superstore" => {
                 let items = items(&args.data)?;

@@ -38,6 +38,7 @@ use crate::{ids, open_catalog, Order};
 
 /// One purchase line.
 pub struct Line {
+    pub kind: EventKind,
     pub user: String,
     pub item: String,
     pub order: String,
@@ -72,6 +73,7 @@ pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
         .with_context(|| format!("bad date {:?}", &r[4]))?;
         let customer = r[6].trim();
         lines.push(Line {
+            kind: EventKind::Purchase,
             user: if customer.is_empty() {
                 format!("guest:{invoice}")
             } else {
@@ -127,6 +129,7 @@ pub fn lines_of(orders: &[Order]) -> Vec<Line> {
         .iter()
         .flat_map(|o| {
             o.products.iter().map(|p| Line {
+                kind: EventKind::Purchase,
                 user: o.customer.clone(),
                 item: p.clone(),
                 order: o.id.clone(),
@@ -188,6 +191,13 @@ pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<M
             name: "shipped blend (defaults)".into(),
             settings: Some(BehaviourSettings::default()),
         },
+        Method {
+            name: "shipped blend, exclude_seen off".into(),
+            settings: Some(BehaviourSettings {
+                exclude_seen: false,
+                ..BehaviourSettings::default()
+            }),
+        },
     ];
     if let Some([sim, col, pop, cat]) = fitted {
         let mut s = BehaviourSettings::default();
@@ -217,9 +227,14 @@ pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<M
 /// Runs the protocol for every method and prints one table row each.
 pub fn run(items: &[Item], lines: &[Line], cutoff_ms: i64, methods: &[Method]) -> Result<()> {
     let train: Vec<&Line> = lines.iter().filter(|l| l.at_ms < cutoff_ms).collect();
+    // Customers with history, and what they bought (recstore excludes
+    // purchases, not views, by default).
     let mut bought: HashMap<&str, HashSet<&str>> = HashMap::new();
     for l in &train {
-        bought.entry(&l.user).or_default().insert(&l.item);
+        let had = bought.entry(&l.user).or_default();
+        if l.kind == EventKind::Purchase {
+            had.insert(&l.item);
+        }
     }
     let mut future: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
     for l in lines.iter().filter(|l| l.at_ms >= cutoff_ms) {
@@ -366,7 +381,7 @@ fn catalog_until(
             .map(|l| Event {
                 user_id: l.user.clone(),
                 item_id: l.item.clone(),
-                kind: EventKind::Purchase,
+                kind: l.kind,
                 timestamp_ms: l.at_ms,
                 session_id: None,
                 order_id: Some(l.order.clone()),
@@ -571,7 +586,13 @@ fn peak_rss_mib() -> f64 {
 /// over a year ending 2020-12-31; the item vectors the shop "supplies" are
 /// the latent vectors plus as much noise again (content that knows
 /// something, not everything). Its figures are labelled synthetic.
-pub fn latent(items: usize, users: usize, per_user: usize, seed: u64) -> (Vec<Item>, Vec<Line>) {
+pub fn latent(
+    items: usize,
+    users: usize,
+    per_user: usize,
+    view_share: f64,
+    seed: u64,
+) -> (Vec<Item>, Vec<Line>) {
     const D: usize = 16;
     let mut rng = crate::Rng(seed.max(1));
     let mut gauss = move || {
@@ -647,7 +668,15 @@ pub fn latent(items: usize, users: usize, per_user: usize, seed: u64) -> (Vec<It
         }
         let start = end - 365 * day + (r.below(180) as i64) * day;
         for (n, i) in chosen.into_iter().enumerate() {
+            // A share of the interactions are views (a "ratings set
+            // replayed as purchases and views").
+            let view = (r.next() % 1000) as f64 / 1000.0 < view_share;
             lines.push(Line {
+                kind: if view {
+                    EventKind::View
+                } else {
+                    EventKind::Purchase
+                },
                 user: format!("user{u}"),
                 item: format!("m{i}"),
                 order: format!("o{u}-{n}"),
