@@ -97,6 +97,10 @@ struct Args {
     /// train-cost: interactions.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
+    /// Offline protocol: ask at this date (YYYY-MM-DD) instead of the
+    /// cutoff: a history imported long after it happened.
+    #[arg(long)]
+    ask_at: Option<String>,
     /// latent: share of interactions recorded as views (the rest are
     /// purchases).
     #[arg(long, default_value_t = 0.0)]
@@ -561,7 +565,11 @@ fn main() -> Result<()> {
                 }
             }
         }
-        return offline::run(&items, &lines, cutoff_ms, &methods);
+        let ask_ms = match &args.ask_at {
+            Some(at) => date_ms(at)?,
+            None => cutoff_ms,
+        };
+        return offline::run(&items, &lines, cutoff_ms, ask_ms, &methods);
     }
     let items = items(&args.data)?;
     let orders = match args.synthetic_orders {

@@ -225,7 +225,15 @@ pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<M
 }
 
 /// Runs the protocol for every method and prints one table row each.
-pub fn run(items: &[Item], lines: &[Line], cutoff_ms: i64, methods: &[Method]) -> Result<()> {
+/// `ask_ms`: when the questions are asked (the cutoff, or much later: a
+/// shop that imported an old history and went live).
+pub fn run(
+    items: &[Item],
+    lines: &[Line],
+    cutoff_ms: i64,
+    ask_ms: i64,
+    methods: &[Method],
+) -> Result<()> {
     let train: Vec<&Line> = lines.iter().filter(|l| l.at_ms < cutoff_ms).collect();
     // Customers with history, and what they bought (recstore excludes
     // purchases, not views, by default).
@@ -299,8 +307,8 @@ pub fn run(items: &[Item], lines: &[Line], cutoff_ms: i64, methods: &[Method]) -
                 }
                 let picks = match method.settings {
                     None => {
-                        let context = UserContext::load(&catalog, user, cutoff_ms)?;
-                        trending(&catalog, &context, 20, Filter::default(), cutoff_ms)
+                        let context = UserContext::load(&catalog, user, ask_ms)?;
+                        trending(&catalog, &context, 20, Filter::default(), ask_ms)
                     }
                     Some(_) => recommend_user(
                         &catalog,
@@ -308,7 +316,7 @@ pub fn run(items: &[Item], lines: &[Line], cutoff_ms: i64, methods: &[Method]) -
                             user_id: user.to_string(),
                             k: 20,
                             filter: Filter::default(),
-                            now_ms: cutoff_ms,
+                            now_ms: ask_ms,
                         },
                     )?,
                 };
