@@ -39,6 +39,10 @@ use std::sync::Arc;
 
 use crate::catalog::model::{EventKind, EventWeights};
 
+/// Most items for which [`Model::scores`] sums into a dense per-thread
+/// row (1.6 MB per request thread at this size).
+pub const DENSE_SCORES_MAX: usize = 200_000;
+
 /// Which algorithm produced a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelKind {
@@ -182,9 +186,22 @@ impl Model {
     ///
     /// Sums into a per-thread dense scratch row (cleared where it was
     /// touched) rather than a hash map: a user row of 200 items with 1,000
-    /// neighbours each is 200,000 additions, ~0.3 ms dense against
-    /// several ms hashed.
+    /// neighbours each is 200,000 additions, far cheaper dense than hashed.
+    /// Above `DENSE_SCORES_MAX` items the scratch (8 bytes per item, per
+    /// request thread) would cost more memory than it saves time, and a
+    /// hash map is used.
     pub fn scores(&self, row: &[(String, f64)]) -> HashMap<u32, f64> {
+        if self.ids.len() > DENSE_SCORES_MAX {
+            let mut out: HashMap<u32, f64> = HashMap::new();
+            for (id, x) in row {
+                let Some(i) = self.position(id) else { continue };
+                for (j, w) in self.row(i) {
+                    *out.entry(j).or_insert(0.0) += x * f64::from(w);
+                }
+            }
+            out.retain(|_, v| *v != 0.0);
+            return out;
+        }
         thread_local! {
             static SCRATCH: std::cell::RefCell<(Vec<f64>, Vec<u32>)> =
                 const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -400,5 +417,39 @@ mod tests {
             vec![1.0],
         );
         assert!(short.is_err());
+    }
+
+    #[test]
+    fn dense_and_hashed_row_sums_agree() {
+        let info = TrainingInfo {
+            kind: ModelKind::ItemKnn,
+            events: 0,
+            users: 0,
+            interactions: 0,
+            trained_at_ms: 0,
+            seconds: 0.0,
+            regularisation: 0.0,
+        };
+        let rows = |n: usize| {
+            let mut r = vec![Vec::new(); n];
+            r[0] = vec![(1, 0.5), (2, -0.25)];
+            r[1] = vec![(2, 1.0), (0, 2.0)];
+            r
+        };
+        let ids = |n: usize| {
+            (0..n)
+                .map(|i| Arc::from(format!("i{i}")))
+                .collect::<Vec<_>>()
+        };
+        let small = Model::from_rows(info.clone(), ids(3), rows(3), 10);
+        let big_n = DENSE_SCORES_MAX + 1;
+        let big = Model::from_rows(info, ids(big_n), rows(big_n), 10);
+        let row = [("i0".to_string(), 1.0), ("i1".to_string(), 0.25)];
+        let (a, b) = (small.scores(&row), big.scores(&row));
+        assert_eq!(a, b);
+        // i2's two contributions cancel (-0.25 + 0.25): not a score.
+        assert_eq!(a, HashMap::from([(0, 0.5), (1, 0.5)]));
+        // Twice in a row on one thread: the scratch was cleared.
+        assert_eq!(small.scores(&row), a);
     }
 }
