@@ -88,6 +88,9 @@ pub struct Metrics {
     escalations: Family<CatalogLabels, Gauge>,
     graph_searches: Family<CatalogLabels, Gauge>,
     graph_evaluations: Family<CatalogLabels, Gauge>,
+    model_items: Family<CatalogLabels, Gauge>,
+    model_trainings: Family<CatalogLabels, Gauge>,
+    model_events_behind: Family<CatalogLabels, Gauge>,
     store: Family<StoreLabels, Gauge>,
     resident_memory: Gauge,
     heap: Family<HeapLabels, Gauge>,
@@ -180,6 +183,21 @@ impl Metrics {
             ),
             rebuild_chunks.clone(),
         );
+        let model_items = per_catalog(
+            &mut registry,
+            "collaborative_model_items",
+            "Items in the collaborative model in use (0: none yet, or disabled)",
+        );
+        let model_trainings = per_catalog(
+            &mut registry,
+            "collaborative_model_trainings",
+            "Trainings of the collaborative model since the catalog opened",
+        );
+        let model_events_behind = per_catalog(
+            &mut registry,
+            "collaborative_model_events_behind",
+            "Events added or removed since the collaborative model was trained (what the retrain rule counts)",
+        );
         let changes_since_snapshot = per_catalog(
             &mut registry,
             "changes_since_snapshot",
@@ -255,6 +273,9 @@ impl Metrics {
             escalations,
             graph_searches,
             graph_evaluations,
+            model_items,
+            model_trainings,
+            model_events_behind,
             store,
             resident_memory,
             heap,
@@ -383,6 +404,9 @@ fn collect(state: &AppState) {
         &m.escalations,
         &m.graph_searches,
         &m.graph_evaluations,
+        &m.model_items,
+        &m.model_trainings,
+        &m.model_events_behind,
     ] {
         // A deleted catalog's series disappear.
         family.clear();
@@ -441,6 +465,21 @@ fn collect(state: &AppState) {
         m.catalogs.get_or_create(&StatusLabels { status }).set(n);
     }
     for catalog in state.catalogs.ready() {
+        let model = catalog.model_status();
+        let label = CatalogLabels {
+            catalog: catalog.name().to_string(),
+        };
+        let trained = model.model.as_ref().filter(|_| model.enabled);
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        m.model_items
+            .get_or_create(&label)
+            .set(gauge(trained.map_or(0, |t| t.items() as u64)));
+        m.model_trainings
+            .get_or_create(&label)
+            .set(gauge(model.trainings));
+        m.model_events_behind.get_or_create(&label).set(gauge(
+            trained.map_or(model.events, |t| model.events.abs_diff(t.info.events)),
+        ));
         let plans = catalog.plan_counts();
         let name = catalog.name().to_string();
         for (path, n) in [

@@ -202,6 +202,16 @@ async fn the_model_retrains_in_the_background_and_can_be_turned_off() {
         .await;
     let status = wait_for_model(&api).await;
     assert_eq!(status["model"]["events"], json!(60), "{status}");
+    let metrics = reqwest::get(format!("{}/metrics", api.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("recstore_collaborative_model_items{catalog=\"shop\"} 6"),
+        "{metrics}"
+    );
 
     // Turned off: no model is used or shown, and picks fall back to
     // content and popularity.
