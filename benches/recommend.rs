@@ -2,7 +2,9 @@
 //! events, and a cold start), cross-sell, trending, and loading a user's
 //! context (events from RocksDB + profile), on 20,000 synthetic clustered
 //! 384-d items in 64 categories with 200,000 events by 10,000 users
-//! (Zipf-skewed items, fixed seed), in a real store in a temp dir.
+//! (Zipf-skewed items, fixed seed), in a real store in a temp dir, with
+//! the collaborative model trained (item-kNN: more than 5,000 items have
+//! events); and training that model.
 //!
 //! Run: `cargo bench --bench recommend`
 
@@ -97,6 +99,7 @@ fn setup() -> (tempfile::TempDir, Arc<Catalogs>) {
             catalog.record_events(std::mem::take(&mut events)).unwrap();
         }
     }
+    catalog.train_collaborative().unwrap();
     (dir, catalogs)
 }
 
@@ -133,6 +136,12 @@ fn bench(c: &mut Criterion) {
     };
     group.bench_function("cross_sell/one_item", |b| {
         b.iter(|| cross_sell(&catalog, &cart).unwrap())
+    });
+    group.finish();
+    let mut group = c.benchmark_group("collaborative");
+    group.sample_size(10);
+    group.bench_function("train/item_knn_200k_events", |b| {
+        b.iter(|| catalog.train_collaborative().unwrap())
     });
     group.finish();
 }
