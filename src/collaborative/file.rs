@@ -88,30 +88,12 @@ impl ModelDir {
 
     /// Removes a catalog's model (deleted, or replaced by a load).
     pub fn remove_catalog(&self, catalog_id: u32) {
-        let dir = self.root.join(catalog_id.to_string());
-        if dir.exists() {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!(path = %dir.display(), error = %e, "could not remove the model of a deleted catalog");
-            }
-        }
+        crate::snapshot::remove_catalog_dir(&self.root, catalog_id, "model");
     }
 
     /// Removes the models of catalog ids no catalog owns.
     pub fn remove_orphans(&self, live_ids: &[u32]) {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            match name.parse::<u32>() {
-                Ok(id) if live_ids.contains(&id) => {}
-                _ => {
-                    if let Err(e) = fs::remove_dir_all(entry.path()) {
-                        tracing::warn!(path = %entry.path().display(), error = %e, "could not remove an orphan model");
-                    }
-                }
-            }
-        }
+        crate::snapshot::remove_orphan_dirs(&self.root, live_ids, "model");
     }
 }
 

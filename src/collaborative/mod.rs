@@ -116,6 +116,17 @@ impl Model {
             }
             offsets.push(targets.len() as u32);
         }
+        Model::assemble(info, ids, offsets, targets, weights)
+    }
+
+    /// The model of checked tables, with its id -> position map.
+    fn assemble(
+        info: TrainingInfo,
+        ids: Vec<Arc<str>>,
+        offsets: Vec<u32>,
+        targets: Vec<u32>,
+        weights: Vec<f32>,
+    ) -> Model {
         let position = ids
             .iter()
             .enumerate()
@@ -266,22 +277,11 @@ impl Model {
         if targets.iter().any(|&t| t as usize >= ids.len()) {
             return Err("a neighbour is not an item".into());
         }
-        let position: HashMap<Arc<str>, u32> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (Arc::clone(id), i as u32))
-            .collect();
-        if position.len() != ids.len() {
+        let model = Model::assemble(info, ids, offsets, targets, weights);
+        if model.position.len() != model.ids.len() {
             return Err("an item id is repeated".into());
         }
-        Ok(Model {
-            info,
-            ids,
-            position,
-            offsets,
-            targets,
-            weights,
-        })
+        Ok(model)
     }
 }
 
@@ -370,9 +370,8 @@ mod tests {
         assert!(row.is_empty());
     }
 
-    #[test]
-    fn scores_are_the_row_sum_of_the_kept_weights() {
-        let info = TrainingInfo {
+    fn info() -> TrainingInfo {
+        TrainingInfo {
             kind: ModelKind::ItemKnn,
             events: 0,
             users: 0,
@@ -380,7 +379,12 @@ mod tests {
             trained_at_ms: 0,
             seconds: 0.0,
             regularisation: 0.0,
-        };
+        }
+    }
+
+    #[test]
+    fn scores_are_the_row_sum_of_the_kept_weights() {
+        let info = info();
         let ids: Vec<Arc<str>> = ["a", "b", "c"].into_iter().map(Arc::from).collect();
         let rows = vec![
             vec![(1, 0.5), (2, 0.25), (0, 9.0)],
@@ -421,15 +425,7 @@ mod tests {
 
     #[test]
     fn dense_and_hashed_row_sums_agree() {
-        let info = TrainingInfo {
-            kind: ModelKind::ItemKnn,
-            events: 0,
-            users: 0,
-            interactions: 0,
-            trained_at_ms: 0,
-            seconds: 0.0,
-            regularisation: 0.0,
-        };
+        let info = info();
         let rows = |n: usize| {
             let mut r = vec![Vec::new(); n];
             r[0] = vec![(1, 0.5), (2, -0.25)];

@@ -310,27 +310,39 @@ impl SnapshotDir {
 
     /// Removes every snapshot of a catalog (deleted, or replaced by a load).
     pub fn remove_catalog(&self, catalog_id: u32) {
-        let dir = self.catalog_dir(catalog_id);
-        if dir.exists() {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!(path = %dir.display(), error = %e, "could not remove snapshots of a deleted catalog");
-            }
-        }
+        remove_catalog_dir(&self.root, catalog_id, "snapshots");
     }
 
     /// Removes the snapshots of catalog ids no catalog owns.
     pub fn remove_orphans(&self, live_ids: &[u32]) {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            match name.parse::<u32>() {
-                Ok(id) if live_ids.contains(&id) => {}
-                _ => {
-                    if let Err(e) = fs::remove_dir_all(entry.path()) {
-                        tracing::warn!(path = %entry.path().display(), error = %e, "could not remove orphan snapshots");
-                    }
+        remove_orphan_dirs(&self.root, live_ids, "snapshots");
+    }
+}
+
+/// Removes `root/<catalog id>` (a deleted catalog's derived files: its
+/// snapshots, its model). Best effort: a leftover costs disk only.
+pub(crate) fn remove_catalog_dir(root: &Path, catalog_id: u32, what: &str) {
+    let dir = root.join(catalog_id.to_string());
+    if dir.exists() {
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            tracing::warn!(path = %dir.display(), error = %e, "could not remove the {what} of a deleted catalog");
+        }
+    }
+}
+
+/// Removes every entry of `root` that is not the folder of a live catalog
+/// id. Best effort, like [`remove_catalog_dir`].
+pub(crate) fn remove_orphan_dirs(root: &Path, live_ids: &[u32], what: &str) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        match name.parse::<u32>() {
+            Ok(id) if live_ids.contains(&id) => {}
+            _ => {
+                if let Err(e) = fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "could not remove orphan {what}");
                 }
             }
         }

@@ -41,7 +41,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use recstore::catalog::model::{
-    BehaviourSettings, CatalogConfig, CatalogName, Event, EventKind, Item, Metric, VectorType,
+    BehaviourSettings, CatalogConfig, CatalogName, Event, Item, Metric, VectorType,
 };
 use recstore::catalog::registry::Catalogs;
 use recstore::catalog::Catalog;
@@ -456,21 +456,9 @@ fn replay(
                 out.returning_popularity.add(&ids(&popular), &all);
             }
         }
-        let events: Vec<Event> = order
-            .products
+        let events: Vec<Event> = offline::lines_of(std::slice::from_ref(order))
             .iter()
-            .map(|p| Event {
-                user_id: order.customer.clone(),
-                item_id: p.clone(),
-                kind: EventKind::Purchase,
-                timestamp_ms: order.at_ms,
-                session_id: None,
-                order_id: Some(order.id.clone()),
-                quantity: 1,
-                price: None,
-                event_id: None,
-                recommendation_id: None,
-            })
+            .map(offline::Line::event)
             .collect();
         catalog.record_events(events)?;
         // As the server's background trainer would (without its quiet
@@ -481,6 +469,17 @@ fn replay(
         seen_customers.insert(&order.customer);
     }
     Ok(out)
+}
+
+/// `orders.csv`, or the generated history `--synthetic-orders` asks for.
+fn history(args: &Args, items: &[Item]) -> Result<Vec<Order>> {
+    match args.synthetic_orders {
+        Some(n) => {
+            println!("SYNTHETIC order history: {n} orders, seed {}", args.seed);
+            synthetic_orders(items, n, args.seed)
+        }
+        None => orders(&args.data),
+    }
 }
 
 fn main() -> Result<()> {
@@ -528,13 +527,7 @@ fn main() -> Result<()> {
             }
             "superstore" => {
                 let items = items(&args.data)?;
-                let orders = match args.synthetic_orders {
-                    Some(n) => {
-                        println!("SYNTHETIC order history: {n} orders, seed {}", args.seed);
-                        synthetic_orders(&items, n, args.seed)?
-                    }
-                    None => orders(&args.data)?,
-                };
+                let orders = history(&args, &items)?;
                 let lines = offline::lines_of(&orders);
                 (items, lines)
             }
@@ -572,13 +565,7 @@ fn main() -> Result<()> {
         return offline::run(&items, &lines, cutoff_ms, ask_ms, &methods);
     }
     let items = items(&args.data)?;
-    let orders = match args.synthetic_orders {
-        Some(n) => {
-            println!("SYNTHETIC order history: {n} orders, seed {}", args.seed);
-            synthetic_orders(&items, n, args.seed)?
-        }
-        None => orders(&args.data)?,
-    };
+    let orders = history(&args, &items)?;
     let cutoff_ms = date_ms(&args.cutoff)?;
     let evaluated = orders
         .iter()

@@ -45,6 +45,39 @@ pub struct Line {
     pub at_ms: i64,
 }
 
+impl Line {
+    /// The event recstore records for this line.
+    pub fn event(&self) -> Event {
+        Event {
+            user_id: self.user.clone(),
+            item_id: self.item.clone(),
+            kind: self.kind,
+            timestamp_ms: self.at_ms,
+            session_id: None,
+            order_id: Some(self.order.clone()),
+            quantity: 1,
+            price: None,
+            event_id: None,
+            recommendation_id: None,
+        }
+    }
+}
+
+/// A product with only an id, a vector and a price.
+fn product(id: String, vector: Vec<f32>, price: f64) -> Item {
+    Item {
+        id,
+        vector,
+        price: Some(price),
+        category: None,
+        brand: None,
+        in_stock: true,
+        tags: Vec::new(),
+        explicit_tier: None,
+        attributes: Default::default(),
+    }
+}
+
 /// Products and purchase lines of the Online Retail sample: guests'
 /// invoices count as one-off users (`guest:<invoice>`, real baskets for
 /// the model, never evaluated); returns (`C` invoices) and lines without a
@@ -86,17 +119,7 @@ pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
     }
     let items = names
         .into_iter()
-        .map(|(code, (name, price))| Item {
-            vector: hashed_words(&code, &name, 128),
-            id: code,
-            price: Some(price),
-            category: None,
-            brand: None,
-            in_stock: true,
-            tags: Vec::new(),
-            explicit_tier: None,
-            attributes: Default::default(),
-        })
+        .map(|(code, (name, price))| product(code.clone(), hashed_words(&code, &name, 128), price))
         .collect();
     lines.sort_by(|a, b| a.at_ms.cmp(&b.at_ms).then_with(|| a.order.cmp(&b.order)));
     Ok((items, lines))
@@ -157,14 +180,25 @@ pub struct Method {
     pub settings: Option<BehaviourSettings>,
 }
 
+/// The default settings with these blend weights.
+fn blended(
+    similarity: f64,
+    collaborative: f64,
+    popularity: f64,
+    category: f64,
+) -> BehaviourSettings {
+    let mut s = BehaviourSettings::default();
+    s.blend.similarity = similarity;
+    s.blend.collaborative = collaborative;
+    s.blend.popularity = popularity;
+    s.blend.category = category;
+    s
+}
+
 /// The methods every run reports.
 pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<Method> {
     let with = |sim: f64, col: f64, pop: f64, knn: bool| {
-        let mut s = BehaviourSettings::default();
-        s.blend.similarity = sim;
-        s.blend.collaborative = col;
-        s.blend.popularity = pop;
-        s.blend.category = 0.0;
+        let mut s = blended(sim, col, pop, 0.0);
         if knn {
             s.collaborative.ease_max_items = 0;
         }
@@ -200,25 +234,15 @@ pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<M
         },
     ];
     if let Some([sim, col, pop, cat]) = fitted {
-        let mut s = BehaviourSettings::default();
-        s.blend.similarity = sim;
-        s.blend.collaborative = col;
-        s.blend.popularity = pop;
-        s.blend.category = cat;
         out.push(Method {
             name: format!("fitted blend (sim {sim:.3} col {col:.3} pop {pop:.3} cat {cat:.3})"),
-            settings: Some(s),
+            settings: Some(blended(sim, col, pop, cat)),
         });
     }
     for &(sim, col, pop, cat) in grid {
-        let mut s = BehaviourSettings::default();
-        s.blend.similarity = sim;
-        s.blend.collaborative = col;
-        s.blend.popularity = pop;
-        s.blend.category = cat;
         out.push(Method {
             name: format!("blend sim {sim} col {col} pop {pop} cat {cat}"),
-            settings: Some(s),
+            settings: Some(blended(sim, col, pop, cat)),
         });
     }
     out
@@ -384,22 +408,7 @@ fn catalog_until(
         .filter(|l| l.at_ms < until_ms)
         .collect();
     for chunk in train.chunks(5_000) {
-        let events: Vec<Event> = chunk
-            .iter()
-            .map(|l| Event {
-                user_id: l.user.clone(),
-                item_id: l.item.clone(),
-                kind: l.kind,
-                timestamp_ms: l.at_ms,
-                session_id: None,
-                order_id: Some(l.order.clone()),
-                quantity: 1,
-                price: None,
-                event_id: None,
-                recommendation_id: None,
-            })
-            .collect();
-        catalog.record_events(events)?;
+        catalog.record_events(chunk.iter().map(|l| l.event()).collect())?;
     }
     catalog.train_collaborative()?;
     Ok((catalogs, catalog))
@@ -626,17 +635,7 @@ pub fn latent(
         .map(|i| 1.0 / (1.0 + i as f64).powf(0.6))
         .collect();
     let catalogue: Vec<Item> = (0..items)
-        .map(|i| Item {
-            id: format!("m{i}"),
-            vector: noisy[i].clone(),
-            price: Some(10.0),
-            category: None,
-            brand: None,
-            in_stock: true,
-            tags: Vec::new(),
-            explicit_tier: None,
-            attributes: Default::default(),
-        })
+        .map(|i| product(format!("m{i}"), noisy[i].clone(), 10.0))
         .collect();
     let end = 1_609_372_800_000i64; // 2020-12-31
     let day = 86_400_000i64;
