@@ -1418,7 +1418,8 @@ pub struct CollaborativeSettingsWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 100)]
     pub retrain_share: Option<f64>,
-    /// After this long without an event, any new event triggers a retrain.
+    /// After this long without an event, any new event triggers a retrain
+    /// (once the model is a minute, and ten of its trainings, old).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0.001, maximum = 3153600000.0)]
     pub retrain_quiet_secs: Option<f64>,

@@ -217,6 +217,9 @@ pub struct Catalog {
     trainings: AtomicU64,
 }
 
+/// The quiet rule's least model age (see [`Catalog::training_due`]).
+const QUIET_RETRAIN_MIN_AGE_MS: i64 = 60_000;
+
 /// What `GET /v1/catalogs/{catalog}/model` reports.
 #[derive(Debug, Clone)]
 pub struct ModelStatus {
@@ -810,7 +813,8 @@ impl Catalog {
     /// Whether the model should be (re)trained now: there is none and the
     /// catalog has events, or the events changed since it was trained by
     /// `retrain_min_events` and by `retrain_share` of what it saw, or by
-    /// any number once no event arrived for `retrain_quiet_secs`, or a
+    /// any number once no event arrived for `retrain_quiet_secs` (and the
+    /// model is at least a minute and ten of its trainings old), or a
     /// setting it is trained with changed.
     pub fn training_due(&self) -> bool {
         let settings = self.behaviour_settings.read().collaborative;
@@ -818,9 +822,23 @@ impl Catalog {
             return false;
         }
         let events = self.behaviour.read().events;
-        let trained = self.collaborative.read().as_ref().map(|m| m.info.events);
+        let (trained, age_ms, cost_ms) = match self.collaborative.read().as_ref() {
+            Some(m) => (
+                Some(m.info.events),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64)
+                    .saturating_sub(m.info.trained_at_ms),
+                (m.info.seconds * 1000.0) as i64,
+            ),
+            None => (None, i64::MAX, 0),
+        };
+        // A trickle of events (one every few seconds) would otherwise
+        // retrain after every one: the quiet rule waits until the model is
+        // a minute old, and ten of its own trainings.
         let quiet = self.last_event_at.lock().elapsed().as_millis()
-            >= u128::try_from(settings.retrain_quiet_ms).unwrap_or(0);
+            >= u128::try_from(settings.retrain_quiet_ms).unwrap_or(0)
+            && age_ms >= QUIET_RETRAIN_MIN_AGE_MS.max(10 * cost_ms);
         let (seen, new) = match trained {
             Some(seen) => (seen, events.abs_diff(seen)),
             None if events == 0 => return false,
@@ -844,7 +862,6 @@ impl Catalog {
         if !settings.collaborative.enabled {
             return Ok(None);
         }
-        self.model_stale.store(false, Ordering::Relaxed);
         // The watermark is read before the scan: events that arrive during
         // it may be in the model too, which only makes the next retrain
         // come a little early.
@@ -854,6 +871,7 @@ impl Catalog {
             .for_each_event(self.id, |e| data.add(&e, &settings.weights))?;
         let data = data.finish();
         let model = train(&data, &settings.collaborative, events).map(Arc::new);
+        self.model_stale.store(false, Ordering::Relaxed);
         self.trainings.fetch_add(1, Ordering::Relaxed);
         if let Some(model) = &model {
             tracing::info!(
@@ -870,6 +888,9 @@ impl Catalog {
                     tracing::warn!(catalog = %self.name, error = %e, "could not persist the collaborative model (it is retrained at the next start)");
                 }
             }
+        } else if self.store.read_only().is_none() {
+            // No interactions left: no stale file for the next start.
+            self.models.remove_catalog(self.id);
         }
         *self.collaborative.write() = model.clone();
         Ok(model)

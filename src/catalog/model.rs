@@ -366,7 +366,8 @@ pub struct CollaborativeSettings {
     /// retrain while events keep coming.
     pub retrain_share: f64,
     /// Any new event triggers a retrain once no event arrived for this
-    /// long (the end of an import, a quiet hour).
+    /// long (the end of an import, a quiet hour) and the model is a
+    /// minute, and ten of its trainings, old.
     pub retrain_quiet_ms: i64,
 }
 
@@ -479,7 +480,7 @@ impl Default for BehaviourSettings {
                 long_term: 1.0,
                 user_vector: 1.0,
                 // Fitted with tools/replay --protocol offline (BENCHMARKS.md,
-                // "Collaborative model"): the best of the grid on both the
+                // "Issue #17"): the best of the grid on both the
                 // real Online Retail history and the synthetic latent-taste
                 // one; z-units, so only the ratios matter.
                 popularity: 0.2,
