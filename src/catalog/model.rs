@@ -474,7 +474,10 @@ impl Default for BehaviourSettings {
             popularity_half_life_ms: 30 * DAY_MS,
             session_gap_ms: 30 * MINUTE_MS,
             purchase_exclusion_ms: None,
-            profile_events: 200,
+            // 500, not 200: on the latent set with 260 events per user the
+            // collaborative row of the newest 200 lost 3-5 points of hit@10
+            // (BENCHMARKS.md, "Issue #17").
+            profile_events: 500,
             blend: Blend {
                 session: 1.0,
                 long_term: 1.0,

@@ -196,8 +196,8 @@ impl Model {
     /// know contribute nothing.
     ///
     /// Sums into a per-thread dense scratch row (cleared where it was
-    /// touched) rather than a hash map: a user row of 200 items with 1,000
-    /// neighbours each is 200,000 additions, far cheaper dense than hashed.
+    /// touched) rather than a hash map: a user row of 500 items with 1,000
+    /// neighbours each is 500,000 additions, far cheaper dense than hashed.
     /// Above `DENSE_SCORES_MAX` items the scratch (8 bytes per item, per
     /// request thread) would cost more memory than it saves time, and a
     /// hash map is used.

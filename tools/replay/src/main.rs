@@ -111,6 +111,9 @@ struct Args {
     /// Offline protocol: `collaborative.neighbours` for every method.
     #[arg(long)]
     neighbours: Option<usize>,
+    /// Offline protocol: `profile_events` for every method.
+    #[arg(long)]
+    profile_events: Option<usize>,
     /// Offline protocol: `collaborative.ease_lambda` for every method.
     #[arg(long)]
     lambda: Option<f64>,
@@ -555,6 +558,9 @@ fn main() -> Result<()> {
                 }
                 if let Some(l) = args.lambda {
                     s.collaborative.ease_lambda = l;
+                }
+                if let Some(n) = args.profile_events {
+                    s.profile_events = n;
                 }
             }
         }
