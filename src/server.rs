@@ -48,14 +48,12 @@ pub async fn run(
     // and the catalogs' routes say "loading" until they are built.
     let loader = Arc::clone(&catalogs);
     tokio::task::spawn_blocking(move || loader.load_all());
-    let trainer = (settings.index.model_check_secs > 0)
-        .then_some(())
-        .and_then(|()| {
-            Trainer::spawn(
-                Arc::downgrade(&catalogs),
-                Duration::from_secs(settings.index.model_check_secs),
-            )
-        });
+    // The collaborative models retrain in the background (0: only when
+    // asked, POST .../model/train).
+    let trainer = match settings.index.model_check_secs {
+        0 => None,
+        secs => Trainer::spawn(Arc::downgrade(&catalogs), Duration::from_secs(secs)),
+    };
 
     let state = AppState::new(
         Arc::clone(&catalogs),
