@@ -546,21 +546,14 @@ pub fn train_cost(
             } else {
                 zipf(&mut rng, items)
             };
-            data.add(
-                &Event {
-                    user_id: format!("u{u}"),
-                    item_id: format!("i{item}"),
-                    kind: EventKind::Purchase,
-                    timestamp_ms: 0,
-                    session_id: None,
-                    order_id: None,
-                    quantity: 1,
-                    price: None,
-                    event_id: None,
-                    recommendation_id: None,
-                },
-                &weights,
-            );
+            let line = Line {
+                kind: EventKind::Purchase,
+                user: format!("u{u}"),
+                item: format!("i{item}"),
+                order: String::new(),
+                at_ms: 0,
+            };
+            data.add(&line.event(), &weights);
         }
     }
     let data = data.finish();
