@@ -141,10 +141,17 @@ pub struct LoadArgs {
     /// The catalog to load into.
     #[arg(long)]
     pub catalog: String,
-    /// Create the catalog if it does not exist (needs --dimension and --metric).
+    /// Create the catalog if it does not exist (needs --dimension and
+    /// --metric, or --vectors learned).
     #[arg(long)]
     pub create: bool,
-    /// Vector dimension of a created catalog.
+    /// supplied (items carry vectors) or learned (items come without;
+    /// their vectors are learned from the events), for a created catalog
+    /// [default: supplied].
+    #[arg(long, requires = "create")]
+    pub vectors: Option<String>,
+    /// Vector dimension of a created catalog (with --vectors learned: the
+    /// number of factors [default: 32]).
     #[arg(long, requires = "create")]
     pub dimension: Option<usize>,
     /// cosine, dot or l2, for a created catalog.
@@ -211,7 +218,43 @@ impl LoadArgs {
         let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
         let catalog =
             CatalogName::parse(&self.catalog).map_err(|e| invalid("catalog", e.to_string()))?;
-        let create = if self.create {
+        let learned = match self.vectors.as_deref() {
+            None | Some("supplied") => false,
+            Some("learned") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "vectors",
+                    format!("{other:?} is not supplied or learned"),
+                ))
+            }
+        };
+        let create = if self.create && learned {
+            let vector_type = match self.vector_type.as_deref() {
+                None | Some("f32") => VectorType::F32,
+                Some("f16") => VectorType::F16,
+                Some(other) => {
+                    return Err(invalid(
+                        "vector_type",
+                        format!("{other:?} is not f32 or f16"),
+                    ))
+                }
+            };
+            if self.metric.as_deref().is_some_and(|m| m != "cosine") {
+                return Err(invalid(
+                    "metric",
+                    "learned vectors are compared by cosine".into(),
+                ));
+            }
+            Some(
+                CatalogConfig::learned(
+                    self.dimension
+                        .unwrap_or(crate::catalog::model::DEFAULT_LEARNED_DIMENSION),
+                    vector_type,
+                    self.price_tiers.unwrap_or(4),
+                )
+                .map_err(|e| invalid("create", e.to_string()))?,
+            )
+        } else if self.create {
             let dimension = self
                 .dimension
                 .ok_or_else(|| invalid("dimension", "--create needs --dimension".into()))?;

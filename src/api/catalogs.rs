@@ -33,6 +33,7 @@ fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView
                     tombstones: c.index.tombstones,
                     rebuilds: c.rebuilds,
                     rebuilding: c.rebuilding,
+                    items_without_vectors: config.is_learned().then_some(c.index.unlearned),
                 }),
                 Some(IndexView {
                     source,
@@ -48,6 +49,7 @@ fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView
     CatalogView {
         name: name.to_string(),
         dimension: config.dimension,
+        vectors: config.vectors.as_str(),
         metric: config.metric.as_str(),
         vector_type: config.vector_type.as_str(),
         price_tiers: config.price_tiers,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::catalog::model::{
     check_id, check_price, BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event,
-    EventKind, EventWeights, Item, Metric, User, VectorType,
+    EventKind, EventWeights, Item, Metric, User, VectorType, DEFAULT_LEARNED_DIMENSION,
 };
 use crate::error::{Error, Result};
 use crate::index::filter::{
@@ -141,11 +141,21 @@ pub enum VectorTypeWire {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogPut {
+    /// The supplied vectors' dimension (required with `"vectors":
+    /// "supplied"`), or the number of learned factors (1 to 256, default
+    /// 32, with `"vectors": "learned"`).
     #[schema(minimum = 1, maximum = 65536)]
-    #[serde(deserialize_with = "integral::required")]
-    pub dimension: usize,
-    #[serde(default = "default_metric")]
-    pub metric: MetricWire,
+    #[serde(default, deserialize_with = "integral::optional")]
+    pub dimension: Option<usize>,
+    /// `supplied` (default): every item comes with its vector. `learned`:
+    /// items come without one, and their vectors are item factors learned
+    /// from the catalog's events (implicit ALS), refreshed at each
+    /// training; compared by cosine.
+    #[serde(default)]
+    pub vectors: VectorSourceWire,
+    /// Default `cosine`; a catalog with learned vectors is always cosine.
+    #[serde(default)]
+    pub metric: Option<MetricWire>,
     #[serde(default = "default_vector_type")]
     pub vector_type: VectorTypeWire,
     #[serde(default = "default_price_tiers")]
@@ -154,8 +164,13 @@ pub struct CatalogPut {
     pub price_tiers: u8,
 }
 
-fn default_metric() -> MetricWire {
-    MetricWire::Cosine
+/// Where item vectors come from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorSourceWire {
+    #[default]
+    Supplied,
+    Learned,
 }
 fn default_vector_type() -> VectorTypeWire {
     VectorTypeWire::F32
@@ -164,15 +179,38 @@ fn default_vector_type() -> VectorTypeWire {
 impl CatalogPut {
     pub fn into_config(self) -> Result<CatalogConfig> {
         let metric = match self.metric {
-            MetricWire::Cosine => Metric::Cosine,
-            MetricWire::Dot => Metric::Dot,
-            MetricWire::L2 => Metric::L2,
+            None | Some(MetricWire::Cosine) => Metric::Cosine,
+            Some(MetricWire::Dot) => Metric::Dot,
+            Some(MetricWire::L2) => Metric::L2,
         };
         let vector_type = match self.vector_type {
             VectorTypeWire::F32 => VectorType::F32,
             VectorTypeWire::F16 => VectorType::F16,
         };
-        CatalogConfig::new(self.dimension, metric, vector_type, self.price_tiers)
+        match self.vectors {
+            VectorSourceWire::Supplied => {
+                let dimension = self.dimension.ok_or_else(|| {
+                    Error::invalid(
+                        "dimension",
+                        "missing: give the vectors' dimension, or \"vectors\": \"learned\"",
+                    )
+                })?;
+                CatalogConfig::new(dimension, metric, vector_type, self.price_tiers)
+            }
+            VectorSourceWire::Learned => {
+                if metric != Metric::Cosine {
+                    return Err(Error::invalid(
+                        "metric",
+                        "learned vectors are compared by cosine: leave metric out or give \"cosine\"",
+                    ));
+                }
+                CatalogConfig::learned(
+                    self.dimension.unwrap_or(DEFAULT_LEARNED_DIMENSION),
+                    vector_type,
+                    self.price_tiers,
+                )
+            }
+        }
     }
 }
 
@@ -181,6 +219,8 @@ impl CatalogPut {
 pub struct CatalogView {
     pub name: String,
     pub dimension: usize,
+    /// `supplied` or `learned`.
+    pub vectors: &'static str,
     pub metric: &'static str,
     pub vector_type: &'static str,
     pub price_tiers: u8,
@@ -218,6 +258,11 @@ pub struct CountsView {
     pub tombstones: u64,
     pub rebuilds: u64,
     pub rebuilding: bool,
+    /// With learned vectors: items the model has no factors for yet (no
+    /// events when it was trained). Vector searches skip them; similar and
+    /// upsell asked about one answer with what is popular in its category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items_without_vectors: Option<u64>,
 }
 
 /// An item in `POST /items`.
@@ -265,8 +310,14 @@ impl ItemWire {
     pub fn into_item_at(self, prefix: &str, config: &CatalogConfig) -> Result<Item> {
         let at = |f: &str| path(prefix, f);
         check_id(&at("id"), &self.id)?;
-        let vector = decode_vector(prefix, self.vector, self.vector_b64, config)?
-            .ok_or_else(|| Error::invalid(at("vector"), "missing: give vector or vector_b64"))?;
+        let vector = if config.is_learned() {
+            refuse_learned_vector(prefix, &self.vector, &self.vector_b64, "item")?;
+            // Filled from the model's factors by the catalog.
+            Vec::new()
+        } else {
+            decode_vector(prefix, self.vector, self.vector_b64, config)?
+                .ok_or_else(|| Error::invalid(at("vector"), "missing: give vector or vector_b64"))?
+        };
         let price = self
             .price
             .map(|p| check_price(&at("price"), p))
@@ -312,6 +363,26 @@ impl ItemWire {
             attributes: self.attributes,
         })
     }
+}
+
+/// In a catalog with learned vectors no item or user carries one: a
+/// vector sent there is a client's mistake (another catalog meant, or the
+/// wrong kind of catalog created), not something to drop silently.
+fn refuse_learned_vector(
+    prefix: &str,
+    array: &Option<Vec<f32>>,
+    b64: &Option<String>,
+    what: &str,
+) -> Result<()> {
+    let field = match (array, b64) {
+        (Some(_), _) => "vector",
+        (None, Some(_)) => "vector_b64",
+        (None, None) => return Ok(()),
+    };
+    Err(Error::invalid(
+        path(prefix, field),
+        format!("not accepted: this catalog learns its vectors from events (\"vectors\": \"learned\"), so a {what} has none"),
+    ))
 }
 
 /// A vector from its two wire forms, checked and prepared for `config`
@@ -593,6 +664,9 @@ impl UserWire {
     pub fn into_user_at(self, prefix: &str, config: &CatalogConfig) -> Result<User> {
         let at = |f: &str| path(prefix, f);
         check_id(&at("id"), &self.id)?;
+        if config.is_learned() {
+            refuse_learned_vector(prefix, &self.vector, &self.vector_b64, "user")?;
+        }
         let vector = decode_vector(prefix, self.vector, self.vector_b64, config)?;
         Preferences::from_attributes(&at("attributes"), &self.attributes)?;
         Ok(User {
@@ -1277,6 +1351,44 @@ pub struct TrainedModelView {
     /// EASE's lambda, or item-kNN's shrinkage.
     pub regularisation: f64,
     pub memory_bytes: usize,
+    /// With learned vectors: the item factors' dimension (iALS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factors: Option<usize>,
+    /// The personal-picks blend fitted when the model was trained; absent
+    /// when too few users could be asked or `collaborative.fit_blend` was
+    /// off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blend: Option<FittedBlendView>,
+}
+
+/// Blend weights fitted on a leave-last-out validation of the catalog's
+/// events: each asked user's item they came to last, held back from a
+/// validation model, is looked for in their first ten personal picks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FittedBlendView {
+    /// Whether personal picks use these weights now
+    /// (`collaborative.fit_blend`).
+    pub in_use: bool,
+    pub similarity: f64,
+    pub collaborative: f64,
+    pub popularity: f64,
+    pub category: f64,
+    /// Users asked.
+    pub users: u32,
+    /// hit@10 on those users: the fitted weights, the settings' `blend`
+    /// weights, and each feature alone (what carries the blend).
+    pub hit_rate_at_10: FitHitRates,
+}
+
+/// hit@10 of the validation, per ranking.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FitHitRates {
+    pub fitted: f64,
+    pub settings: f64,
+    pub collaborative_only: f64,
+    pub similarity_only: f64,
+    pub popularity_only: f64,
+    pub category_only: f64,
 }
 
 impl ModelView {
@@ -1308,6 +1420,23 @@ impl ModelView {
                 training_seconds: m.info.seconds,
                 regularisation: m.info.regularisation,
                 memory_bytes: m.memory_bytes(),
+                factors: m.factor_dimension(),
+                blend: m.info.blend.map(|b| FittedBlendView {
+                    in_use: status.fit_blend,
+                    similarity: b.similarity,
+                    collaborative: b.collaborative,
+                    popularity: b.popularity,
+                    category: b.category,
+                    users: b.users,
+                    hit_rate_at_10: FitHitRates {
+                        fitted: b.hit_rate,
+                        settings: b.settings_hit_rate,
+                        collaborative_only: b.collaborative_only,
+                        similarity_only: b.similarity_only,
+                        popularity_only: b.popularity_only,
+                        category_only: b.category_only,
+                    },
+                }),
             }),
         }
     }
@@ -1423,6 +1552,27 @@ pub struct CollaborativeSettingsWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0.001, maximum = 3153600000.0)]
     pub retrain_quiet_secs: Option<f64>,
+    /// Each training also fits the personal-picks blend's similarity,
+    /// collaborative, popularity and category weights on a leave-last-out
+    /// validation of this catalog's events, and personal picks use them
+    /// (default true; `GET .../model` shows them). Off: `blend` as set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_blend: Option<bool>,
+    /// Implicit ALS, for the item factors of a catalog with learned
+    /// vectors: L2 regularisation (> 0, default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 1000000000)]
+    pub als_lambda: Option<f64>,
+    /// Implicit ALS: confidence of an observed interaction, `1 + alpha`
+    /// (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000000)]
+    pub als_alpha: Option<f64>,
+    /// Implicit ALS: iterations (1..=100, default 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub als_iterations: Option<u32>,
 }
 
 /// Cross-sell thresholds as JSON.
@@ -1550,6 +1700,10 @@ impl SettingsWire {
                 retrain_min_events: Some(s.collaborative.retrain_min_events),
                 retrain_share: Some(s.collaborative.retrain_share),
                 retrain_quiet_secs: Some(secs(s.collaborative.retrain_quiet_ms)),
+                fit_blend: Some(s.collaborative.fit_blend),
+                als_lambda: Some(s.collaborative.als_lambda),
+                als_alpha: Some(s.collaborative.als_alpha),
+                als_iterations: Some(s.collaborative.als_iterations),
             }),
             repurchase: Some(RepurchaseSettingsWire {
                 enabled: Some(s.repurchase.enabled),
@@ -1641,6 +1795,18 @@ impl SettingsWire {
             if let Some(v) = c.retrain_quiet_secs {
                 t.retrain_quiet_ms = secs_to_ms("collaborative.retrain_quiet_secs", v)?;
             }
+            if let Some(v) = c.fit_blend {
+                t.fit_blend = v;
+            }
+            if let Some(v) = c.als_lambda {
+                t.als_lambda = v;
+            }
+            if let Some(v) = c.als_alpha {
+                t.als_alpha = v;
+            }
+            if let Some(v) = c.als_iterations {
+                t.als_iterations = v;
+            }
         }
         if let Some(v) = self.exclude_seen {
             s.exclude_seen = v;
@@ -1673,7 +1839,7 @@ mod tests {
     fn integers_may_be_written_with_a_zero_fraction() {
         let put: CatalogPut =
             serde_json::from_str(r#"{"dimension": 3.0, "price_tiers": 5.0}"#).unwrap();
-        assert_eq!((put.dimension, put.price_tiers), (3, 5));
+        assert_eq!((put.dimension, put.price_tiers), (Some(3), 5));
         for bad in [
             r#"{"dimension": 3.5}"#,
             r#"{"dimension": -3}"#,

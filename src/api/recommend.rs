@@ -16,11 +16,10 @@ use crate::api::models::{
 use crate::api::{blocking, now_ms, AppState};
 use crate::catalog::model::check_id;
 use crate::error::Error;
-use crate::index::Hit;
 use crate::recommend::cross_sell::{CrossSellRequest, MAX_CART_ITEMS};
 use crate::recommend::personal::UserRequest;
 use crate::recommend::upsell::UpsellRequest;
-use crate::recommend::{context_of, Reason, Recommendation};
+use crate::recommend::{context_of, Recommendation};
 
 /// A new recommendation id: `r-` + the time in ms + a per-process random
 /// part + a counter, all hex. Unique without coordination.
@@ -43,15 +42,6 @@ fn respond(picks: &[Recommendation], with_attributes: bool) -> Json<Recommendati
         picks,
         with_attributes,
     ))
-}
-
-fn similar_picks(hits: Vec<Hit>) -> Vec<Recommendation> {
-    hits.into_iter()
-        .map(|hit| Recommendation {
-            hit,
-            reason: Reason::Similar,
-        })
-        .collect()
 }
 
 /// The request's `at`, or now.
@@ -85,9 +75,15 @@ pub async fn similar(
     let with_attributes = body.with_attributes;
     blocking(move || {
         let context = context_of(&catalog, body.user_id.as_deref(), now_ms())?;
-        let hits =
-            crate::recommend::similar::similar(&catalog, &body.item_id, k, filter, &context)?;
-        Ok(respond(&similar_picks(hits), with_attributes))
+        let picks = crate::recommend::similar::similar(
+            &catalog,
+            &body.item_id,
+            k,
+            filter,
+            &context,
+            now_ms(),
+        )?;
+        Ok(respond(&picks, with_attributes))
     })
     .await
 }
@@ -116,8 +112,14 @@ pub async fn upsell(
     let with_attributes = body.with_attributes;
     blocking(move || {
         let context = context_of(&catalog, body.user_id.as_deref(), now_ms())?;
-        let hits = crate::recommend::upsell::upsell(&catalog, &body.item_id, &request, &context)?;
-        Ok(respond(&similar_picks(hits), with_attributes))
+        let picks = crate::recommend::upsell::upsell(
+            &catalog,
+            &body.item_id,
+            &request,
+            &context,
+            now_ms(),
+        )?;
+        Ok(respond(&picks, with_attributes))
     })
     .await
 }

@@ -26,17 +26,19 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::collaborative::factors::AlsSettings;
 use crate::collaborative::file::ModelDir;
 use crate::collaborative::train::{train, Interactions};
-use crate::collaborative::Model;
+use crate::collaborative::{FittedBlend, Model};
 use crate::config::IndexSettings;
 use crate::error::{Error, Result};
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan, REBUILD_CHUNK};
 use crate::recommend::behaviour::Behaviour;
+use crate::recommend::blend;
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
-use model::{BehaviourSettings, CatalogConfig, CatalogName, Event, Item, User};
+use model::{BehaviourSettings, Blend, CatalogConfig, CatalogName, Event, Item, User};
 use sequencer::Sequencer;
 
 /// Counts shown by `GET /v1/catalogs/{catalog}`.
@@ -224,6 +226,8 @@ const QUIET_RETRAIN_MIN_AGE_MS: i64 = 60_000;
 #[derive(Debug, Clone)]
 pub struct ModelStatus {
     pub enabled: bool,
+    /// `collaborative.fit_blend`: a fitted blend is in use.
+    pub fit_blend: bool,
     pub model: Option<Arc<Model>>,
     /// Events the catalog holds now (the model's `info.events` is what it
     /// saw).
@@ -262,7 +266,24 @@ impl Catalog {
             users.insert(u.to_string());
         })?;
         let recorded = store.watermark(id)?;
+        let models = ModelDir::new(store.path());
+        let collaborative = match models.read(id) {
+            Ok(model) => model.map(Arc::new),
+            Err(reason) => {
+                tracing::warn!(catalog = %name, %reason, "collaborative model unusable; it is retrained from the events");
+                None
+            }
+        };
+        // A catalog with learned vectors needs the model's factors: one
+        // without them (or of another dimension) is retrained at once.
+        let model_stale = config.is_learned()
+            && collaborative
+                .as_ref()
+                .is_some_and(|m| m.factor_dimension() != Some(config.dimension));
         let from_snapshot = match recorded {
+            _ if config.is_learned() => {
+                Err("learned vectors: the index is built from the model's factors".to_string())
+            }
             None => Err("no snapshot was recorded".to_string()),
             Some(w) => open_from_snapshot(&store, &snapshots, id, config, settings, w)?,
         };
@@ -279,11 +300,17 @@ impl Catalog {
                 )
             }
             Err(reason) => {
-                if recorded.is_some() {
+                if recorded.is_some() && !config.is_learned() {
                     tracing::warn!(catalog = %name, %reason, "index snapshot unusable; rebuilding the index from RocksDB");
                 }
                 let mut items = Vec::new();
                 store.for_each_item(id, &config, |item| items.push(item))?;
+                if config.is_learned() {
+                    let model = collaborative.as_deref();
+                    for item in &mut items {
+                        item.vector = learned_vector(&config, model, &item.id);
+                    }
+                }
                 let state = IndexState::build(config, settings, items);
                 let last_change = store.changes_after(id, u64::MAX)?.last_change;
                 (state, IndexSource::Rebuilt { reason }, last_change)
@@ -291,14 +318,6 @@ impl Catalog {
         };
         let behaviour_settings = store.behaviour(id)?.unwrap_or_default();
         let behaviour = behaviour_from_store(&store, id, &behaviour_settings, &state)?;
-        let models = ModelDir::new(store.path());
-        let collaborative = match models.read(id) {
-            Ok(model) => model.map(Arc::new),
-            Err(reason) => {
-                tracing::warn!(catalog = %name, %reason, "collaborative model unusable; it is retrained from the events");
-                None
-            }
-        };
         let open_seconds = started.elapsed().as_secs_f64();
         match &source {
             IndexSource::Snapshot {
@@ -351,7 +370,7 @@ impl Catalog {
             models,
             training: Mutex::new(()),
             last_event_at: Mutex::new(Instant::now()),
-            model_stale: AtomicBool::new(false),
+            model_stale: AtomicBool::new(model_stale),
             trainings: AtomicU64::new(0),
             // Milliseconds at open, shifted: unique across restarts unless
             // a catalog takes over a million events in one millisecond.
@@ -394,6 +413,12 @@ impl Catalog {
     /// if a snapshot is already running; without `force`, does nothing when
     /// no item changed since the last snapshot. Returns what was written.
     pub fn snapshot(&self, wait: bool, force: bool) -> Result<Option<Written>, SnapshotError> {
+        // Learned vectors live in the model file, not in RocksDB: a graph
+        // snapshot could not be checked against the store, so the index is
+        // rebuilt from the model at every open (ARCHITECTURE.md).
+        if self.config.is_learned() {
+            return Ok(None);
+        }
         let mut status = if wait {
             self.snapshot_status.lock()
         } else {
@@ -451,6 +476,9 @@ impl Catalog {
     /// Counts `n` item changes and starts a background snapshot when enough
     /// have accumulated since the last one (and long enough ago).
     fn note_changes(self: &Arc<Self>, n: u64) {
+        if self.config.is_learned() {
+            return;
+        }
         let pending = self.changes_since_snapshot.fetch_add(n, Ordering::AcqRel) + n;
         let min = self.settings.snapshot_min_changes;
         if min == 0 || pending < min {
@@ -543,6 +571,16 @@ impl Catalog {
         let committed = wait_durable(durable);
         let _turn = self.sequencer.wait_turn(ticket);
         committed?;
+        let mut items = items;
+        if self.config.is_learned() {
+            // Stored without a vector; indexed with the factors of the
+            // model in use (read under the turn, so a relearning rebuild
+            // that swapped in a newer model is never undone by a write).
+            let model = self.collaborative.read().clone();
+            for item in &mut items {
+                item.vector = learned_vector(&self.config, model.as_deref(), &item.id);
+            }
+        }
         let prepared = self.state.read().prepare_upsert(items);
         // Graph insertion is the slow part: done without the write lock.
         // Searches that meet the new points before publishing skip them.
@@ -753,6 +791,12 @@ impl Catalog {
     /// of the catalog's events.
     pub fn set_behaviour(&self, settings: BehaviourSettings) -> Result<()> {
         settings.validate()?;
+        if self.config.is_learned() && !settings.collaborative.enabled {
+            return Err(Error::invalid(
+                "settings.collaborative.enabled",
+                "a catalog with learned vectors needs its collaborative model (its item vectors are the model's factors)",
+            ));
+        }
         let mut batch = Batch::new();
         batch.put_behaviour(self.id, &settings);
         // Holding the users lock keeps new events out of the commit queue
@@ -781,6 +825,11 @@ impl Catalog {
             || c.0.ease_max_items != c.1.ease_max_items
             || c.0.neighbours != c.1.neighbours
             || c.0.shrinkage != c.1.shrinkage
+            || (c.1.fit_blend && !c.0.fit_blend)
+            || (self.config.is_learned()
+                && (c.0.als_lambda != c.1.als_lambda
+                    || c.0.als_alpha != c.1.als_alpha
+                    || c.0.als_iterations != c.1.als_iterations))
             || before.weights != settings.weights;
         if trained_differently {
             self.model_stale.store(true, Ordering::Relaxed);
@@ -803,6 +852,7 @@ impl Catalog {
     pub fn model_status(&self) -> ModelStatus {
         ModelStatus {
             enabled: self.behaviour_settings.read().collaborative.enabled,
+            fit_blend: self.behaviour_settings.read().collaborative.fit_blend,
             model: self.collaborative.read().clone(),
             events: self.behaviour.read().events,
             training: self.training.try_lock().is_none(),
@@ -870,7 +920,32 @@ impl Catalog {
         self.store
             .for_each_event(self.id, |e| data.add(&e, &settings.weights))?;
         let data = data.finish();
-        let model = train(&data, &settings.collaborative, events).map(Arc::new);
+        let mut model = train(&data, &settings.collaborative, events);
+        if let Some(m) = model.take() {
+            model = Some(if self.config.is_learned() {
+                let started = std::time::Instant::now();
+                let c = &settings.collaborative;
+                let factors = data.learn_factors(&AlsSettings {
+                    dimension: self.config.dimension,
+                    iterations: c.als_iterations as usize,
+                    alpha: c.als_alpha,
+                    lambda: c.als_lambda,
+                });
+                let mut m = m.with_factors(self.config.dimension, factors);
+                m.info.seconds += started.elapsed().as_secs_f64();
+                m
+            } else {
+                m
+            });
+        }
+        if let Some(m) = model.as_mut().filter(|_| settings.collaborative.fit_blend) {
+            let started = std::time::Instant::now();
+            m.info.blend = self.fit_blend(&data, &settings);
+            // The fit is part of what a training costs (the quiet rule
+            // waits ten of them).
+            m.info.seconds += started.elapsed().as_secs_f64();
+        }
+        let model = model.map(Arc::new);
         self.model_stale.store(false, Ordering::Relaxed);
         self.trainings.fetch_add(1, Ordering::Relaxed);
         if let Some(model) = &model {
@@ -893,7 +968,78 @@ impl Catalog {
             self.models.remove_catalog(self.id);
         }
         *self.collaborative.write() = model.clone();
+        if self.config.is_learned() {
+            self.relearn_vectors(model.as_deref());
+        }
         Ok(model)
+    }
+
+    /// With learned vectors: rebuilds the index with the factors of the
+    /// model just put in use (the background rebuild, every vector
+    /// replaced), waiting for a rebuild already running. Items written
+    /// meanwhile are indexed with the new model's factors by the write
+    /// path, and the rebuild's catch-up keeps them.
+    fn relearn_vectors(&self, model: Option<&Model>) {
+        while self.rebuilding.swap(true, Ordering::AcqRel) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.rebuild(Some(&|id: &str| learned_vector(&self.config, model, id)));
+        self.rebuilding.store(false, Ordering::Release);
+    }
+
+    /// Fits the personal-picks blend on a leave-last-out validation of
+    /// `data` (see `recommend::blend`); `None` with too few users, or when
+    /// the fit failed (logged: the settings' blend is used).
+    fn fit_blend(&self, data: &Interactions, settings: &BehaviourSettings) -> Option<FittedBlend> {
+        let held = data.validation_users(blend::VALIDATION_USERS, blend::MIN_ITEMS);
+        if held.len() < blend::MIN_USERS {
+            return None;
+        }
+        let validation = train(&data.without(&held), &settings.collaborative, 0)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        match blend::fit(self, &validation, &held, now_ms) {
+            Ok(fitted) => {
+                if let Some(f) = &fitted {
+                    tracing::info!(
+                        catalog = %self.name,
+                        users = f.users,
+                        similarity = f.similarity,
+                        collaborative = f.collaborative,
+                        popularity = f.popularity,
+                        category = f.category,
+                        hit_rate = f.hit_rate,
+                        settings_hit_rate = f.settings_hit_rate,
+                        "personal-picks blend fitted"
+                    );
+                }
+                fitted
+            }
+            Err(e) => {
+                tracing::warn!(catalog = %self.name, error = %e, "could not fit the blend (the settings' weights are used)");
+                None
+            }
+        }
+    }
+
+    /// The personal-picks blend in use: the settings' weights, with the
+    /// four feature weights fitted on this catalog's events when
+    /// `collaborative.fit_blend` is on and the model in use carries a fit.
+    pub fn blend(&self) -> Blend {
+        let settings = self.behaviour_settings();
+        let mut blend = settings.blend;
+        if let Some(f) = self
+            .collaborative()
+            .and_then(|m| m.info.blend)
+            .filter(|_| settings.collaborative.fit_blend)
+        {
+            blend.similarity = f.similarity;
+            blend.collaborative = f.collaborative;
+            blend.popularity = f.popularity;
+            blend.category = f.category;
+        }
+        blend
     }
 
     /// Runs `f` with a read view of the behaviour state.
@@ -956,7 +1102,7 @@ impl Catalog {
         let spawned = std::thread::Builder::new()
             .name(format!("rebuild-{}", self.name))
             .spawn(move || {
-                catalog.rebuild();
+                catalog.rebuild(None);
                 catalog.rebuilding.store(false, Ordering::Release);
             });
         if let Err(e) = spawned {
@@ -1003,8 +1149,10 @@ impl Catalog {
     }
 
     /// Builds a compact index from a snapshot while queries and writes go
-    /// on, catches up with writes made meanwhile, and swaps it in.
-    fn rebuild(&self) {
+    /// on, catches up with writes made meanwhile, and swaps it in. With
+    /// `vectors`, every item of the snapshot gets the vector it returns
+    /// (learned vectors after a training).
+    fn rebuild(&self, vectors: Option<&VectorOf<'_>>) {
         let started = Instant::now();
         tracing::info!(catalog = %self.name, "index rebuild started");
         let snapshot = self.state.read().snapshot();
@@ -1023,7 +1171,14 @@ impl Catalog {
             self.config,
             self.settings,
             snapshot,
-            &mut |entries| self.state.read().refresh_entries(entries),
+            &mut |entries| {
+                self.state.read().refresh_entries(entries);
+                if let Some(vector_of) = vectors {
+                    for (meta, vector) in entries.iter_mut() {
+                        *vector = vector_of(&meta.id);
+                    }
+                }
+            },
             &mut |graph, points| pool().install(|| graph.insert(points)),
         );
         // Catch up without the writers' turn first, in rounds until what
@@ -1075,7 +1230,12 @@ impl Catalog {
             match state.get(&item.id) {
                 None => problems.push(format!("{} stored but not indexed", item.id)),
                 Some(view) => {
-                    if view.meta.to_item(state.vector(view.slot)) != item {
+                    let vector = if self.config.is_learned() {
+                        Vec::new()
+                    } else {
+                        state.vector(view.slot)
+                    };
+                    if view.meta.to_item(vector) != item {
                         problems.push(format!("{} differs between memory and storage", item.id));
                     }
                 }
@@ -1089,6 +1249,20 @@ impl Catalog {
         }
         Ok(problems)
     }
+}
+
+/// The vector an item id gets in a relearning rebuild.
+type VectorOf<'a> = dyn Fn(&str) -> Vec<f32> + 'a;
+
+/// The vector a catalog with learned vectors indexes `id` with: the
+/// model's factors, normalised (cosine), or zeros when the model has none
+/// for it yet (then vector searches skip it, `index::IndexState::plan`).
+fn learned_vector(config: &CatalogConfig, model: Option<&Model>, id: &str) -> Vec<f32> {
+    model
+        .and_then(|m| m.factor(id))
+        .filter(|f| f.len() == config.dimension)
+        .and_then(|f| config.prepare_vector("factors", f.to_vec()).ok())
+        .unwrap_or_else(|| vec![0.0; config.dimension])
 }
 
 /// The index from the snapshot at `watermark` joined with the store: every

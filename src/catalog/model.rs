@@ -100,13 +100,40 @@ impl VectorType {
     }
 }
 
+/// Where a catalog's item vectors come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VectorSource {
+    /// The shop sends a vector with every item.
+    Supplied,
+    /// Items come without vectors; their vectors are the collaborative
+    /// model's item factors (iALS, `collaborative::factors`), learned from
+    /// the events and refreshed at each training.
+    Learned,
+}
+
+impl VectorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorSource::Supplied => "supplied",
+            VectorSource::Learned => "learned",
+        }
+    }
+}
+
+/// Most factors a learned-vector catalog may ask for.
+pub const MAX_LEARNED_DIMENSION: usize = 256;
+/// Factors of a learned-vector catalog when the request names none.
+pub const DEFAULT_LEARNED_DIMENSION: usize = 32;
+
 /// A catalog's immutable configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CatalogConfig {
+    /// Of the supplied vectors, or of the learned factors.
     pub dimension: usize,
     pub metric: Metric,
     pub vector_type: VectorType,
     pub price_tiers: u8,
+    pub vectors: VectorSource,
 }
 
 impl CatalogConfig {
@@ -134,7 +161,38 @@ impl CatalogConfig {
             metric,
             vector_type,
             price_tiers,
+            vectors: VectorSource::Supplied,
         })
+    }
+
+    /// A catalog whose item vectors are learned from its events: `dimension`
+    /// factors, compared by cosine.
+    pub fn learned(dimension: usize, vector_type: VectorType, price_tiers: u8) -> Result<Self> {
+        if dimension == 0 || dimension > MAX_LEARNED_DIMENSION {
+            return Err(Error::invalid(
+                "dimension",
+                format!("learned vectors have 1..={MAX_LEARNED_DIMENSION} factors"),
+            ));
+        }
+        let supplied = CatalogConfig::new(dimension, Metric::Cosine, vector_type, price_tiers)?;
+        Ok(CatalogConfig {
+            vectors: VectorSource::Learned,
+            ..supplied
+        })
+    }
+
+    /// Whether item vectors are learned (not sent by the shop).
+    pub fn is_learned(&self) -> bool {
+        self.vectors == VectorSource::Learned
+    }
+
+    /// The length of the vector an item record stores: none when learned
+    /// (the vectors are derived from the model, like the index).
+    pub fn stored_dimension(&self) -> usize {
+        match self.vectors {
+            VectorSource::Supplied => self.dimension,
+            VectorSource::Learned => 0,
+        }
     }
 
     /// Describes how `other` differs from `self`, or `None` when equal.
@@ -158,6 +216,13 @@ impl CatalogConfig {
                 "vector_type is {} not {}",
                 self.vector_type.as_str(),
                 other.vector_type.as_str()
+            ));
+        }
+        if self.vectors != other.vectors {
+            parts.push(format!(
+                "vectors are {} not {}",
+                self.vectors.as_str(),
+                other.vectors.as_str()
             ));
         }
         if self.price_tiers != other.price_tiers {
@@ -369,6 +434,17 @@ pub struct CollaborativeSettings {
     /// long (the end of an import, a quiet hour) and the model is a
     /// minute, and ten of its trainings, old.
     pub retrain_quiet_ms: i64,
+    /// Each training also fits the personal-picks blend's four feature
+    /// weights on a leave-last-out validation of the events
+    /// (`recommend::blend`), and personal picks use the fitted weights;
+    /// off, they use `blend` as set.
+    pub fit_blend: bool,
+    /// Implicit ALS (the item factors of a catalog with learned vectors,
+    /// `collaborative::factors`): L2 regularisation, confidence of an
+    /// observed interaction, and iterations.
+    pub als_lambda: f64,
+    pub als_alpha: f64,
+    pub als_iterations: u32,
 }
 
 impl Default for CollaborativeSettings {
@@ -383,6 +459,10 @@ impl Default for CollaborativeSettings {
             retrain_min_events: 1_000,
             retrain_share: 0.1,
             retrain_quiet_ms: 5_000,
+            fit_blend: true,
+            als_lambda: DEFAULT_ALS_LAMBDA,
+            als_alpha: 20.0,
+            als_iterations: 12,
         }
     }
 }
@@ -415,6 +495,11 @@ impl Default for RepurchaseSettings {
         }
     }
 }
+
+/// iALS's shipped regularisation (BENCHMARKS.md, "Learned vectors").
+pub const DEFAULT_ALS_LAMBDA: f64 = 20.0;
+/// Most iALS iterations a training may run.
+pub const MAX_ALS_ITERATIONS: u32 = 100;
 
 /// Most items the EASE solve may take (a dense `n x n` f64 matrix: 3.2 GB
 /// at 20,000, twice that while inverting).
@@ -591,6 +676,25 @@ impl BehaviourSettings {
             return Err(Error::invalid(
                 "settings.collaborative.shrinkage",
                 "must be a finite number in 0..=1e9",
+            ));
+        }
+        if !c.als_lambda.is_finite() || !(0.0..=1e9).contains(&c.als_lambda) || c.als_lambda == 0.0
+        {
+            return Err(Error::invalid(
+                "settings.collaborative.als_lambda",
+                "must be a finite number in (0, 1e9]",
+            ));
+        }
+        if !c.als_alpha.is_finite() || !(0.0..=1e9).contains(&c.als_alpha) {
+            return Err(Error::invalid(
+                "settings.collaborative.als_alpha",
+                "must be a finite number in 0..=1e9",
+            ));
+        }
+        if !(1..=MAX_ALS_ITERATIONS).contains(&c.als_iterations) {
+            return Err(Error::invalid(
+                "settings.collaborative.als_iterations",
+                format!("must be in 1..={MAX_ALS_ITERATIONS}"),
             ));
         }
         if c.retrain_min_events == 0 {

@@ -1,5 +1,6 @@
 //! The collaborative model on disk: `DATA_DIR/models/<catalog id>/collaborative.bin`,
-//! `[version 1][bincode 2 of the model][CRC-32 LE of all before it]`,
+//! `[version 2][bincode 2 of the model][CRC-32 LE of all before it]`
+//! (version 1, without the fitted blend, is still read),
 //! replaced atomically (temporary file, fsync, rename, fsync the folder).
 //!
 //! A cache, like the index snapshots: anything unreadable is reported and
@@ -15,9 +16,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::collaborative::{Model, ModelKind, TrainingInfo};
+use crate::collaborative::{FittedBlend, Model, ModelKind, TrainingInfo};
 
 const VERSION_1: u8 = 1;
+/// Version 1's fields, then the fitted blend and the item factors.
+const VERSION_2: u8 = 2;
 const FILE_NAME: &str = "collaborative.bin";
 
 #[derive(Serialize, Deserialize)]
@@ -33,6 +36,22 @@ struct ModelV1 {
     offsets: Vec<u32>,
     targets: Vec<u32>,
     weights: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ModelV2 {
+    v1: ModelV1,
+    blend: Option<BlendV2>,
+    /// Item factors: dimension and `items x dimension` values.
+    factors: Option<(u32, Vec<f32>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlendV2 {
+    weights: [f64; 4],
+    users: u32,
+    /// Fitted, settings, collaborative, similarity, popularity, category.
+    hit_rates: [f64; 6],
 }
 
 /// The models folder of a store.
@@ -121,9 +140,25 @@ pub fn encode(model: &Model) -> Vec<u8> {
         targets: p.targets.to_vec(),
         weights: p.weights.to_vec(),
     };
-    let mut out = vec![VERSION_1];
+    let v2 = ModelV2 {
+        v1,
+        blend: i.blend.map(|b| BlendV2 {
+            weights: [b.similarity, b.collaborative, b.popularity, b.category],
+            users: b.users,
+            hit_rates: [
+                b.hit_rate,
+                b.settings_hit_rate,
+                b.collaborative_only,
+                b.similarity_only,
+                b.popularity_only,
+                b.category_only,
+            ],
+        }),
+        factors: p.factors.map(|f| (f.dimension as u32, f.values.clone())),
+    };
+    let mut out = vec![VERSION_2];
     out.extend(
-        bincode::serde::encode_to_vec(&v1, bincode_config())
+        bincode::serde::encode_to_vec(&v2, bincode_config())
             .expect("encoding to a Vec cannot fail"),
     );
     let crc = crc32fast::hash(&out);
@@ -140,36 +175,79 @@ pub fn decode(bytes: &[u8]) -> Result<Model, String> {
     if crc32fast::hash(body).to_le_bytes() != crc {
         return Err("the model file's checksum does not match".into());
     }
-    match body.split_first() {
-        Some((&VERSION_1, rest)) => {
-            let (v1, used): (ModelV1, usize) =
-                bincode::serde::decode_from_slice(rest, bincode_config())
-                    .map_err(|e| format!("undecodable model file: {e}"))?;
-            if used != rest.len() {
-                return Err("trailing bytes in the model file".into());
-            }
-            let kind = match v1.kind {
-                0 => ModelKind::Ease,
-                1 => ModelKind::ItemKnn,
-                k => return Err(format!("unknown model kind {k}")),
-            };
-            let info = TrainingInfo {
-                kind,
-                events: v1.events,
-                users: v1.users,
-                interactions: v1.interactions,
-                trained_at_ms: v1.trained_at_ms,
-                seconds: v1.seconds,
-                regularisation: v1.regularisation,
-            };
-            let ids: Vec<Arc<str>> = v1.ids.into_iter().map(Arc::from).collect();
-            Model::from_parts(info, ids, v1.offsets, v1.targets, v1.weights)
+    let (v1, blend, factors) = match body.split_first() {
+        Some((&VERSION_1, rest)) => (decode_exactly::<ModelV1>(rest)?, None, None),
+        Some((&VERSION_2, rest)) => {
+            let v2 = decode_exactly::<ModelV2>(rest)?;
+            (v2.v1, v2.blend, v2.factors)
         }
-        Some((v, _)) => Err(format!("unknown model file version {v}")),
-        None => Err("the model file is empty".into()),
+        Some((v, _)) => return Err(format!("unknown model file version {v}")),
+        None => return Err("the model file is empty".into()),
+    };
+    let kind = match v1.kind {
+        0 => ModelKind::Ease,
+        1 => ModelKind::ItemKnn,
+        k => return Err(format!("unknown model kind {k}")),
+    };
+    let blend = blend.map(|b| {
+        let [similarity, collaborative, popularity, category] = b.weights;
+        let [hit_rate, settings_hit_rate, collaborative_only, similarity_only, popularity_only, category_only] =
+            b.hit_rates;
+        FittedBlend {
+            similarity,
+            collaborative,
+            popularity,
+            category,
+            users: b.users,
+            hit_rate,
+            settings_hit_rate,
+            collaborative_only,
+            similarity_only,
+            popularity_only,
+            category_only,
+        }
+    });
+    if blend.is_some_and(|b| {
+        ![b.similarity, b.collaborative, b.popularity, b.category]
+            .iter()
+            .all(|w| w.is_finite() && *w >= 0.0)
+    }) {
+        return Err("the fitted blend's weights are not finite and >= 0".into());
+    }
+    let info = TrainingInfo {
+        kind,
+        events: v1.events,
+        users: v1.users,
+        interactions: v1.interactions,
+        trained_at_ms: v1.trained_at_ms,
+        seconds: v1.seconds,
+        regularisation: v1.regularisation,
+        blend,
+    };
+    let ids: Vec<Arc<str>> = v1.ids.into_iter().map(Arc::from).collect();
+    let items = ids.len();
+    let model = Model::from_parts(info, ids, v1.offsets, v1.targets, v1.weights)?;
+    match factors {
+        None => Ok(model),
+        Some((d, values)) if d > 0 && values.len() == d as usize * items => {
+            if values.iter().any(|x| !x.is_finite()) {
+                return Err("an item factor is not finite".into());
+            }
+            Ok(model.with_factors(d as usize, values))
+        }
+        Some(_) => Err("the item factors do not match the items".into()),
     }
 }
 
+/// Decodes `T` from all of `bytes`.
+fn decode_exactly<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, used): (T, usize) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| format!("undecodable model file: {e}"))?;
+    if used != bytes.len() {
+        return Err("trailing bytes in the model file".into());
+    }
+    Ok(value)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +261,19 @@ mod tests {
             trained_at_ms: 1_700_000_000_000,
             seconds: 0.5,
             regularisation: 200.0,
+            blend: Some(FittedBlend {
+                similarity: 0.2,
+                collaborative: 1.0,
+                popularity: 0.05,
+                category: 0.0,
+                users: 300,
+                hit_rate: 0.5,
+                settings_hit_rate: 0.45,
+                collaborative_only: 0.48,
+                similarity_only: 0.3,
+                popularity_only: 0.2,
+                category_only: 0.1,
+            }),
         };
         let ids: Vec<Arc<str>> = ["a", "b", "c"].into_iter().map(Arc::from).collect();
         Model::from_rows(
@@ -191,6 +282,7 @@ mod tests {
             vec![vec![(1, 0.5), (2, 0.25)], vec![], vec![(0, 1.0)]],
             10,
         )
+        .with_factors(2, vec![1.0, 0.0, 0.0, 1.0, 0.5, 0.5])
     }
 
     #[test]
@@ -213,5 +305,32 @@ mod tests {
         assert_eq!(models.read(7).unwrap(), Some(m));
         models.remove_orphans(&[8]);
         assert_eq!(models.read(7), Ok(None));
+    }
+
+    #[test]
+    fn a_version_1_file_still_reads_without_a_fitted_blend() {
+        let m = model();
+        let p = m.parts();
+        let v1 = ModelV1 {
+            kind: 0,
+            events: m.info.events,
+            users: m.info.users,
+            interactions: m.info.interactions,
+            trained_at_ms: m.info.trained_at_ms,
+            seconds: m.info.seconds,
+            regularisation: m.info.regularisation,
+            ids: p.ids.iter().map(|s| s.to_string()).collect(),
+            offsets: p.offsets.to_vec(),
+            targets: p.targets.to_vec(),
+            weights: p.weights.to_vec(),
+        };
+        let mut bytes = vec![VERSION_1];
+        bytes.extend(bincode::serde::encode_to_vec(&v1, bincode_config()).unwrap());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        let read = decode(&bytes).unwrap();
+        assert_eq!(read.info.blend, None);
+        assert_eq!(read.factor_dimension(), None);
+        assert_eq!(read.parts().weights, p.weights);
     }
 }

@@ -31,6 +31,7 @@
 //!
 //! Must not: touch RocksDB (it is handed the events), or know about HTTP.
 
+pub mod factors;
 pub mod file;
 pub mod train;
 
@@ -74,6 +75,34 @@ pub struct TrainingInfo {
     pub seconds: f64,
     /// EASE's lambda or kNN's shrinkage.
     pub regularisation: f64,
+    /// The personal-picks blend fitted on this catalog's events when the
+    /// model was trained (`None`: too few users to fit, or not asked).
+    pub blend: Option<FittedBlend>,
+}
+
+/// Weights of the personal-picks blend fitted on a leave-last-out
+/// validation of the catalog's own events (see `recommend::blend`), with
+/// what the fitted and the reference rankings scored there: hit@10 over
+/// the same users, each asked for the item they came to last with a model
+/// that never saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FittedBlend {
+    pub similarity: f64,
+    pub collaborative: f64,
+    pub popularity: f64,
+    pub category: f64,
+    /// Users asked.
+    pub users: u32,
+    /// hit@10 of the fitted weights.
+    pub hit_rate: f64,
+    /// hit@10 of the weights in the settings (the shipped defaults unless
+    /// the shop set its own).
+    pub settings_hit_rate: f64,
+    /// hit@10 of each feature alone: what carries the blend.
+    pub collaborative_only: f64,
+    pub similarity_only: f64,
+    pub popularity_only: f64,
+    pub category_only: f64,
 }
 
 /// Item-item weights, each item's `neighbours` largest in magnitude (see
@@ -87,6 +116,16 @@ pub struct Model {
     offsets: Vec<u32>,
     targets: Vec<u32>,
     weights: Vec<f32>,
+    /// Item factors (iALS, `factors`), `items x dimension` row-major: the
+    /// item vectors of a catalog with learned vectors; `None` elsewhere.
+    factors: Option<Factors>,
+}
+
+/// Learned item vectors, aligned with the model's items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factors {
+    pub dimension: usize,
+    pub values: Vec<f32>,
 }
 
 impl Model {
@@ -139,6 +178,7 @@ impl Model {
             offsets,
             targets,
             weights,
+            factors: None,
         }
     }
 
@@ -152,9 +192,32 @@ impl Model {
         self.weights.len()
     }
 
+    /// The model with these item factors (`values`: one row of
+    /// `dimension` per item, in the model's item order).
+    pub fn with_factors(mut self, dimension: usize, values: Vec<f32>) -> Model {
+        debug_assert_eq!(values.len(), dimension * self.ids.len());
+        self.factors = Some(Factors { dimension, values });
+        self
+    }
+
+    /// The learned vector of an item: `None` when the model has no
+    /// factors, does not know the item, or its factors are all zero.
+    pub fn factor(&self, id: &str) -> Option<&[f32]> {
+        let f = self.factors.as_ref()?;
+        let i = self.position(id)? as usize;
+        let row = f.values.get(i * f.dimension..(i + 1) * f.dimension)?;
+        row.iter().any(|x| *x != 0.0).then_some(row)
+    }
+
+    /// The factors' dimension, when the model has them.
+    pub fn factor_dimension(&self) -> Option<usize> {
+        self.factors.as_ref().map(|f| f.dimension)
+    }
+
     /// Bytes of memory the model holds, roughly.
     pub fn memory_bytes(&self) -> usize {
-        self.weights.len() * 8
+        self.factors.as_ref().map_or(0, |f| f.values.len() * 4)
+            + self.weights.len() * 8
             + self.offsets.len() * 4
             + self.ids.iter().map(|id| id.len() + 16 + 32).sum::<usize>()
     }
@@ -253,6 +316,7 @@ impl Model {
             offsets: &self.offsets,
             targets: &self.targets,
             weights: &self.weights,
+            factors: self.factors.as_ref(),
         }
     }
 
@@ -291,6 +355,7 @@ pub(crate) struct Parts<'a> {
     pub offsets: &'a [u32],
     pub targets: &'a [u32],
     pub weights: &'a [f32],
+    pub factors: Option<&'a Factors>,
 }
 
 /// A user's collaborative row at `now_ms`: each distinct item of their
@@ -379,6 +444,7 @@ mod tests {
             trained_at_ms: 0,
             seconds: 0.0,
             regularisation: 0.0,
+            blend: None,
         }
     }
 

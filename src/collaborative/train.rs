@@ -12,6 +12,7 @@ use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
 
 use crate::catalog::model::{CollaborativeSettings, Event, EventWeights};
+use crate::collaborative::factors::{ials, AlsSettings};
 use crate::collaborative::{Model, ModelKind, TrainingInfo};
 
 /// Most distinct items of one user that training reads (the newest): a
@@ -25,8 +26,13 @@ pub const MAX_ITEMS_PER_USER: usize = 1_000;
 pub struct Interactions {
     ids: Vec<Arc<str>>,
     position: HashMap<Arc<str>, u32>,
-    /// Each user's distinct items, in order of their newest event.
+    /// Each user's distinct items (sorted by position).
     users: Vec<Vec<u32>>,
+    /// Each user's id and the item they came to last (the one whose first
+    /// event is their newest first event): what a leave-last-out
+    /// validation holds back (see `recommend::blend`).
+    user_ids: Vec<Arc<str>>,
+    came_to_last: Vec<u32>,
     current: Option<String>,
     row: Vec<u32>,
     events: u64,
@@ -64,6 +70,13 @@ impl Interactions {
         if self.row.is_empty() {
             return;
         }
+        let mut met = HashSet::new();
+        let mut last_new = self.row[0];
+        for &i in &self.row {
+            if met.insert(i) {
+                last_new = i;
+            }
+        }
         // Newest last: keep each item's newest occurrence, then the newest
         // MAX_ITEMS_PER_USER of them.
         let mut seen = HashSet::new();
@@ -78,6 +91,9 @@ impl Interactions {
         }
         items.sort_unstable();
         self.users.push(items);
+        self.user_ids
+            .push(Arc::from(self.current.as_deref().unwrap_or_default()));
+        self.came_to_last.push(last_new);
         self.row.clear();
     }
 
@@ -97,6 +113,75 @@ impl Interactions {
     pub fn pairs(&self) -> u64 {
         self.users.iter().map(|u| u.len() as u64).sum()
     }
+
+    /// Item factors by iALS over these interactions, in item order (see
+    /// `factors`).
+    pub fn learn_factors(&self, settings: &AlsSettings) -> Vec<f32> {
+        ials(self.ids.len(), &self.users, settings)
+    }
+
+    /// Up to `most` users with at least `min_items` distinct items, each
+    /// with the item they came to last: the users a leave-last-out
+    /// validation asks. Chosen by a hash of the user id, so the same
+    /// events always give the same users (and a fit that can be
+    /// reproduced), whatever order they arrived in.
+    pub fn validation_users(&self, most: usize, min_items: usize) -> Vec<HeldOut> {
+        let mut chosen: Vec<(u64, usize)> = (0..self.users.len())
+            .filter(|&u| self.users[u].len() >= min_items)
+            .filter(|&u| self.users[u].binary_search(&self.came_to_last[u]).is_ok())
+            .map(|u| (fnv1a(self.user_ids[u].as_bytes()), u))
+            .collect();
+        chosen.sort_unstable();
+        chosen.truncate(most);
+        chosen.sort_unstable_by_key(|&(_, u)| u);
+        chosen
+            .into_iter()
+            .map(|(_, u)| HeldOut {
+                row: u,
+                user: Arc::clone(&self.user_ids[u]),
+                item: Arc::clone(&self.ids[self.came_to_last[u] as usize]),
+            })
+            .collect()
+    }
+
+    /// A copy without the held-out (user, item) pairs: what the
+    /// validation model is trained on, so it has never seen what it is
+    /// asked to find.
+    pub fn without(&self, held: &[HeldOut]) -> Interactions {
+        let mut users = self.users.clone();
+        for h in held {
+            if let Some(&p) = self.position.get(&h.item) {
+                users[h.row].retain(|&i| i != p);
+            }
+        }
+        Interactions {
+            ids: self.ids.clone(),
+            position: self.position.clone(),
+            users,
+            user_ids: self.user_ids.clone(),
+            came_to_last: self.came_to_last.clone(),
+            current: None,
+            row: Vec::new(),
+            events: self.events,
+        }
+    }
+}
+
+/// One user of a leave-last-out validation and the item held back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldOut {
+    /// The user's row in the [`Interactions`].
+    pub row: usize,
+    pub user: Arc<str>,
+    pub item: Arc<str>,
+}
+
+/// FNV-1a: a stable hash (the standard library's may change between
+/// releases, and the validation users must not).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Trains the model `settings` ask for on `data` (`None` without any
@@ -128,6 +213,7 @@ pub fn train(data: &Interactions, settings: &CollaborativeSettings, events: u64)
         trained_at_ms: now_ms(),
         seconds: started.elapsed().as_secs_f64(),
         regularisation,
+        blend: None,
     };
     Some(Model::from_rows(
         info,
@@ -345,5 +431,77 @@ mod tests {
         };
         assert_eq!(train(&data, &knn, 5).unwrap().info.kind, ModelKind::ItemKnn);
         assert!(train(&Interactions::new().finish(), &knn, 0).is_none());
+    }
+
+    #[test]
+    fn validation_holds_back_the_item_each_user_came_to_last() {
+        let w = EventWeights {
+            view: 1.0,
+            click: 1.0,
+            add_to_cart: 1.0,
+            purchase: 1.0,
+        };
+        let ev = |user: &str, item: &str| Event {
+            user_id: user.into(),
+            item_id: item.into(),
+            kind: crate::catalog::model::EventKind::View,
+            timestamp_ms: 0,
+            session_id: None,
+            order_id: None,
+            quantity: 1,
+            price: None,
+            event_id: None,
+            recommendation_id: None,
+        };
+        let mut data = Interactions::new();
+        // a came to z last, and went back to x after it: z is held back,
+        // not x. b has too few items to be asked.
+        for (u, i) in [
+            ("a", "x"),
+            ("a", "y"),
+            ("a", "z"),
+            ("a", "x"),
+            ("b", "x"),
+            ("b", "y"),
+        ] {
+            data.add(&ev(u, i), &w);
+        }
+        let data = data.finish();
+        let held = data.validation_users(10, 3);
+        assert_eq!(held.len(), 1);
+        assert_eq!((&*held[0].user, &*held[0].item), ("a", "z"));
+        let rest = data.without(&held);
+        assert_eq!(rest.users, vec![vec![0, 1], vec![0, 1]]);
+        assert_eq!(rest.items(), 3, "item positions are kept");
+        // At most `most`, the same ones whatever the order of arrival.
+        let mut many = Interactions::new();
+        for u in 0..50 {
+            for i in ["p", "q", "r"] {
+                many.add(&ev(&format!("u{u}"), i), &w);
+            }
+        }
+        let picked: Vec<String> = many
+            .finish()
+            .validation_users(7, 3)
+            .iter()
+            .map(|h| h.user.to_string())
+            .collect();
+        let mut reversed = Interactions::new();
+        for u in (0..50).rev() {
+            for i in ["p", "q", "r"] {
+                reversed.add(&ev(&format!("u{u}"), i), &w);
+            }
+        }
+        let mut again: Vec<String> = reversed
+            .finish()
+            .validation_users(7, 3)
+            .iter()
+            .map(|h| h.user.to_string())
+            .collect();
+        assert_eq!(picked.len(), 7);
+        let mut sorted = picked.clone();
+        sorted.sort();
+        again.sort();
+        assert_eq!(sorted, again);
     }
 }

@@ -325,6 +325,9 @@ pub struct IndexCounts {
     pub items: u64,
     pub graph_points: u64,
     pub tombstones: u64,
+    /// Live items without a learned vector (catalogs with learned
+    /// vectors; 0 elsewhere).
+    pub unlearned: u64,
 }
 
 /// The whole in-memory index of one catalog.
@@ -337,6 +340,11 @@ pub struct IndexState {
     tiers: Vec<Option<u8>>,
     ids: HashMap<Arc<str>, u32>,
     live: RoaringBitmap,
+    /// With learned vectors: the live slots whose vector is all zeros (no
+    /// factors yet). Every vector search excludes them (`plan`): a zero
+    /// vector is equally far from everything, so it would only pad answers
+    /// with meaningless ties.
+    unlearned: RoaringBitmap,
     attrs: AttributeIndex,
     /// [`PRICE_MATERIALIZE_LIMIT`]; tests lower it to exercise the
     /// per-candidate price check on small data.
@@ -361,6 +369,7 @@ impl IndexState {
             tiers: Vec::with_capacity(capacity),
             ids: HashMap::with_capacity(capacity),
             live: RoaringBitmap::new(),
+            unlearned: RoaringBitmap::new(),
             attrs: AttributeIndex::default(),
             price_materialize_limit: PRICE_MATERIALIZE_LIMIT,
             plan_counts: Arc::default(),
@@ -416,6 +425,7 @@ impl IndexState {
             tiers: vec![None; slots],
             ids: HashMap::with_capacity(placed.len()),
             live: RoaringBitmap::new(),
+            unlearned: RoaringBitmap::new(),
             attrs: AttributeIndex::default(),
             price_materialize_limit: PRICE_MATERIALIZE_LIMIT,
             plan_counts: Arc::default(),
@@ -507,7 +517,14 @@ impl IndexState {
             items,
             graph_points,
             tombstones: graph_points - items,
+            unlearned: self.unlearned.len(),
         }
+    }
+
+    /// Whether the live slot has a vector to search with: always, but in a
+    /// catalog with learned vectors for an item without factors yet.
+    pub fn has_vector(&self, slot: u32) -> bool {
+        !self.unlearned.contains(slot)
     }
 
     /// Whether dead points have passed the configured share of the graph.
@@ -671,6 +688,9 @@ impl IndexState {
         self.tiers[slot as usize] = tier;
         self.metas[slot as usize] = Some(meta);
         self.live.insert(slot);
+        if self.config.is_learned() && self.arena.get(slot).iter().all(|x| *x == 0.0) {
+            self.unlearned.insert(slot);
+        }
     }
 
     fn unindex(&mut self, slot: u32) -> Arc<ItemMeta> {
@@ -682,6 +702,7 @@ impl IndexState {
         self.attrs.remove(slot, &meta, self.tiers[slot as usize]);
         self.tiers[slot as usize] = None;
         self.live.remove(slot);
+        self.unlearned.remove(slot);
         meta
     }
 
@@ -849,6 +870,7 @@ impl IndexState {
     /// can time planning and searching apart.
     pub fn plan(&self, filter: &Filter, exclude: &[u32]) -> Planned {
         let mut excluded: RoaringBitmap = exclude.iter().copied().collect();
+        excluded |= &self.unlearned;
         let candidates = self.candidates(filter, &mut excluded);
         let matches = match &candidates {
             Candidates::All => self.live.len() - excluded.intersection_len(&self.live),

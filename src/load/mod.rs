@@ -335,25 +335,32 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
     bar.finish_and_clear();
     seconds.write = write_started.elapsed().as_secs_f64();
 
-    // 4. Build the graph and snapshot it.
+    // 4. Build the graph and snapshot it. Not with learned vectors: they
+    // come from the model, which the server trains from the events at its
+    // start (the index is built then, from the model's factors).
     let graph_started = Instant::now();
     let (catalog_items, catalog_users) = (items.len() as u64, users.len() as u64);
     drop(users);
-    let bar = progress_bar(opts.progress, catalog_items, "indexing", false);
-    let state = IndexState::build_with_progress(config, opts.index, items, &mut |n| bar.inc(n));
-    bar.finish_and_clear();
-    seconds.graph = graph_started.elapsed().as_secs_f64();
-    let snapshot_started = Instant::now();
-    let dumped = snapshots.dump(
-        generation,
-        0,
-        &config,
-        &opts.index.hnsw,
-        &state.graph(),
-        &state.slot_table(),
-    )?;
-    let written = snapshots.publish(dumped)?;
-    seconds.snapshot = snapshot_started.elapsed().as_secs_f64();
+    let snapshot_bytes = if config.is_learned() {
+        None
+    } else {
+        let bar = progress_bar(opts.progress, catalog_items, "indexing", false);
+        let state = IndexState::build_with_progress(config, opts.index, items, &mut |n| bar.inc(n));
+        bar.finish_and_clear();
+        seconds.graph = graph_started.elapsed().as_secs_f64();
+        let snapshot_started = Instant::now();
+        let dumped = snapshots.dump(
+            generation,
+            0,
+            &config,
+            &opts.index.hnsw,
+            &state.graph(),
+            &state.slot_table(),
+        )?;
+        let written = snapshots.publish(dumped)?;
+        seconds.snapshot = snapshot_started.elapsed().as_secs_f64();
+        Some(written.bytes)
+    };
 
     // 5. Publish: one synced batch switches the catalog to the new generation.
     let mut publish = Batch::new();
@@ -364,7 +371,9 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
             config,
         },
     );
-    publish.set_watermark(generation, 0);
+    if snapshot_bytes.is_some() {
+        publish.set_watermark(generation, 0);
+    }
     if let Some(old) = existing {
         publish.delete_catalog_records(old.id);
     }
@@ -391,7 +400,7 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         catalog_users,
         vectors_per_second: catalog_items as f64 / seconds.total.max(1e-9),
         seconds,
-        snapshot_bytes: written.bytes,
+        snapshot_bytes: snapshot_bytes.unwrap_or(0),
         peak_rss_bytes: peak_rss_bytes(),
     })
 }

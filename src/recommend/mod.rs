@@ -6,6 +6,7 @@
 //! Must not: write anything, or know about HTTP.
 
 pub mod behaviour;
+pub mod blend;
 pub mod copurchase;
 pub mod cross_sell;
 pub mod personal;
@@ -85,16 +86,37 @@ impl UserContext {
     /// Reads the user, their newest events and purchases; an unknown user
     /// is simply one without a vector, events or preferences.
     pub fn load(catalog: &Catalog, user_id: &str, now_ms: i64) -> Result<UserContext> {
-        let settings = catalog.behaviour_settings();
         let events = catalog.recent_events(user_id)?;
         let user = catalog.find_user(user_id)?;
+        Ok(UserContext::of_events(
+            catalog, user_id, user, &events, now_ms,
+        ))
+    }
+
+    /// The context of a user with these events (newest first), as if they
+    /// were all they did: what a validation that holds an item back asks
+    /// with (`recommend::blend`).
+    pub fn of_events(
+        catalog: &Catalog,
+        user_id: &str,
+        user: Option<User>,
+        events: &[crate::catalog::model::Event],
+        now_ms: i64,
+    ) -> UserContext {
+        let settings = catalog.behaviour_settings();
         let (profile, categories) = catalog.with_index(|index| {
             let profile = profile::profile(
-                &events,
+                events,
                 user.as_ref().and_then(|u| u.vector.as_deref()),
                 now_ms,
                 &settings,
-                |item| index.get(item).map(|view| index.vector(view.slot)),
+                // An item without a learned vector yet says nothing of taste.
+                |item| {
+                    index
+                        .get(item)
+                        .filter(|view| index.has_vector(view.slot))
+                        .map(|view| index.vector(view.slot))
+                },
             );
             let mut shares: Vec<(String, f64)> = Vec::new();
             let total: f64 = profile.item_weights.iter().map(|(_, w)| w).sum();
@@ -118,13 +140,13 @@ impl UserContext {
             .as_ref()
             .and_then(|u| Preferences::from_attributes("attributes", &u.attributes).ok())
             .flatten();
-        Ok(UserContext {
+        UserContext {
             user,
             profile,
             purchased,
             preferences,
             categories,
-        })
+        }
     }
 
     /// `filter` with the user's preferences on the fields it leaves open.

@@ -16,7 +16,11 @@
 //!  + blend.popularity * z(ln(1 + popularity))
 //!  + blend.category * z(category share)`
 //!
-//! where `z` standardises over the candidates, popularity is the item's
+//! with the weights of `Catalog::blend`: fitted on the catalog's own
+//! events at each training (`recommend::blend`), or the settings' `blend`
+//! when `collaborative.fit_blend` is off or no fit exists yet; a feature
+//! weighted 0 adds no candidates of its own.
+//! Here `z` standardises over the candidates, popularity is the item's
 //! time-decayed, type-weighted event count, and the category share is the
 //! part of the user's weighted activity spent in the candidate's category. Recency enters through the
 //! profile: recent events weigh more, and the session vector counts in
@@ -38,6 +42,7 @@ use std::sync::Arc;
 
 use crate::catalog::model::Blend;
 use crate::catalog::Catalog;
+use crate::collaborative::Model;
 use crate::error::Result;
 use crate::index::filter::{Condition, Filter, StringCondition};
 use crate::index::{IndexState, ItemMeta};
@@ -140,22 +145,44 @@ impl Features {
 
 /// The candidates of personal picks with their features, in slot order
 /// (`None`: no profile vector and no collaborative evidence, a cold
-/// start). Replays fit the blend's weights on these (`tools/replay`).
+/// start), with the catalog's model and blend. Replays fit the blend's
+/// weights on these (`tools/replay`).
 pub fn features(
     catalog: &Catalog,
     index: &IndexState,
     context: &UserContext,
     request: &UserRequest,
 ) -> Option<Vec<Features>> {
+    let model = catalog.collaborative();
+    features_with(
+        catalog,
+        index,
+        context,
+        request,
+        model.as_deref(),
+        &catalog.blend(),
+    )
+}
+
+/// [`features`] with a given model, and the candidates `blend` needs: a
+/// feature weighted 0 adds no candidates of its own (the validation of
+/// `recommend::blend` passes every weight positive, to score them all).
+pub fn features_with(
+    catalog: &Catalog,
+    index: &IndexState,
+    context: &UserContext,
+    request: &UserRequest,
+    model: Option<&Model>,
+    blend: &Blend,
+) -> Option<Vec<Features>> {
     let settings = catalog.behaviour_settings();
     let filter = context.filter(request.filter.clone());
     let k = request.k;
     let now = request.now_ms;
-    let model = catalog.collaborative();
     // The user's collaborative scores, by model position: the row sum over
     // the items of their newest events (see `collaborative`).
-    let collab: HashMap<u32, f64> = match &model {
-        Some(m) if settings.blend.collaborative > 0.0 => m.scores(&context.profile.collaborative),
+    let collab: HashMap<u32, f64> = match model {
+        Some(m) if blend.collaborative > 0.0 => m.scores(&context.profile.collaborative),
         _ => HashMap::new(),
     };
     let mut excluded = context.purchased_slots(index);
@@ -189,7 +216,7 @@ pub fn features(
         }
     }
     // The strongest collaborative items that pass the filter.
-    if let Some(m) = &model {
+    if let Some(m) = model {
         let excluded: HashSet<u32> = excluded.iter().copied().collect();
         let mut strongest: Vec<(u32, f64)> = collab
             .iter()
@@ -225,7 +252,7 @@ pub fn features(
     candidates.extend(popular.iter().map(|r| r.hit.slot));
     // With category affinity on: what is popular in the user's top
     // categories.
-    if settings.blend.category > 0.0 {
+    if blend.category > 0.0 {
         for (category, _) in context.categories.iter().take(3) {
             let within = filter
                 .clone()
@@ -255,7 +282,6 @@ pub fn features(
         .iter()
         .map(|meta| {
             model
-                .as_ref()
                 .and_then(|m| m.position(&meta.id))
                 .and_then(|p| collab.get(&p))
                 .copied()
@@ -307,10 +333,13 @@ fn rank_for(
     context: &UserContext,
     request: &UserRequest,
 ) -> Vec<Recommendation> {
-    let blend = catalog.behaviour_settings().blend;
+    let blend = catalog.blend();
+    let model = catalog.collaborative();
     let k = request.k;
     catalog.with_index(|index| {
-        let Some(candidates) = features(catalog, index, context, request) else {
+        let Some(candidates) =
+            features_with(catalog, index, context, request, model.as_deref(), &blend)
+        else {
             let filter = context.filter(request.filter.clone());
             // No profile, so no seen items to add.
             let excluded = context.purchased_slots(index);

@@ -13,12 +13,17 @@
 //! `z(similarity to the anchor) + upsell_affinity * z(similarity to the
 //! user's profile)` (`z` standardises over the candidates), so of two
 //! equally good step-ups the one closer to the user's taste comes first.
+//!
+//! In a catalog with learned vectors, an anchor without factors yet gets
+//! the most popular items of the band (reason `trending`), as in
+//! `recommend::similar`.
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::index::filter::{Bound, Condition, Filter, PriceRange, StringCondition};
 use crate::index::Hit;
-use crate::recommend::{standardise, UserContext};
+use crate::recommend::similar::popular_instead;
+use crate::recommend::{standardise, Reason, Recommendation, UserContext};
 
 /// Upsell parameters, validated.
 #[derive(Debug, Clone)]
@@ -62,7 +67,8 @@ pub fn upsell(
     item_id: &str,
     request: &UpsellRequest,
     context: &UserContext,
-) -> Result<Vec<Hit>> {
+    now_ms: i64,
+) -> Result<Vec<Recommendation>> {
     request.validate()?;
     let affinity = catalog.behaviour_settings().upsell_affinity;
     catalog.with_index(|index| {
@@ -111,17 +117,32 @@ pub fn upsell(
                     }));
             }
         }
-        let query = index.vector(anchor.slot);
         let mut excluded = context.purchased_slots(index);
         excluded.push(anchor.slot);
+        if !index.has_vector(anchor.slot) {
+            return Ok(popular_instead(
+                catalog, index, now_ms, request.k, &filter, &excluded,
+            ));
+        }
+        let query = index.vector(anchor.slot);
         let taste = context
             .profile
             .blended
             .clone()
             .filter(|_| affinity > 0.0)
             .and_then(|v| index.prepare_query(v));
+        let similar = |hits: Vec<Hit>| {
+            hits.into_iter()
+                .map(|hit| Recommendation {
+                    hit,
+                    reason: Reason::Similar,
+                })
+                .collect()
+        };
         let Some(taste) = taste else {
-            return Ok(index.search(&query, request.k, &filter, &excluded).0);
+            return Ok(similar(
+                index.search(&query, request.k, &filter, &excluded).0,
+            ));
         };
         let n = (3 * request.k).clamp(30, 1000);
         let hits = index.search(&query, n, &filter, &excluded).0;
@@ -145,6 +166,6 @@ pub fn upsell(
                 .then_with(|| a.meta.id.cmp(&b.meta.id))
         });
         ranked.truncate(request.k);
-        Ok(ranked)
+        Ok(similar(ranked))
     })
 }

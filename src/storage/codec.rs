@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::model::{
     BehaviourSettings, Blend, CatalogConfig, CollaborativeSettings, CrossSellSettings, Event,
-    EventKind, EventWeights, Item, Metric, RepurchaseSettings, User, VectorType,
+    EventKind, EventWeights, Item, Metric, RepurchaseSettings, User, VectorSource, VectorType,
 };
 use crate::error::{Error, Result};
 
@@ -92,6 +92,18 @@ fn vector_type_code(t: VectorType) -> u8 {
     }
 }
 
+/// A catalog record, version 2: version 1, then where the vectors come
+/// from (0 supplied, 1 learned). Supplied-vector catalogs are still written
+/// as version 1, so a store without learned catalogs stays readable by the
+/// release before them.
+#[derive(Serialize, Deserialize)]
+struct CatalogRecordV2 {
+    v1: CatalogRecordV1,
+    vectors: u8,
+}
+
+const CATALOG_VERSION_2: u8 = 2;
+
 pub fn encode_catalog(record: &CatalogRecord) -> Vec<u8> {
     let v1 = CatalogRecordV1 {
         id: record.id,
@@ -100,17 +112,50 @@ pub fn encode_catalog(record: &CatalogRecord) -> Vec<u8> {
         vector_type: vector_type_code(record.config.vector_type),
         price_tiers: record.config.price_tiers,
     };
-    with_version(
-        bincode::serde::encode_to_vec(&v1, bincode_config())
-            .expect("encoding to a Vec cannot fail"),
-    )
+    match record.config.vectors {
+        VectorSource::Supplied => with_version(
+            bincode::serde::encode_to_vec(&v1, bincode_config())
+                .expect("encoding to a Vec cannot fail"),
+        ),
+        VectorSource::Learned => {
+            let mut out = vec![CATALOG_VERSION_2];
+            out.extend(
+                bincode::serde::encode_to_vec(
+                    &CatalogRecordV2 { v1, vectors: 1 },
+                    bincode_config(),
+                )
+                .expect("encoding to a Vec cannot fail"),
+            );
+            out
+        }
+    }
 }
 
 pub fn decode_catalog(bytes: &[u8]) -> Result<CatalogRecord> {
-    let body = check_version("catalog", bytes)?;
-    let (v1, _): (CatalogRecordV1, usize) =
-        bincode::serde::decode_from_slice(body, bincode_config())
-            .map_err(|e| corrupt("catalog", e.to_string()))?;
+    let decode_err = |e: bincode::error::DecodeError| corrupt("catalog", e.to_string());
+    let (v1, vectors) = match bytes.split_first() {
+        Some((&CATALOG_VERSION_2, body)) => {
+            let (v2, _): (CatalogRecordV2, usize) =
+                bincode::serde::decode_from_slice(body, bincode_config()).map_err(decode_err)?;
+            let vectors = match v2.vectors {
+                0 => VectorSource::Supplied,
+                1 => VectorSource::Learned,
+                other => {
+                    return Err(corrupt(
+                        "catalog",
+                        format!("unknown vector source code {other}"),
+                    ))
+                }
+            };
+            (v2.v1, vectors)
+        }
+        _ => {
+            let body = check_version("catalog", bytes)?;
+            let (v1, _): (CatalogRecordV1, usize) =
+                bincode::serde::decode_from_slice(body, bincode_config()).map_err(decode_err)?;
+            (v1, VectorSource::Supplied)
+        }
+    };
     let metric = match v1.metric {
         0 => Metric::Cosine,
         1 => Metric::Dot,
@@ -127,8 +172,15 @@ pub fn decode_catalog(bytes: &[u8]) -> Result<CatalogRecord> {
             ))
         }
     };
-    let config = CatalogConfig::new(v1.dimension as usize, metric, vector_type, v1.price_tiers)
-        .map_err(|e| corrupt("catalog", e.to_string()))?;
+    let config = match vectors {
+        VectorSource::Supplied => {
+            CatalogConfig::new(v1.dimension as usize, metric, vector_type, v1.price_tiers)
+        }
+        VectorSource::Learned => {
+            CatalogConfig::learned(v1.dimension as usize, vector_type, v1.price_tiers)
+        }
+    }
+    .map_err(|e| corrupt("catalog", e.to_string()))?;
     Ok(CatalogRecord { id: v1.id, config })
 }
 
@@ -220,7 +272,7 @@ fn decode_attributes(what: &str, json: &str) -> Result<Map<String, Value>> {
 pub fn decode_item(id: &str, bytes: &[u8], config: &CatalogConfig) -> Result<Item> {
     let body = check_version("item", bytes)?;
     let (vector_bytes, meta_bytes) = split_vector("item", body)?;
-    let vector = decode_vector(vector_bytes, config.vector_type, config.dimension)?;
+    let vector = decode_vector(vector_bytes, config.vector_type, config.stored_dimension())?;
     let (meta, _): (ItemMetaV1, usize) =
         bincode::serde::decode_from_slice(meta_bytes, bincode_config())
             .map_err(|e| corrupt("item", e.to_string()))?;
@@ -351,6 +403,20 @@ struct CollaborativeV2 {
 
 const BEHAVIOUR_VERSION_2: u8 = 2;
 
+/// Behaviour settings, version 3: version 2, then whether the blend is
+/// fitted (`collaborative.fit_blend`) and the iALS settings. Version 2
+/// values decode with those at their defaults.
+#[derive(Serialize, Deserialize)]
+struct BehaviourV3 {
+    v2: BehaviourV2,
+    fit_blend: bool,
+    als_lambda: f64,
+    als_alpha: f64,
+    als_iterations: u32,
+}
+
+const BEHAVIOUR_VERSION_3: u8 = 3;
+
 pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
     let w = &s.weights;
     let b = &s.blend;
@@ -396,9 +462,16 @@ pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
         },
         exclude_seen: s.exclude_seen,
     };
-    let mut out = vec![BEHAVIOUR_VERSION_2];
+    let v3 = BehaviourV3 {
+        v2,
+        fit_blend: c.fit_blend,
+        als_lambda: c.als_lambda,
+        als_alpha: c.als_alpha,
+        als_iterations: c.als_iterations,
+    };
+    let mut out = vec![BEHAVIOUR_VERSION_3];
     out.extend(
-        bincode::serde::encode_to_vec(&v2, bincode_config())
+        bincode::serde::encode_to_vec(&v3, bincode_config())
             .expect("encoding to a Vec cannot fail"),
     );
     out
@@ -408,10 +481,26 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
     let decode_err = |e: bincode::error::DecodeError| corrupt("behaviour settings", e.to_string());
     let (v1, blend_similarity, blend_collaborative, collaborative, repurchase, exclude_seen) =
         match bytes.split_first() {
-            Some((&BEHAVIOUR_VERSION_2, body)) => {
-                let (v2, _): (BehaviourV2, usize) =
-                    bincode::serde::decode_from_slice(body, bincode_config())
-                        .map_err(decode_err)?;
+            Some((&version @ (BEHAVIOUR_VERSION_2 | BEHAVIOUR_VERSION_3), body)) => {
+                let d = CollaborativeSettings::default();
+                let (v2, fit_blend, als_lambda, als_alpha, als_iterations) =
+                    if version == BEHAVIOUR_VERSION_3 {
+                        let (v3, _): (BehaviourV3, usize) =
+                            bincode::serde::decode_from_slice(body, bincode_config())
+                                .map_err(decode_err)?;
+                        (
+                            v3.v2,
+                            v3.fit_blend,
+                            v3.als_lambda,
+                            v3.als_alpha,
+                            v3.als_iterations,
+                        )
+                    } else {
+                        let (v2, _): (BehaviourV2, usize) =
+                            bincode::serde::decode_from_slice(body, bincode_config())
+                                .map_err(decode_err)?;
+                        (v2, d.fit_blend, d.als_lambda, d.als_alpha, d.als_iterations)
+                    };
                 let c = v2.collaborative;
                 let r = v2.repurchase;
                 (
@@ -428,6 +517,10 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
                         retrain_min_events: c.retrain_min_events,
                         retrain_share: c.retrain_share,
                         retrain_quiet_ms: c.retrain_quiet_ms,
+                        fit_blend,
+                        als_lambda,
+                        als_alpha,
+                        als_iterations,
                     },
                     RepurchaseSettings {
                         enabled: r.enabled,
@@ -599,8 +692,24 @@ mod tests {
         settings.collaborative.ease_max_items = 7;
         settings.collaborative.enabled = false;
         settings.exclude_seen = true;
+        settings.collaborative.fit_blend = false;
+        settings.collaborative.als_lambda = 3.5;
+        settings.collaborative.als_iterations = 4;
         let bytes = encode_behaviour(&settings);
         assert_eq!(decode_behaviour(&bytes).unwrap(), settings);
+        // Version 2 (before the fitted blend) decodes with it on.
+        let v3: BehaviourV3 = bincode::serde::decode_from_slice(&bytes[1..], bincode_config())
+            .unwrap()
+            .0;
+        let mut old2 = vec![BEHAVIOUR_VERSION_2];
+        old2.extend(bincode::serde::encode_to_vec(&v3.v2, bincode_config()).unwrap());
+        let decoded = decode_behaviour(&old2).unwrap();
+        assert!(decoded.collaborative.fit_blend);
+        assert_eq!(decoded.collaborative.ease_max_items, 7);
+        assert_eq!(
+            decoded.collaborative.als_lambda,
+            CollaborativeSettings::default().als_lambda
+        );
         // Version 1 (before the collaborative model) decodes with the new
         // fields at their defaults.
         let d = BehaviourSettings::default();

@@ -12,6 +12,7 @@ mod disk;
 mod errors;
 mod events;
 mod fuzz;
+mod learned;
 mod limits;
 mod load;
 mod metrics;

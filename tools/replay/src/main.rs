@@ -129,6 +129,10 @@ struct Args {
     /// `similarity:collaborative:popularity[:category]` (category 1 when left out).
     #[arg(long, value_delimiter = ',')]
     grid: Vec<String>,
+    /// Offline protocol: `supplied` (the data's vectors) or `learned` (a
+    /// catalog without vectors: item factors learned from the history).
+    #[arg(long, default_value = "supplied")]
+    vectors: String,
 }
 
 /// xorshift64*: a small fixed-seed generator (no dependency needed).
@@ -392,14 +396,30 @@ fn ids(picks: &[Recommendation]) -> Vec<&str> {
     picks.iter().map(|p| &*p.hit.meta.id).collect()
 }
 
-fn open_catalog(dir: &Path, items: Vec<Item>, dim: usize) -> Result<(Arc<Catalogs>, Arc<Catalog>)> {
+/// A new catalog of `items` (`learned`: without their vectors, which the
+/// model's factors replace; see `recstore::collaborative::factors`).
+fn open_catalog(
+    dir: &Path,
+    mut items: Vec<Item>,
+    dim: usize,
+    learned: bool,
+) -> Result<(Arc<Catalogs>, Arc<Catalog>)> {
     let store = Arc::new(Store::open(dir)?);
     let catalogs = Arc::new(Catalogs::open(store, IndexSettings::default())?);
     let name = CatalogName::parse("replay")?;
-    catalogs.create(
-        &name,
-        CatalogConfig::new(dim, Metric::Cosine, VectorType::F32, 4)?,
-    )?;
+    let config = if learned {
+        for item in &mut items {
+            item.vector.clear();
+        }
+        CatalogConfig::learned(
+            recstore::catalog::model::DEFAULT_LEARNED_DIMENSION,
+            VectorType::F32,
+            4,
+        )?
+    } else {
+        CatalogConfig::new(dim, Metric::Cosine, VectorType::F32, 4)?
+    };
+    catalogs.create(&name, config)?;
     let catalog = catalogs.get("replay")?;
     catalog.upsert_items(items)?;
     Ok((catalogs, catalog))
@@ -413,7 +433,7 @@ fn replay(
 ) -> Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let dim = items[0].vector.len();
-    let (_catalogs, catalog) = open_catalog(dir.path(), items.to_vec(), dim)?;
+    let (_catalogs, catalog) = open_catalog(dir.path(), items.to_vec(), dim, false)?;
     catalog.set_behaviour(settings)?;
     let mut out = Outcome::default();
     let mut seen_customers: HashSet<&str> = HashSet::new();
@@ -568,7 +588,15 @@ fn main() -> Result<()> {
             Some(at) => date_ms(at)?,
             None => cutoff_ms,
         };
-        return offline::run(&items, &lines, cutoff_ms, ask_ms, &methods);
+        let learned = match args.vectors.as_str() {
+            "supplied" => false,
+            "learned" => true,
+            other => bail!("--vectors is supplied or learned, not {other:?}"),
+        };
+        if learned {
+            println!("learned vectors: items without vectors, iALS factors from the history");
+        }
+        return offline::run(&items, &lines, cutoff_ms, ask_ms, &methods, learned);
     }
     let items = items(&args.data)?;
     let orders = history(&args, &items)?;

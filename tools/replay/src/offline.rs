@@ -32,6 +32,7 @@ use anyhow::{Context, Result};
 use recstore::catalog::model::{BehaviourSettings, Event, EventKind, Item};
 use recstore::index::filter::Filter;
 use recstore::recommend::personal::{features, recommend_user, trending, UserRequest};
+use recstore::recommend::similar::similar;
 use recstore::recommend::UserContext;
 
 use crate::{ids, open_catalog, Order};
@@ -178,6 +179,9 @@ pub struct Method {
     pub name: String,
     /// `None`: the popularity list (trending), not `recommend_user`.
     pub settings: Option<BehaviourSettings>,
+    /// Items similar to the customer's last purchase before the cutoff
+    /// (`recommend::similar`) instead of personal picks.
+    pub similar: bool,
 }
 
 /// The default settings with these blend weights.
@@ -192,6 +196,8 @@ fn blended(
     s.blend.collaborative = collaborative;
     s.blend.popularity = popularity;
     s.blend.category = category;
+    // These weights, not the ones the server fits on the history.
+    s.collaborative.fit_blend = false;
     s
 }
 
@@ -208,22 +214,41 @@ pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<M
         Method {
             name: "popularity".into(),
             settings: None,
+            similar: false,
+        },
+        Method {
+            name: "similar to the last purchase".into(),
+            settings: Some(BehaviourSettings::default()),
+            similar: true,
         },
         Method {
             name: "content only".into(),
             settings: with(1.0, 0.0, 0.0, false),
+            similar: false,
         },
         Method {
             name: "EASE only".into(),
             settings: with(0.0, 1.0, 0.0, false),
+            similar: false,
         },
         Method {
             name: "item-kNN only".into(),
             settings: with(0.0, 1.0, 0.0, true),
+            similar: false,
         },
         Method {
-            name: "shipped blend (defaults)".into(),
+            name: "shipped blend (defaults: fitted by the server)".into(),
             settings: Some(BehaviourSettings::default()),
+            similar: false,
+        },
+        Method {
+            name: "shipped fixed weights (fit_blend off)".into(),
+            settings: Some({
+                let mut s = BehaviourSettings::default();
+                s.collaborative.fit_blend = false;
+                s
+            }),
+            similar: false,
         },
         Method {
             name: "shipped blend, exclude_seen off".into(),
@@ -231,18 +256,21 @@ pub fn methods(grid: &[(f64, f64, f64, f64)], fitted: Option<[f64; 4]>) -> Vec<M
                 exclude_seen: false,
                 ..BehaviourSettings::default()
             }),
+            similar: false,
         },
     ];
     if let Some([sim, col, pop, cat]) = fitted {
         out.push(Method {
             name: format!("fitted blend (sim {sim:.3} col {col:.3} pop {pop:.3} cat {cat:.3})"),
             settings: Some(blended(sim, col, pop, cat)),
+            similar: false,
         });
     }
     for &(sim, col, pop, cat) in grid {
         out.push(Method {
             name: format!("blend sim {sim} col {col} pop {pop} cat {cat}"),
             settings: Some(blended(sim, col, pop, cat)),
+            similar: false,
         });
     }
     out
@@ -257,15 +285,23 @@ pub fn run(
     cutoff_ms: i64,
     ask_ms: i64,
     methods: &[Method],
+    learned: bool,
 ) -> Result<()> {
     let train: Vec<&Line> = lines.iter().filter(|l| l.at_ms < cutoff_ms).collect();
     // Customers with history, and what they bought (recstore excludes
     // purchases, not views, by default).
     let mut bought: HashMap<&str, HashSet<&str>> = HashMap::new();
+    // Each customer's last purchase before the cutoff: the anchor of the
+    // "similar" method.
+    let mut last: HashMap<&str, (i64, &str)> = HashMap::new();
     for l in &train {
         let had = bought.entry(&l.user).or_default();
         if l.kind == EventKind::Purchase {
             had.insert(&l.item);
+            let newest = last.entry(&l.user).or_insert((l.at_ms, &l.item));
+            if l.at_ms >= newest.0 {
+                *newest = (l.at_ms, &l.item);
+            }
         }
     }
     let mut future: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
@@ -308,11 +344,30 @@ pub fn run(
             let mut settings = method.settings.unwrap_or_default();
             settings.purchase_exclusion_ms = if rebuy { Some(0) } else { None };
             let (_catalogs, catalog) =
-                catalog_until(dir.path(), items, &train, cutoff_ms, settings)?;
+                catalog_until(dir.path(), items, &train, cutoff_ms, settings, learned)?;
             let model = catalog.collaborative();
             let model_desc = model.map_or("none".to_string(), |m| {
+                let fit = m.info.blend.filter(|_| settings.collaborative.fit_blend).map_or(
+                    String::new(),
+                    |b| {
+                        format!(
+                            "; fit sim {} col {} pop {} cat {} on {} users: {:.3} (settings {:.3}, col {:.3}, sim {:.3}, pop {:.3}, cat {:.3})",
+                            b.similarity,
+                            b.collaborative,
+                            b.popularity,
+                            b.category,
+                            b.users,
+                            b.hit_rate,
+                            b.settings_hit_rate,
+                            b.collaborative_only,
+                            b.similarity_only,
+                            b.popularity_only,
+                            b.category_only
+                        )
+                    },
+                );
                 format!(
-                    "{} ({} items, {:.1} s)",
+                    "{} ({} items, {:.1} s{fit})",
                     m.info.kind.as_str(),
                     m.items(),
                     m.info.seconds
@@ -330,6 +385,13 @@ pub fn run(
                     continue;
                 }
                 let picks = match method.settings {
+                    Some(_) if method.similar => {
+                        let Some((_, anchor)) = last.get(user) else {
+                            continue;
+                        };
+                        let context = UserContext::load(&catalog, user, ask_ms)?;
+                        similar(&catalog, anchor, 20, Filter::default(), &context, ask_ms)?
+                    }
                     None => {
                         let context = UserContext::load(&catalog, user, ask_ms)?;
                         trending(&catalog, &context, 20, Filter::default(), ask_ms)
@@ -396,11 +458,12 @@ fn catalog_until(
     lines: &[&Line],
     until_ms: i64,
     settings: BehaviourSettings,
+    learned: bool,
 ) -> Result<(
     std::sync::Arc<recstore::catalog::registry::Catalogs>,
     std::sync::Arc<recstore::catalog::Catalog>,
 )> {
-    let (catalogs, catalog) = open_catalog(dir, items.to_vec(), items[0].vector.len())?;
+    let (catalogs, catalog) = open_catalog(dir, items.to_vec(), items[0].vector.len(), learned)?;
     catalog.set_behaviour(settings)?;
     let train: Vec<&Line> = lines
         .iter()
@@ -431,7 +494,7 @@ pub fn fit(items: &[Item], lines: &[Line], from_ms: i64, to_ms: i64) -> Result<(
     settings.blend.collaborative = 1.0;
     settings.blend.popularity = 1.0;
     settings.blend.category = 1.0;
-    let (_catalogs, catalog) = catalog_until(dir.path(), items, &all, from_ms, settings)?;
+    let (_catalogs, catalog) = catalog_until(dir.path(), items, &all, from_ms, settings, false)?;
     let mut before: HashMap<&str, HashSet<&str>> = HashMap::new();
     for l in lines.iter().filter(|l| l.at_ms < from_ms) {
         before.entry(&l.user).or_default().insert(&l.item);

@@ -1,0 +1,266 @@
+//! The personal-picks blend fitted on a catalog's own events.
+//!
+//! Personal picks weigh four standardised features of each candidate
+//! (`recommend::personal`): similarity to the profile, the collaborative
+//! score, popularity and category share. Which of them carries a shop
+//! depends on the shop: a history with strong co-occurrence wants the
+//! collaborative score almost alone, a catalogue with good embeddings and
+//! sparse baskets wants similarity, a shop of bestsellers popularity. No
+//! fixed weights are best for all (the shipped defaults lost 2 points of
+//! hit@10 to the collaborative score alone on the latent-taste history,
+//! and won 1 point on Online Retail: BENCHMARKS.md, "Issue #17"), so each
+//! training fits them on the catalog's own events.
+//!
+//! **The fit: leave-last-out.** Up to [`VALIDATION_USERS`] users with at
+//! least [`MIN_ITEMS`] distinct items are chosen by a stable hash of their
+//! id (`collaborative::train::Interactions::validation_users`). Each holds
+//! back the item they came to last (the one whose first event is their
+//! newest first event). A validation model is trained on every
+//! interaction but those, with the same settings as the real one, so it
+//! has never seen what it is asked for. Each user is then asked, now, as
+//! personal picks would ask: their other events make the profile and the
+//! collaborative row, what they bought and saw is excluded, and every
+//! candidate source runs. The candidates' features are computed once; each
+//! weighting of a grid ([`grid`]: 0 to 1.5 for similarity, 0 to 0.8 for
+//! popularity, 0 to 1 for category, the collaborative weight 1 or 0) is
+//! scored by hit@10 (the held-back item among the first ten). The best
+//! wins; equal hit counts go to the weights nearest the settings' (so a
+//! fit never moves for nothing). Fewer than [`MIN_USERS`] users to ask: no
+//! fit, and the settings' blend is used.
+//!
+//! The result, with the hit@10 of the settings' weights and of each
+//! feature alone on the same users (what carries the blend), travels in
+//! the model (`collaborative::FittedBlend`), is persisted with it and shown
+//! by `GET /v1/catalogs/{c}/model`. `collaborative.fit_blend: false` turns
+//! it off. `tools/replay --protocol offline` measures the fitted blend on
+//! a time split next to the fixed ones.
+//!
+//! Must not: write anything.
+
+use crate::catalog::model::Blend;
+use crate::catalog::Catalog;
+use crate::collaborative::train::HeldOut;
+use crate::collaborative::{FittedBlend, Model};
+use crate::error::Result;
+use crate::index::filter::Filter;
+use crate::recommend::personal::{features_with, Features, UserRequest};
+use crate::recommend::UserContext;
+
+/// Most users a fit asks (each costs one personal-picks request).
+pub const VALIDATION_USERS: usize = 600;
+/// Fewest users a fit needs: below, hit@10 differences are noise.
+pub const MIN_USERS: usize = 30;
+/// Fewest distinct items of a user asked: one held back, the rest a
+/// history worth ranking from.
+pub const MIN_ITEMS: usize = 3;
+/// The cut-off of the hit rate the fit maximises.
+const K: usize = 10;
+
+/// One asked user: the candidates' standardised features and which of
+/// them (if any) is the held-back item.
+struct Asked {
+    features: Vec<[f64; 4]>,
+    target: Option<usize>,
+}
+
+/// The weightings a fit tries: `[similarity, collaborative, popularity,
+/// category]`. Only the ratios matter (the features are z-scores), so the
+/// collaborative weight is 1, or 0 for the rankings without it.
+pub fn grid() -> Vec<[f64; 4]> {
+    let mut out = Vec::new();
+    for col in [1.0, 0.0] {
+        for sim in [0.0, 0.1, 0.2, 0.4, 0.8, 1.5] {
+            for pop in [0.0, 0.05, 0.1, 0.2, 0.4, 0.8] {
+                for cat in [0.0, 0.1, 0.25, 0.5, 1.0] {
+                    if col == 0.0 && sim == 0.0 && pop == 0.0 && cat == 0.0 {
+                        continue;
+                    }
+                    out.push([sim, col, pop, cat]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Fits the blend with `validation` (a model trained without the held
+/// back pairs) at `now_ms`; `None` when fewer than [`MIN_USERS`] of
+/// `held` can be asked.
+pub fn fit(
+    catalog: &Catalog,
+    validation: &Model,
+    held: &[HeldOut],
+    now_ms: i64,
+) -> Result<Option<FittedBlend>> {
+    let settings = catalog.behaviour_settings();
+    let every_source = Blend {
+        similarity: 1.0,
+        collaborative: 1.0,
+        popularity: 1.0,
+        category: 1.0,
+        ..settings.blend
+    };
+    let mut asked = Vec::with_capacity(held.len());
+    for h in held {
+        if let Some(a) = ask(catalog, validation, h, now_ms, &every_source)? {
+            asked.push(a);
+        }
+    }
+    if asked.len() < MIN_USERS {
+        return Ok(None);
+    }
+    let b = &settings.blend;
+    let reference = [b.similarity, b.collaborative, b.popularity, b.category];
+    let distance = |w: &[f64; 4]| -> f64 {
+        w.iter()
+            .zip(&reference)
+            .map(|(a, r)| (a - r).abs())
+            .sum::<f64>()
+    };
+    let mut best: Option<([f64; 4], usize)> = None;
+    for w in grid() {
+        let hits = hits(&asked, &w);
+        let better = match &best {
+            None => true,
+            Some((bw, bh)) => hits > *bh || (hits == *bh && distance(&w) < distance(bw)),
+        };
+        if better {
+            best = Some((w, hits));
+        }
+    }
+    let (w, best_hits) = best.expect("the grid is not empty");
+    let n = asked.len() as f64;
+    let rate = |w: [f64; 4]| hits(&asked, &w) as f64 / n;
+    // The settings' weights win when they do at least as well as the
+    // grid's best (they may lie between its points).
+    let settings_hit_rate = rate(reference);
+    let (weights, hit_rate) = if settings_hit_rate >= best_hits as f64 / n {
+        (reference, settings_hit_rate)
+    } else {
+        (w, best_hits as f64 / n)
+    };
+    Ok(Some(FittedBlend {
+        similarity: weights[0],
+        collaborative: weights[1],
+        popularity: weights[2],
+        category: weights[3],
+        users: asked.len() as u32,
+        hit_rate,
+        settings_hit_rate,
+        collaborative_only: rate([0.0, 1.0, 0.0, 0.0]),
+        similarity_only: rate([1.0, 0.0, 0.0, 0.0]),
+        popularity_only: rate([0.0, 0.0, 1.0, 0.0]),
+        category_only: rate([0.0, 0.0, 0.0, 1.0]),
+    }))
+}
+
+/// Asks one held-out user for personal picks without the held-back item
+/// (`None`: the item or the user's history is gone, or a cold start).
+fn ask(
+    catalog: &Catalog,
+    validation: &Model,
+    held: &HeldOut,
+    now_ms: i64,
+    blend: &Blend,
+) -> Result<Option<Asked>> {
+    let events: Vec<_> = catalog
+        .recent_events(&held.user)?
+        .into_iter()
+        .filter(|e| *e.item_id != *held.item)
+        .collect();
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let user = catalog.find_user(&held.user)?;
+    let mut context = UserContext::of_events(catalog, &held.user, user, &events, now_ms);
+    context.purchased.retain(|id| **id != *held.item);
+    let request = UserRequest {
+        user_id: held.user.to_string(),
+        k: K,
+        filter: Filter::default(),
+        now_ms,
+    };
+    Ok(catalog.with_index(|index| {
+        let target = index.slot_of(&held.item)?;
+        let candidates =
+            features_with(catalog, index, &context, &request, Some(validation), blend)?;
+        Some(Asked {
+            target: candidates.iter().position(|f| f.slot == target),
+            features: candidates.iter().map(vector).collect(),
+        })
+    }))
+}
+
+fn vector(f: &Features) -> [f64; 4] {
+    [f.similarity, f.collaborative, f.popularity, f.category]
+}
+
+fn dot(w: &[f64; 4], x: &[f64; 4]) -> f64 {
+    w.iter().zip(x).map(|(a, b)| a * b).sum()
+}
+
+/// Users whose held-back item ranks in the first [`K`] under `w`. Ties
+/// go against the target when the tying candidate comes first in slot
+/// order, as the candidates are (personal picks break ties by id, which
+/// the fit does not see; ties of z-scores are rare).
+fn hits(asked: &[Asked], w: &[f64; 4]) -> usize {
+    asked
+        .iter()
+        .filter(|a| {
+            let Some(t) = a.target else { return false };
+            let score = dot(w, &a.features[t]);
+            let mut ahead = 0;
+            for (i, x) in a.features.iter().enumerate() {
+                let s = dot(w, x);
+                if s > score || (s == score && i < t) {
+                    ahead += 1;
+                    if ahead >= K {
+                        return false;
+                    }
+                }
+            }
+            true
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_holds_the_single_features_and_no_empty_weighting() {
+        let g = grid();
+        assert!(g.contains(&[0.0, 1.0, 0.0, 0.0]));
+        assert!(g.contains(&[1.5, 0.0, 0.0, 0.0]));
+        assert!(g.contains(&[0.0, 0.0, 0.8, 0.0]));
+        assert!(!g.contains(&[0.0, 0.0, 0.0, 0.0]));
+        assert_eq!(g.len(), 2 * 6 * 6 * 5 - 1);
+    }
+
+    #[test]
+    fn hits_count_the_target_within_the_first_ten_with_ties_in_slot_order() {
+        // Candidate i has similarity i; the target is candidate 5.
+        let features: Vec<[f64; 4]> = (0..20).map(|i| [i as f64, 0.0, -(i as f64), 0.0]).collect();
+        let asked = vec![Asked {
+            features,
+            target: Some(5),
+        }];
+        // By similarity, 14 candidates are ahead: a miss.
+        assert_eq!(hits(&asked, &[1.0, 0.0, 0.0, 0.0]), 0);
+        // By popularity (the reverse order), 5 are ahead: a hit.
+        assert_eq!(hits(&asked, &[0.0, 0.0, 1.0, 0.0]), 1);
+        // Everything ties under category: 5 come first in slot order.
+        assert_eq!(hits(&asked, &[0.0, 0.0, 0.0, 1.0]), 1);
+        let late = vec![Asked {
+            features: vec![[0.0; 4]; 20],
+            target: Some(12),
+        }];
+        assert_eq!(hits(&late, &[0.0, 0.0, 0.0, 1.0]), 0);
+        let absent = vec![Asked {
+            features: vec![[0.0; 4]; 3],
+            target: None,
+        }];
+        assert_eq!(hits(&absent, &[1.0, 1.0, 1.0, 1.0]), 0);
+    }
+}
