@@ -4,7 +4,8 @@
 //! 384-d items in 64 categories with 200,000 events by 10,000 users
 //! (Zipf-skewed items, fixed seed), in a real store in a temp dir, with
 //! the collaborative model trained (item-kNN: more than 5,000 items have
-//! events); and training that model.
+//! events), plus one heavy user with 600 events; and training that model
+//! (with the blend's fit).
 //!
 //! Run: `cargo bench --bench recommend`
 
@@ -99,6 +100,31 @@ fn setup() -> (tempfile::TempDir, Arc<Catalogs>) {
             catalog.record_events(std::mem::take(&mut events)).unwrap();
         }
     }
+    // One heavy user: 600 events (a third of them purchases), whose
+    // exclusions and collaborative row are what made #17's p99 miss.
+    let heavy: Vec<Event> = (0..600)
+        .map(|e| {
+            let item = ((rng.unit() * rng.unit()) * N as f64) as usize;
+            let kind = if e % 3 == 0 {
+                EventKind::Purchase
+            } else {
+                EventKind::View
+            };
+            Event {
+                user_id: "heavy".into(),
+                item_id: format!("i{item}"),
+                kind,
+                timestamp_ms: NOW - (rng.next() % (60 * 86_400_000)) as i64,
+                session_id: None,
+                order_id: (kind == EventKind::Purchase).then(|| format!("h{}", e / 30)),
+                quantity: 1,
+                price: None,
+                event_id: None,
+                recommendation_id: None,
+            }
+        })
+        .collect();
+    catalog.record_events(heavy).unwrap();
     catalog.train_collaborative().unwrap();
     (dir, catalogs)
 }
@@ -119,6 +145,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("personal/20_events", |b| {
         b.iter(|| recommend_user(&catalog, &user("u17")).unwrap())
+    });
+    group.bench_function("personal/600_events", |b| {
+        b.iter(|| recommend_user(&catalog, &user("heavy")).unwrap())
     });
     group.bench_function("personal/cold_start", |b| {
         b.iter(|| recommend_user(&catalog, &user("nobody")).unwrap())

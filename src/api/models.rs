@@ -1362,8 +1362,9 @@ pub struct TrainedModelView {
 }
 
 /// Blend weights fitted on a leave-last-out validation of the catalog's
-/// events: each asked user's item they came to last, held back from a
-/// validation model, is looked for in their first ten personal picks.
+/// events: the items each asked user came to last (a third of theirs, one
+/// to five), held back from a validation model, are looked for in their
+/// first ten personal picks.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FittedBlendView {
     /// Whether personal picks use these weights now
@@ -1373,16 +1374,18 @@ pub struct FittedBlendView {
     pub collaborative: f64,
     pub popularity: f64,
     pub category: f64,
-    /// Users asked.
+    /// Users asked, and items held back from them.
     pub users: u32,
-    /// hit@10 on those users: the fitted weights, the settings' `blend`
-    /// weights, and each feature alone (what carries the blend).
-    pub hit_rate_at_10: FitHitRates,
+    pub held_out: u32,
+    /// recall@10 on those users (the share of the held-back items in the
+    /// first ten): the fitted weights, the settings' `blend` weights, and
+    /// each feature alone (what carries the blend).
+    pub recall_at_10: FitRecalls,
 }
 
-/// hit@10 of the validation, per ranking.
+/// recall@10 of the validation, per ranking.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct FitHitRates {
+pub struct FitRecalls {
     pub fitted: f64,
     pub settings: f64,
     pub collaborative_only: f64,
@@ -1428,9 +1431,10 @@ impl ModelView {
                     popularity: b.popularity,
                     category: b.category,
                     users: b.users,
-                    hit_rate_at_10: FitHitRates {
-                        fitted: b.hit_rate,
-                        settings: b.settings_hit_rate,
+                    held_out: b.held_out,
+                    recall_at_10: FitRecalls {
+                        fitted: b.recall,
+                        settings: b.settings_recall,
                         collaborative_only: b.collaborative_only,
                         similarity_only: b.similarity_only,
                         popularity_only: b.popularity_only,

@@ -1009,8 +1009,9 @@ impl Catalog {
                         collaborative = f.collaborative,
                         popularity = f.popularity,
                         category = f.category,
-                        hit_rate = f.hit_rate,
-                        settings_hit_rate = f.settings_hit_rate,
+                        held_out = f.held_out,
+                        recall = f.recall,
+                        settings_recall = f.settings_recall,
                         "personal-picks blend fitted"
                     );
                 }

@@ -50,8 +50,10 @@ struct ModelV2 {
 struct BlendV2 {
     weights: [f64; 4],
     users: u32,
-    /// Fitted, settings, collaborative, similarity, popularity, category.
-    hit_rates: [f64; 6],
+    held_out: u32,
+    /// recall@10: fitted, settings, collaborative, similarity, popularity,
+    /// category.
+    recalls: [f64; 6],
 }
 
 /// The models folder of a store.
@@ -145,9 +147,10 @@ pub fn encode(model: &Model) -> Vec<u8> {
         blend: i.blend.map(|b| BlendV2 {
             weights: [b.similarity, b.collaborative, b.popularity, b.category],
             users: b.users,
-            hit_rates: [
-                b.hit_rate,
-                b.settings_hit_rate,
+            held_out: b.held_out,
+            recalls: [
+                b.recall,
+                b.settings_recall,
                 b.collaborative_only,
                 b.similarity_only,
                 b.popularity_only,
@@ -191,16 +194,17 @@ pub fn decode(bytes: &[u8]) -> Result<Model, String> {
     };
     let blend = blend.map(|b| {
         let [similarity, collaborative, popularity, category] = b.weights;
-        let [hit_rate, settings_hit_rate, collaborative_only, similarity_only, popularity_only, category_only] =
-            b.hit_rates;
+        let [recall, settings_recall, collaborative_only, similarity_only, popularity_only, category_only] =
+            b.recalls;
         FittedBlend {
             similarity,
             collaborative,
             popularity,
             category,
             users: b.users,
-            hit_rate,
-            settings_hit_rate,
+            held_out: b.held_out,
+            recall,
+            settings_recall,
             collaborative_only,
             similarity_only,
             popularity_only,
@@ -267,8 +271,9 @@ mod tests {
                 popularity: 0.05,
                 category: 0.0,
                 users: 300,
-                hit_rate: 0.5,
-                settings_hit_rate: 0.45,
+                held_out: 700,
+                recall: 0.5,
+                settings_recall: 0.45,
                 collaborative_only: 0.48,
                 similarity_only: 0.3,
                 popularity_only: 0.2,

@@ -82,23 +82,24 @@ pub struct TrainingInfo {
 
 /// Weights of the personal-picks blend fitted on a leave-last-out
 /// validation of the catalog's own events (see `recommend::blend`), with
-/// what the fitted and the reference rankings scored there: hit@10 over
-/// the same users, each asked for the item they came to last with a model
-/// that never saw it.
+/// what the fitted and the reference rankings scored there: recall@10
+/// over the same users, each asked for the items they came to last with a
+/// model that never saw them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FittedBlend {
     pub similarity: f64,
     pub collaborative: f64,
     pub popularity: f64,
     pub category: f64,
-    /// Users asked.
+    /// Users asked, and items held back from them.
     pub users: u32,
-    /// hit@10 of the fitted weights.
-    pub hit_rate: f64,
-    /// hit@10 of the weights in the settings (the shipped defaults unless
-    /// the shop set its own).
-    pub settings_hit_rate: f64,
-    /// hit@10 of each feature alone: what carries the blend.
+    pub held_out: u32,
+    /// recall@10 of the fitted weights.
+    pub recall: f64,
+    /// recall@10 of the weights in the settings (the shipped defaults
+    /// unless the shop set its own).
+    pub settings_recall: f64,
+    /// recall@10 of each feature alone: what carries the blend.
     pub collaborative_only: f64,
     pub similarity_only: f64,
     pub popularity_only: f64,

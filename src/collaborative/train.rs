@@ -15,6 +15,10 @@ use crate::catalog::model::{CollaborativeSettings, Event, EventWeights};
 use crate::collaborative::factors::{ials, AlsSettings};
 use crate::collaborative::{Model, ModelKind, TrainingInfo};
 
+/// Most items a validation holds back per user: the share of a user's
+/// items is a third, at least one.
+pub const MOST_HELD_OUT: usize = 5;
+
 /// Most distinct items of one user that training reads (the newest): a
 /// user with `m` items costs `m²` in either algorithm, and a crawler or a
 /// wholesaler buying half the catalogue says little about item pairs.
@@ -28,11 +32,11 @@ pub struct Interactions {
     position: HashMap<Arc<str>, u32>,
     /// Each user's distinct items (sorted by position).
     users: Vec<Vec<u32>>,
-    /// Each user's id and the item they came to last (the one whose first
-    /// event is their newest first event): what a leave-last-out
+    /// Each user's id and the (at most [`MOST_HELD_OUT`]) items they came
+    /// to last, in the order of their first events: what a leave-last-out
     /// validation holds back (see `recommend::blend`).
     user_ids: Vec<Arc<str>>,
-    came_to_last: Vec<u32>,
+    came_to_last: Vec<Vec<u32>>,
     current: Option<String>,
     row: Vec<u32>,
     events: u64,
@@ -71,12 +75,13 @@ impl Interactions {
             return;
         }
         let mut met = HashSet::new();
-        let mut last_new = self.row[0];
+        let mut firsts: Vec<u32> = Vec::new();
         for &i in &self.row {
             if met.insert(i) {
-                last_new = i;
+                firsts.push(i);
             }
         }
+        let last_new = firsts.split_off(firsts.len().saturating_sub(MOST_HELD_OUT));
         // Newest last: keep each item's newest occurrence, then the newest
         // MAX_ITEMS_PER_USER of them.
         let mut seen = HashSet::new();
@@ -121,14 +126,24 @@ impl Interactions {
     }
 
     /// Up to `most` users with at least `min_items` distinct items, each
-    /// with the item they came to last: the users a leave-last-out
+    /// with the items they came to last (a third of their items, at least
+    /// one and at most [`MOST_HELD_OUT`]): the users a leave-last-out
     /// validation asks. Chosen by a hash of the user id, so the same
     /// events always give the same users (and a fit that can be
     /// reproduced), whatever order they arrived in.
     pub fn validation_users(&self, most: usize, min_items: usize) -> Vec<HeldOut> {
+        let held = |u: usize| -> &[u32] {
+            let last = &self.came_to_last[u];
+            let n = (self.users[u].len() / 3).clamp(1, MOST_HELD_OUT);
+            &last[last.len().saturating_sub(n)..]
+        };
         let mut chosen: Vec<(u64, usize)> = (0..self.users.len())
             .filter(|&u| self.users[u].len() >= min_items)
-            .filter(|&u| self.users[u].binary_search(&self.came_to_last[u]).is_ok())
+            .filter(|&u| {
+                held(u)
+                    .iter()
+                    .all(|i| self.users[u].binary_search(i).is_ok())
+            })
             .map(|u| (fnv1a(self.user_ids[u].as_bytes()), u))
             .collect();
         chosen.sort_unstable();
@@ -139,7 +154,10 @@ impl Interactions {
             .map(|(_, u)| HeldOut {
                 row: u,
                 user: Arc::clone(&self.user_ids[u]),
-                item: Arc::clone(&self.ids[self.came_to_last[u] as usize]),
+                items: held(u)
+                    .iter()
+                    .map(|&i| Arc::clone(&self.ids[i as usize]))
+                    .collect(),
             })
             .collect()
     }
@@ -150,9 +168,12 @@ impl Interactions {
     pub fn without(&self, held: &[HeldOut]) -> Interactions {
         let mut users = self.users.clone();
         for h in held {
-            if let Some(&p) = self.position.get(&h.item) {
-                users[h.row].retain(|&i| i != p);
-            }
+            let out: Vec<u32> = h
+                .items
+                .iter()
+                .filter_map(|id| self.position.get(id).copied())
+                .collect();
+            users[h.row].retain(|i| !out.contains(i));
         }
         Interactions {
             ids: self.ids.clone(),
@@ -167,13 +188,13 @@ impl Interactions {
     }
 }
 
-/// One user of a leave-last-out validation and the item held back.
+/// One user of a leave-last-out validation and the items held back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldOut {
     /// The user's row in the [`Interactions`].
     pub row: usize,
     pub user: Arc<str>,
-    pub item: Arc<str>,
+    pub items: Vec<Arc<str>>,
 }
 
 /// FNV-1a: a stable hash (the standard library's may change between
@@ -469,10 +490,19 @@ mod tests {
         let data = data.finish();
         let held = data.validation_users(10, 3);
         assert_eq!(held.len(), 1);
-        assert_eq!((&*held[0].user, &*held[0].item), ("a", "z"));
+        assert_eq!(&*held[0].user, "a");
+        assert_eq!(held[0].items, [Arc::from("z")]);
         let rest = data.without(&held);
         assert_eq!(rest.users, vec![vec![0, 1], vec![0, 1]]);
         assert_eq!(rest.items(), 3, "item positions are kept");
+        // A third of a long history, at most five, the newest discoveries.
+        let mut long = Interactions::new();
+        for i in 0..30 {
+            long.add(&ev("c", &format!("i{i:02}")), &w);
+        }
+        let held = long.finish().validation_users(10, 3);
+        let want: Vec<Arc<str>> = (25..30).map(|i| Arc::from(format!("i{i}"))).collect();
+        assert_eq!(held[0].items, want);
         // At most `most`, the same ones whatever the order of arrival.
         let mut many = Interactions::new();
         for u in 0..50 {

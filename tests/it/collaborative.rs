@@ -417,7 +417,8 @@ async fn each_training_fits_the_blend_on_the_catalogs_own_events() {
     let blend = &trained["model"]["blend"];
     assert_eq!(blend["in_use"], json!(true), "{trained}");
     assert_eq!(blend["users"], json!(90), "{trained}");
-    let rates = &blend["hit_rate_at_10"];
+    assert_eq!(blend["held_out"], json!(90), "a third of five: {trained}");
+    let rates = &blend["recall_at_10"];
     let rate = |k: &str| rates[k].as_f64().unwrap();
     // Five of a department's ten items are left to find among ~55: the
     // model finds them; noise vectors and flat popularity do not.

@@ -129,6 +129,18 @@ struct Args {
     /// `similarity:collaborative:popularity[:category]` (category 1 when left out).
     #[arg(long, value_delimiter = ',')]
     grid: Vec<String>,
+    /// Offline protocol, learned vectors: the factors' dimension.
+    #[arg(long, default_value_t = recstore::catalog::model::DEFAULT_LEARNED_DIMENSION)]
+    factors: usize,
+    /// Offline protocol, learned vectors: `collaborative.als_lambda`.
+    #[arg(long)]
+    als_lambda: Option<f64>,
+    /// Offline protocol, learned vectors: `collaborative.als_alpha`.
+    #[arg(long)]
+    als_alpha: Option<f64>,
+    /// Offline protocol: only the methods whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
     /// Offline protocol: `supplied` (the data's vectors) or `learned` (a
     /// catalog without vectors: item factors learned from the history).
     #[arg(long, default_value = "supplied")]
@@ -411,11 +423,7 @@ fn open_catalog(
         for item in &mut items {
             item.vector.clear();
         }
-        CatalogConfig::learned(
-            recstore::catalog::model::DEFAULT_LEARNED_DIMENSION,
-            VectorType::F32,
-            4,
-        )?
+        CatalogConfig::learned(dim, VectorType::F32, 4)?
     } else {
         CatalogConfig::new(dim, Metric::Cosine, VectorType::F32, 4)?
     };
@@ -512,8 +520,8 @@ fn main() -> Result<()> {
         if let Some(n) = args.ease_max_items {
             settings.ease_max_items = n;
         }
-        println!("| catalogue | items with events | users | (user, item) pairs | model | matrix build s | training s | weights kept | model MiB | peak RSS MiB |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| catalogue | items with events | users | (user, item) pairs | model | matrix build s | training s | weights kept | model MiB | peak RSS MiB | iALS (32 factors) s | factors MiB |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         return offline::train_cost(args.items, args.users, args.events, &settings);
     }
     if args.protocol == "offline" {
@@ -582,7 +590,16 @@ fn main() -> Result<()> {
                 if let Some(n) = args.profile_events {
                     s.profile_events = n;
                 }
+                if let Some(l) = args.als_lambda {
+                    s.collaborative.als_lambda = l;
+                }
+                if let Some(a) = args.als_alpha {
+                    s.collaborative.als_alpha = a;
+                }
             }
+        }
+        if let Some(only) = &args.only {
+            methods.retain(|m| m.name.contains(only.as_str()));
         }
         let ask_ms = match &args.ask_at {
             Some(at) => date_ms(at)?,
@@ -596,7 +613,14 @@ fn main() -> Result<()> {
         if learned {
             println!("learned vectors: items without vectors, iALS factors from the history");
         }
-        return offline::run(&items, &lines, cutoff_ms, ask_ms, &methods, learned);
+        return offline::run(
+            &items,
+            &lines,
+            cutoff_ms,
+            ask_ms,
+            &methods,
+            learned.then_some(args.factors),
+        );
     }
     let items = items(&args.data)?;
     let orders = history(&args, &items)?;

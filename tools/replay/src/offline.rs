@@ -285,7 +285,7 @@ pub fn run(
     cutoff_ms: i64,
     ask_ms: i64,
     methods: &[Method],
-    learned: bool,
+    learned: Option<usize>,
 ) -> Result<()> {
     let train: Vec<&Line> = lines.iter().filter(|l| l.at_ms < cutoff_ms).collect();
     // Customers with history, and what they bought (recstore excludes
@@ -351,14 +351,15 @@ pub fn run(
                     String::new(),
                     |b| {
                         format!(
-                            "; fit sim {} col {} pop {} cat {} on {} users: {:.3} (settings {:.3}, col {:.3}, sim {:.3}, pop {:.3}, cat {:.3})",
+                            "; fit sim {} col {} pop {} cat {} on {} users, {} held out: recall@10 {:.3} (settings {:.3}, col {:.3}, sim {:.3}, pop {:.3}, cat {:.3})",
                             b.similarity,
                             b.collaborative,
                             b.popularity,
                             b.category,
                             b.users,
-                            b.hit_rate,
-                            b.settings_hit_rate,
+                            b.held_out,
+                            b.recall,
+                            b.settings_recall,
                             b.collaborative_only,
                             b.similarity_only,
                             b.popularity_only,
@@ -458,12 +459,15 @@ fn catalog_until(
     lines: &[&Line],
     until_ms: i64,
     settings: BehaviourSettings,
-    learned: bool,
+    learned: Option<usize>,
 ) -> Result<(
     std::sync::Arc<recstore::catalog::registry::Catalogs>,
     std::sync::Arc<recstore::catalog::Catalog>,
 )> {
-    let (catalogs, catalog) = open_catalog(dir, items.to_vec(), items[0].vector.len(), learned)?;
+    let (catalogs, catalog) = match learned {
+        Some(factors) => open_catalog(dir, items.to_vec(), factors, true)?,
+        None => open_catalog(dir, items.to_vec(), items[0].vector.len(), false)?,
+    };
     catalog.set_behaviour(settings)?;
     let train: Vec<&Line> = lines
         .iter()
@@ -494,7 +498,7 @@ pub fn fit(items: &[Item], lines: &[Line], from_ms: i64, to_ms: i64) -> Result<(
     settings.blend.collaborative = 1.0;
     settings.blend.popularity = 1.0;
     settings.blend.category = 1.0;
-    let (_catalogs, catalog) = catalog_until(dir.path(), items, &all, from_ms, settings, false)?;
+    let (_catalogs, catalog) = catalog_until(dir.path(), items, &all, from_ms, settings, None)?;
     let mut before: HashMap<&str, HashSet<&str>> = HashMap::new();
     for l in lines.iter().filter(|l| l.at_ms < from_ms) {
         before.entry(&l.user).or_default().insert(&l.item);
@@ -623,8 +627,17 @@ pub fn train_cost(
     let built = started.elapsed().as_secs_f64();
     let rss_before = peak_rss_mib();
     let model = train(&data, settings, events as u64).context("no interactions")?;
+    // The item factors of a catalog with learned vectors (32 by default).
+    let als_started = Instant::now();
+    let factors = data.learn_factors(&recstore::collaborative::factors::AlsSettings {
+        dimension: recstore::catalog::model::DEFAULT_LEARNED_DIMENSION,
+        iterations: settings.als_iterations as usize,
+        alpha: settings.als_alpha,
+        lambda: settings.als_lambda,
+    });
+    let als_seconds = als_started.elapsed().as_secs_f64();
     println!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {:.0} |",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {:.0} | {:.1} | {:.0} |",
         items,
         data.items(),
         users,
@@ -635,6 +648,8 @@ pub fn train_cost(
         model.weights(),
         model.memory_bytes() as f64 / (1 << 20) as f64,
         peak_rss_mib().max(rss_before),
+        als_seconds,
+        (factors.len() * 4) as f64 / (1 << 20) as f64,
     );
     Ok(())
 }
