@@ -259,13 +259,16 @@ impl Model {
     /// weights are `x_i`), as model positions. Items the model does not
     /// know contribute nothing.
     ///
-    /// Sums into a per-thread dense scratch row (cleared where it was
-    /// touched) rather than a hash map: a user row of 500 items with 1,000
-    /// neighbours each is 500,000 additions, far cheaper dense than hashed.
-    /// Above `DENSE_SCORES_MAX` items the scratch (8 bytes per item, per
-    /// request thread) would cost more memory than it saves time, and a
-    /// hash map is used.
-    pub fn scores(&self, row: &[(String, f64)]) -> HashMap<u32, f64> {
+    /// Sums into a per-thread dense scratch row rather than a hash map: a
+    /// user row of 500 items with 1,000 neighbours each is 500,000
+    /// additions, far cheaper dense than hashed. The scores are read from
+    /// that row in place ([`RowScores`]; collecting tens of thousands of
+    /// them into a map took 12 % of a heavy user's request), and it goes
+    /// back to the thread, cleared where it was touched, when they are
+    /// dropped. Above `DENSE_SCORES_MAX` items the scratch (9 bytes per
+    /// item, per request thread) would cost more memory than it saves
+    /// time, and a hash map is used.
+    pub fn scores(&self, row: &[(String, f64)]) -> RowScores {
         if self.ids.len() > DENSE_SCORES_MAX {
             let mut out: HashMap<u32, f64> = HashMap::new();
             for (id, x) in row {
@@ -275,39 +278,25 @@ impl Model {
                 }
             }
             out.retain(|_, v| *v != 0.0);
-            return out;
+            return RowScores(Sums::Hashed(out));
         }
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<(Vec<f64>, Vec<u32>)> =
-                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        let mut scratch = SCRATCH.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+        if scratch.sums.len() < self.ids.len() {
+            scratch.sums.resize(self.ids.len(), 0.0);
+            scratch.touched_mark.resize(self.ids.len(), false);
         }
-        SCRATCH.with(|cell| {
-            let (sums, touched) = &mut *cell.borrow_mut();
-            if sums.len() < self.ids.len() {
-                sums.resize(self.ids.len(), 0.0);
-            }
-            for (id, x) in row {
-                let Some(i) = self.position(id) else { continue };
-                for (j, w) in self.row(i) {
-                    let slot = &mut sums[j as usize];
-                    if *slot == 0.0 {
-                        touched.push(j);
-                    }
-                    *slot += x * f64::from(w);
-                    // A sum that returns to exactly 0 is pushed again
-                    // later; the map below takes each position once.
+        for (id, x) in row {
+            let Some(i) = self.position(id) else { continue };
+            for (j, w) in self.row(i) {
+                let j_ = j as usize;
+                if !scratch.touched_mark[j_] {
+                    scratch.touched_mark[j_] = true;
+                    scratch.touched.push(j);
                 }
+                scratch.sums[j_] += x * f64::from(w);
             }
-            let mut out = HashMap::with_capacity(touched.len());
-            for &j in touched.iter() {
-                let v = std::mem::take(&mut sums[j as usize]);
-                if v != 0.0 {
-                    out.insert(j, v);
-                }
-            }
-            touched.clear();
-            out
-        })
+        }
+        RowScores(Sums::Dense(scratch))
     }
 
     /// The parts of a model as stored (see `file`).
@@ -347,6 +336,89 @@ impl Model {
             return Err("an item id is repeated".into());
         }
         Ok(model)
+    }
+}
+
+/// A user's collaborative scores by model position ([`Model::scores`]);
+/// only non-zero sums are scores.
+#[derive(Debug)]
+pub struct RowScores(Sums);
+
+#[derive(Debug)]
+enum Sums {
+    Dense(Scratch),
+    Hashed(HashMap<u32, f64>),
+}
+
+/// The dense row sum's per-thread memory: the sums, and which positions
+/// were touched (each once).
+#[derive(Debug, Default)]
+struct Scratch {
+    sums: Vec<f64>,
+    touched_mark: Vec<bool>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+impl RowScores {
+    /// No scores (no model, or a row without known items).
+    pub fn none() -> RowScores {
+        RowScores(Sums::Hashed(HashMap::new()))
+    }
+
+    /// The score of one model position, when it has one.
+    pub fn get(&self, position: u32) -> Option<f64> {
+        let v = match &self.0 {
+            Sums::Dense(s) => s.sums.get(position as usize).copied()?,
+            Sums::Hashed(m) => *m.get(&position)?,
+        };
+        (v != 0.0).then_some(v)
+    }
+
+    /// Every (position, score), in no particular order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, f64)> + '_> {
+        match &self.0 {
+            Sums::Dense(s) => Box::new(
+                s.touched
+                    .iter()
+                    .map(|&j| (j, s.sums[j as usize]))
+                    .filter(|(_, v)| *v != 0.0),
+            ),
+            Sums::Hashed(m) => Box::new(m.iter().map(|(&j, &v)| (j, v))),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// The scores as a map (tests, and callers that keep them).
+    pub fn to_map(&self) -> HashMap<u32, f64> {
+        self.iter().collect()
+    }
+}
+
+impl Drop for RowScores {
+    /// Gives the dense scratch back to the thread, cleared where touched
+    /// (`O(touched)`, not `O(items)`).
+    fn drop(&mut self) {
+        if let Sums::Dense(scratch) = &mut self.0 {
+            let mut scratch = std::mem::take(scratch);
+            for &j in &scratch.touched {
+                scratch.sums[j as usize] = 0.0;
+                scratch.touched_mark[j as usize] = false;
+            }
+            scratch.touched.clear();
+            SCRATCH.with(|cell| {
+                let mut current = cell.borrow_mut();
+                if current.sums.len() < scratch.sums.len() {
+                    *current = scratch;
+                }
+            });
+        }
     }
 }
 
@@ -467,9 +539,9 @@ mod tests {
             vec![(Arc::<str>::from("c"), 1.0), (Arc::<str>::from("a"), -1.0)]
         );
         let s = m.scores(&[("a".into(), 1.0), ("b".into(), 0.5), ("zz".into(), 1.0)]);
-        assert_eq!(s.get(&0), Some(&8.5));
-        assert_eq!(s.get(&1), Some(&0.5));
-        assert_eq!(s.get(&2), Some(&0.5));
+        assert_eq!(s.get(0), Some(8.5));
+        assert_eq!(s.get(1), Some(0.5));
+        assert_eq!(s.get(2), Some(0.5));
         let p = m.parts();
         let back = Model::from_parts(
             m.info.clone(),
@@ -508,11 +580,18 @@ mod tests {
         let big_n = DENSE_SCORES_MAX + 1;
         let big = Model::from_rows(info, ids(big_n), rows(big_n), 10);
         let row = [("i0".to_string(), 1.0), ("i1".to_string(), 0.25)];
-        let (a, b) = (small.scores(&row), big.scores(&row));
+        let (a, b) = (small.scores(&row).to_map(), big.scores(&row).to_map());
         assert_eq!(a, b);
         // i2's two contributions cancel (-0.25 + 0.25): not a score.
         assert_eq!(a, HashMap::from([(0, 0.5), (1, 0.5)]));
-        // Twice in a row on one thread: the scratch was cleared.
-        assert_eq!(small.scores(&row), a);
+        assert_eq!(small.scores(&row).get(2), None);
+        // Twice in a row on one thread, and two alive at once: the scratch
+        // was cleared, and the second one sums into its own.
+        let first = small.scores(&row);
+        let second = small.scores(&[("i1".to_string(), 1.0)]);
+        assert_eq!(first.to_map(), a);
+        assert_eq!(second.to_map(), HashMap::from([(2, 1.0), (0, 2.0)]));
+        drop((first, second));
+        assert_eq!(small.scores(&row).to_map(), a);
     }
 }
