@@ -6,7 +6,9 @@
 # loaded offline with `recstore load`, then a server: it trains the
 # collaborative model in the background (GET /model reports it), and wrk
 # asks POST /recommend/user for random users, one client, for 20 s, then
-# 4 clients for 20 s. Prints wrk's latency distribution and the model.
+# 4 clients for 20 s; then one heavy user (600 events, a third of them
+# purchases, over the same Zipf-skewed items) asked alone by one client.
+# Prints wrk's latency distribution and the model.
 #
 #   tools/bench-personal.sh WORK_DIR [RECSTORE_BIN_DIR]
 #
@@ -57,3 +59,30 @@ for c in 1 4; do
   echo "== $c client(s)"
   wrk -t1 -c$c -d20s --latency -s "$work/user.lua" http://127.0.0.1:$port
 done
+# One heavy user: 600 events (every third a purchase), posted through the
+# API, then asked alone (its exclusions and collaborative row are the cost).
+python3 - "$work/items/meta.csv" > "$work/heavy.json" <<'PY'
+import csv, json, random, sys
+random.seed(11)
+ids = [row[0] for row in csv.reader(open(sys.argv[1])) if row and row[0] != "id"]
+events = []
+for e in range(600):
+    item = ids[int(random.random() * random.random() * len(ids))]
+    kind = "purchase" if e % 3 == 0 else "view"
+    ev = {"user_id": "heavy", "item_id": item, "type": kind,
+          "timestamp": "2026-11-%02dT%02d:%02d:00Z" % (1 + e // 60, (e // 3) % 24, e % 60)}
+    if kind == "purchase":
+        ev["order_id"] = "h%d" % (e // 30)
+    events.append(ev)
+print(json.dumps({"events": events}))
+PY
+curl -s -o /dev/null -w 'heavy user events: HTTP %{http_code}\n' -X POST \
+  http://127.0.0.1:$port/v1/catalogs/shop/events -H 'content-type: application/json' \
+  --data-binary @"$work/heavy.json"
+cat > "$work/heavy.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"user_id": "heavy", "k": 10, "with_attributes": false}'
+LUA
+echo "== the heavy user, 1 client"
+wrk -t1 -c1 -d20s --latency -s "$work/heavy.lua" http://127.0.0.1:$port/v1/catalogs/shop/recommend/user

@@ -574,8 +574,10 @@ impl Catalog {
         let mut items = items;
         if self.config.is_learned() {
             // Stored without a vector; indexed with the factors of the
-            // model in use (read under the turn, so a relearning rebuild
-            // that swapped in a newer model is never undone by a write).
+            // model in use. A write that read the older model just before
+            // a training swapped in a newer one, and published after the
+            // relearning rebuild passed its chunk, keeps the older factors
+            // until the next training (the catch-up copies what it finds).
             let model = self.collaborative.read().clone();
             for item in &mut items {
                 item.vector = learned_vector(&self.config, model.as_deref(), &item.id);

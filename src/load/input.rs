@@ -117,7 +117,9 @@ impl Record for ItemWire {
     ) -> Result<Self, (String, String)> {
         let mut item = ItemWire {
             id: id.ok_or_else(|| bad("id", "missing"))?,
-            vector: Some(vector.ok_or_else(|| bad("vector", "missing"))?),
+            // Missing is for the catalog to judge: an error with supplied
+            // vectors, the rule with learned ones.
+            vector,
             vector_b64: None,
             price: None,
             category: None,
