@@ -25,7 +25,7 @@
 //! interactions give the same factors.
 
 use faer::linalg::solvers::Solve;
-use faer::{Mat, Scale, Side};
+use faer::{Mat, Side};
 
 /// The iALS settings (a catalog's come from its `collaborative` settings;
 /// the defaults were picked on the Online Retail history: BENCHMARKS.md,
@@ -95,19 +95,52 @@ pub fn ials(n_items: usize, users: &[Vec<u32>], settings: &AlsSettings) -> Vec<f
 fn half_step(rows: &[Vec<u32>], fixed: &Mat<f64>, s: &AlsSettings) -> Mat<f64> {
     let d = s.dimension;
     let gram = fixed.transpose() * fixed;
+    // The fixed side row-major, so a row's factors are contiguous (faer's
+    // matrices are column-major).
+    let n = fixed.nrows();
+    let mut by_row = vec![0.0f64; n * d];
+    for i in 0..n {
+        for k in 0..d {
+            by_row[i * d + k] = fixed[(i, k)];
+        }
+    }
+    let mut gram_lower = vec![0.0f64; d * d];
+    for k in 0..d {
+        for l in 0..=k {
+            gram_lower[k * d + l] = gram[(k, l)];
+        }
+    }
     let mut out = Mat::<f64>::zeros(rows.len(), d);
+    // The row's system in plain slices (faer's element indexing checks
+    // bounds on every access), handed to faer whole for the Cholesky.
+    let mut acc = vec![0.0f64; d * d];
+    let mut rhs = vec![0.0f64; d];
     for (r, touched) in rows.iter().enumerate() {
         if touched.is_empty() {
             continue;
         }
-        let mine = Mat::<f64>::from_fn(touched.len(), d, |a, k| fixed[(touched[a] as usize, k)]);
-        let mut a = &gram + Scale(s.alpha) * (mine.transpose() * &mine);
-        for k in 0..d {
-            a[(k, k)] += s.lambda;
+        // A = G + alpha · Σ y yᵀ + lambda·I and b = (1 + alpha) · Σ y, by
+        // rank-one updates of the lower triangle (all the Cholesky reads):
+        // small faer products per row cost more in their set-up than in
+        // their arithmetic.
+        acc.copy_from_slice(&gram_lower);
+        rhs.fill(0.0);
+        for &t in touched {
+            let y = &by_row[t as usize * d..(t as usize + 1) * d];
+            for k in 0..d {
+                let yk = s.alpha * y[k];
+                let row = &mut acc[k * d..k * d + k + 1];
+                for (cell, yl) in row.iter_mut().zip(y) {
+                    *cell += yk * yl;
+                }
+                rhs[k] += (1.0 + s.alpha) * y[k];
+            }
         }
-        let b = Mat::<f64>::from_fn(d, 1, |k, _| {
-            (1.0 + s.alpha) * (0..touched.len()).map(|t| mine[(t, k)]).sum::<f64>()
-        });
+        for k in 0..d {
+            acc[k * d + k] += s.lambda;
+        }
+        let a = Mat::<f64>::from_fn(d, d, |k, l| if l <= k { acc[k * d + l] } else { 0.0 });
+        let b = Mat::<f64>::from_fn(d, 1, |k, _| rhs[k]);
         // Positive definite for lambda > 0; a failure would mean
         // non-finite input and leaves the row at zero rather than panic.
         let Ok(llt) = a.llt(Side::Lower) else {
