@@ -998,9 +998,13 @@ impl Catalog {
             return None;
         }
         let validation = train(&data.without(&held), &settings.collaborative, 0)?;
+        // Asked now, as personal picks are; or at the newest event when
+        // events are dated ahead of this clock (a skewed clock, or a
+        // replay), so that none of them lies in the future of the ask.
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+            .map_or(0, |d| d.as_millis() as i64)
+            .max(data.newest_ms().unwrap_or(i64::MIN));
         match blend::fit(self, &validation, &held, now_ms) {
             Ok(fitted) => {
                 if let Some(f) = &fitted {

@@ -40,6 +40,8 @@ pub struct Interactions {
     current: Option<String>,
     row: Vec<u32>,
     events: u64,
+    /// The newest interaction's time.
+    newest_ms: Option<i64>,
 }
 
 impl Interactions {
@@ -68,6 +70,10 @@ impl Interactions {
         };
         self.row.push(item);
         self.events += 1;
+        self.newest_ms = Some(
+            self.newest_ms
+                .map_or(event.timestamp_ms, |t| t.max(event.timestamp_ms)),
+        );
     }
 
     fn finish_user(&mut self) {
@@ -112,6 +118,11 @@ impl Interactions {
     /// Items with at least one interaction.
     pub fn items(&self) -> usize {
         self.ids.len()
+    }
+
+    /// When the newest interaction happened (ms since the epoch).
+    pub fn newest_ms(&self) -> Option<i64> {
+        self.newest_ms
     }
 
     /// (user, item) pairs.
@@ -184,6 +195,7 @@ impl Interactions {
             current: None,
             row: Vec::new(),
             events: self.events,
+            newest_ms: self.newest_ms,
         }
     }
 }
