@@ -228,17 +228,17 @@ impl LoadArgs {
                 ))
             }
         };
+        let vector_type = match self.vector_type.as_deref() {
+            None | Some("f32") => VectorType::F32,
+            Some("f16") => VectorType::F16,
+            Some(other) => {
+                return Err(invalid(
+                    "vector_type",
+                    format!("{other:?} is not f32 or f16"),
+                ))
+            }
+        };
         let create = if self.create && learned {
-            let vector_type = match self.vector_type.as_deref() {
-                None | Some("f32") => VectorType::F32,
-                Some("f16") => VectorType::F16,
-                Some(other) => {
-                    return Err(invalid(
-                        "vector_type",
-                        format!("{other:?} is not f32 or f16"),
-                    ))
-                }
-            };
             if self.metric.as_deref().is_some_and(|m| m != "cosine") {
                 return Err(invalid(
                     "metric",
@@ -269,16 +269,6 @@ impl LoadArgs {
                     ))
                 }
                 None => return Err(invalid("metric", "--create needs --metric".into())),
-            };
-            let vector_type = match self.vector_type.as_deref() {
-                None | Some("f32") => VectorType::F32,
-                Some("f16") => VectorType::F16,
-                Some(other) => {
-                    return Err(invalid(
-                        "vector_type",
-                        format!("{other:?} is not f32 or f16"),
-                    ))
-                }
             };
             Some(
                 CatalogConfig::new(

@@ -362,6 +362,22 @@ pub fn item_knn(n: usize, users: &[Vec<u32>], shrinkage: f64, keep: usize) -> Ve
 mod tests {
     use super::*;
 
+    /// An event of `user` on `item` at time 0.
+    fn event(user: &str, item: &str, kind: crate::catalog::model::EventKind) -> Event {
+        Event {
+            user_id: user.into(),
+            item_id: item.into(),
+            kind,
+            timestamp_ms: 0,
+            session_id: None,
+            order_id: None,
+            quantity: 1,
+            price: None,
+            event_id: None,
+            recommendation_id: None,
+        }
+    }
+
     fn dense(rows: &[Vec<(u32, f32)>], n: usize) -> Vec<Vec<f64>> {
         let mut out = vec![vec![0.0; n]; n];
         for (i, row) in rows.iter().enumerate() {
@@ -427,18 +443,7 @@ mod tests {
             add_to_cart: 1.0,
             purchase: 1.0,
         };
-        let ev = |user: &str, item: &str, kind| Event {
-            user_id: user.into(),
-            item_id: item.into(),
-            kind,
-            timestamp_ms: 0,
-            session_id: None,
-            order_id: None,
-            quantity: 1,
-            price: None,
-            event_id: None,
-            recommendation_id: None,
-        };
+        let ev = event;
         use crate::catalog::model::EventKind::*;
         let mut data = Interactions::new();
         for e in [
@@ -474,18 +479,7 @@ mod tests {
             add_to_cart: 1.0,
             purchase: 1.0,
         };
-        let ev = |user: &str, item: &str| Event {
-            user_id: user.into(),
-            item_id: item.into(),
-            kind: crate::catalog::model::EventKind::View,
-            timestamp_ms: 0,
-            session_id: None,
-            order_id: None,
-            quantity: 1,
-            price: None,
-            event_id: None,
-            recommendation_id: None,
-        };
+        let ev = |user: &str, item: &str| event(user, item, crate::catalog::model::EventKind::View);
         let mut data = Interactions::new();
         // a came to z last, and went back to x after it: z is held back,
         // not x. b has too few items to be asked.
