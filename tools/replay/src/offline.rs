@@ -498,6 +498,8 @@ pub fn fit(items: &[Item], lines: &[Line], from_ms: i64, to_ms: i64) -> Result<(
     settings.blend.collaborative = 1.0;
     settings.blend.popularity = 1.0;
     settings.blend.category = 1.0;
+    // Every candidate source, whatever the server's own fit would choose.
+    settings.collaborative.fit_blend = false;
     let (_catalogs, catalog) = catalog_until(dir.path(), items, &all, from_ms, settings, None)?;
     let mut before: HashMap<&str, HashSet<&str>> = HashMap::new();
     for l in lines.iter().filter(|l| l.at_ms < from_ms) {
