@@ -10,7 +10,7 @@ mod support;
 use support::{unit_length, Rng};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use recstore::catalog::model::{CatalogConfig, Event, EventKind, Item, Metric, VectorType};
+use recstore::model::{CatalogConfig, Event, EventKind, Item, Metric, VectorType};
 use recstore::storage::codec;
 use serde_json::json;
 

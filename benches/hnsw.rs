@@ -12,9 +12,9 @@ mod support;
 use support::{unit_length, Rng};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use recstore::catalog::model::{Metric, VectorType};
 use recstore::config::IndexSettings;
 use recstore::index::graph::Graph;
+use recstore::model::{Metric, VectorType};
 
 const N: usize = 20_000;
 const DIM: usize = 128;

@@ -12,10 +12,10 @@ use support::{unit_length, Rng};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
-use recstore::catalog::model::{Metric, VectorType};
 use recstore::index::distance::score_with;
 use recstore::index::kernels::{self, Kernels};
 use recstore::index::vectors::VectorArena;
+use recstore::model::{Metric, VectorType};
 
 const METRICS: [(Metric, &str); 3] = [
     (Metric::Cosine, "cosine"),

@@ -11,10 +11,10 @@ mod support;
 use support::{unit_length, Rng};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use recstore::catalog::model::{CatalogConfig, Item, Metric, VectorType};
 use recstore::config::IndexSettings;
 use recstore::index::filter::{Bound, Condition, Filter, PriceRange};
 use recstore::index::{IndexState, Plan};
+use recstore::model::{CatalogConfig, Item, Metric, VectorType};
 use serde_json::Map;
 
 const N: usize = 20_000;

@@ -16,12 +16,10 @@ use support::Rng;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use recstore::catalog::model::{
-    CatalogConfig, CatalogName, Event, EventKind, Item, Metric, VectorType,
-};
 use recstore::catalog::registry::Catalogs;
 use recstore::config::IndexSettings;
 use recstore::index::filter::Filter;
+use recstore::model::{CatalogConfig, CatalogName, Event, EventKind, Item, Metric, VectorType};
 use recstore::recommend::cross_sell::{cross_sell, CrossSellRequest};
 use recstore::recommend::personal::{recommend_user, trending, UserRequest};
 use recstore::recommend::UserContext;

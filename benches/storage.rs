@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench storage`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use recstore::catalog::model::{Event, EventKind};
+use recstore::model::{Event, EventKind};
 use recstore::storage::{Batch, Store};
 
 const EVENTS: u64 = 300_000;

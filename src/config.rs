@@ -207,7 +207,7 @@ impl LoadArgs {
     /// graph settings resolved exactly as `serve` resolves them, so the
     /// server accepts the snapshot the load writes.
     pub fn into_options(self) -> Result<crate::load::LoadOptions, ConfigError> {
-        use crate::catalog::model::{CatalogConfig, CatalogName, Metric, VectorType};
+        use crate::model::{CatalogConfig, CatalogName, Metric, VectorType};
         let settings = Settings::from_serve_args(ServeArgs {
             data_dir: self.data_dir,
             config: self.config,
@@ -248,7 +248,7 @@ impl LoadArgs {
             Some(
                 CatalogConfig::learned(
                     self.dimension
-                        .unwrap_or(crate::catalog::model::DEFAULT_LEARNED_DIMENSION),
+                        .unwrap_or(crate::model::DEFAULT_LEARNED_DIMENSION),
                     vector_type,
                     self.price_tiers.unwrap_or(4),
                 )

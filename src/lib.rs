@@ -5,7 +5,7 @@
 //! - [`server`]: the lifecycle; [`server::run`] serves on a bound listener.
 //! - [`api`]: HTTP API v1: handlers, wire types, the one error -> status mapping.
 //! - [`catalog`]: a catalog = stored records + in-memory index; the write path.
-//! - [`collaborative`]: the item-item model learned from the events (EASE or item-kNN), trained in the background.
+//! - [`collaborative`]: the item-item model learned from the events (EASE or item-kNN), the blend's fit data and iALS item factors, trained in the background.
 //! - [`index`]: slots, vectors, the HNSW graph, the attribute index, the filter planner.
 //! - [`load`]: the offline bulk loader (`recstore load`).
 //! - [`recommend`]: similar items, upsell, personal picks, cross-sell and trending over an index, the behaviour state and the collaborative model.
@@ -13,6 +13,7 @@
 //! - [`storage`]: RocksDB, key layout, the versioned value codec, group commit.
 //! - [`backup`]: consistent backups while serving, and restore.
 //! - [`tls`]: optional HTTPS (rustls) under the same serve loop.
+//! - [`model`]: the domain types (catalog configuration, items, users, events, settings) every layer may use.
 //! - [`error`]: the crate's error enum.
 
 pub mod api;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod load;
+pub mod model;
 pub mod recommend;
 pub mod server;
 pub mod snapshot;

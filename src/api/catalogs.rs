@@ -10,9 +10,9 @@ use crate::api::models::{
     CatalogDeletedView, CatalogListView, CatalogPut, CatalogView, CountsView, IndexView,
 };
 use crate::api::{blocking_write, AppState};
-use crate::catalog::model::{CatalogConfig, CatalogName};
 use crate::catalog::registry::{CatalogStatus, Created};
 use crate::catalog::IndexSource;
+use crate::model::{CatalogConfig, CatalogName};
 
 fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView {
     let (status, error, counts, index) = match status {

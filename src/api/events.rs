@@ -7,7 +7,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::{EventsOutcomeView, EventsPost};
 use crate::api::{blocking_write, now_ms, AppState};
-use crate::catalog::model::Event;
+use crate::model::Event;
 
 /// `POST /events`: validates the whole batch, then stores it atomically
 /// and durably. Events with an `event_id` seen before are counted as

@@ -13,7 +13,7 @@ use crate::api::models::{
     ItemsDelete, ItemsUpsert, UpsertedView,
 };
 use crate::api::{blocking_write, AppState};
-use crate::catalog::model::{check_id, Item};
+use crate::model::{check_id, Item};
 
 /// `POST /items`: validates the whole batch, then writes it atomically.
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/items", tag = "items", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::ItemsUpsert, responses((status = 200, description = "Durable and visible", body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
@@ -236,7 +236,7 @@ struct Bulk {
 }
 
 impl Bulk {
-    fn line(&mut self, raw: &[u8], config: &crate::catalog::model::CatalogConfig) {
+    fn line(&mut self, raw: &[u8], config: &crate::model::CatalogConfig) {
         self.line += 1;
         let text = raw.strip_suffix(b"\r").unwrap_or(raw);
         if text.iter().all(u8::is_ascii_whitespace) {

@@ -6,15 +6,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::catalog::model::{
-    check_id, check_price, BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event,
-    EventKind, EventWeights, Item, Metric, User, VectorType, DEFAULT_LEARNED_DIMENSION,
-};
 use crate::error::{Error, Result};
 use crate::index::filter::{
     Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition,
 };
 use crate::index::Hit;
+use crate::model::{
+    check_id, check_price, BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event,
+    EventKind, EventWeights, Item, Metric, User, VectorType, DEFAULT_LEARNED_DIMENSION,
+};
 use crate::recommend::preferences::Preferences;
 use crate::recommend::{Reason, Recommendation};
 

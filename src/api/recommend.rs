@@ -14,8 +14,8 @@ use crate::api::models::{
     SimilarRequest, TrendingWire, UpsellWire, UserRecommendWire,
 };
 use crate::api::{blocking, now_ms, AppState};
-use crate::catalog::model::check_id;
 use crate::error::Error;
+use crate::model::check_id;
 use crate::recommend::cross_sell::{CrossSellRequest, MAX_CART_ITEMS};
 use crate::recommend::personal::UserRequest;
 use crate::recommend::upsell::UpsellRequest;

@@ -7,7 +7,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::{DeletedView, UpsertedView, UserView, UsersUpsert};
 use crate::api::{blocking, blocking_write, AppState};
-use crate::catalog::model::User;
+use crate::model::User;
 
 /// `POST /users`: validates the whole batch, then writes it atomically.
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/users", tag = "users", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::UsersUpsert, responses((status = 200, body = crate::api::models::UpsertedView), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),

@@ -15,7 +15,6 @@
 //! replays only the ids changed after it, or rebuilds from RocksDB when the
 //! snapshot is missing, stale or damaged.
 
-pub mod model;
 pub mod registry;
 pub mod sequencer;
 
@@ -34,11 +33,11 @@ use crate::config::IndexSettings;
 use crate::error::{Error, Result};
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan, REBUILD_CHUNK};
+use crate::model::{BehaviourSettings, Blend, CatalogConfig, CatalogName, Event, Item, User};
 use crate::recommend::behaviour::Behaviour;
 use crate::recommend::blend;
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
-use model::{BehaviourSettings, Blend, CatalogConfig, CatalogName, Event, Item, User};
 use sequencer::Sequencer;
 
 /// Counts shown by `GET /v1/catalogs/{catalog}`.
@@ -1413,7 +1412,7 @@ impl Drop for ReleaseClaims<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::model::{EventKind, Metric, VectorType};
+    use crate::model::{EventKind, Metric, VectorType};
 
     fn purchase(user: &str, item: &str, order: Option<&str>, at: i64) -> Event {
         Event {

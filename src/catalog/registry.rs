@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::catalog::model::{CatalogConfig, CatalogName};
 use crate::catalog::IndexSource;
 use crate::catalog::{Catalog, CatalogCounts};
 use crate::config::IndexSettings;
 use crate::error::{Error, Result};
+use crate::model::{CatalogConfig, CatalogName};
 use crate::snapshot::SnapshotDir;
 use crate::storage::codec::CatalogRecord;
 use crate::storage::{Batch, Store};

@@ -43,7 +43,7 @@ pub struct AlsSettings {
 impl AlsSettings {
     /// The shipped settings for `dimension` factors.
     pub fn new(dimension: usize) -> AlsSettings {
-        let d = crate::catalog::model::CollaborativeSettings::default();
+        let d = crate::model::CollaborativeSettings::default();
         AlsSettings {
             dimension,
             iterations: d.als_iterations as usize,

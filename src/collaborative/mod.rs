@@ -38,7 +38,7 @@ pub mod train;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::catalog::model::{EventKind, EventWeights};
+use crate::model::{EventKind, EventWeights};
 
 /// Most items for which [`Model::scores`] sums into a dense per-thread
 /// row (1.6 MB per request thread at this size).

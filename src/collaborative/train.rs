@@ -11,9 +11,9 @@ use std::time::Instant;
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
 
-use crate::catalog::model::{CollaborativeSettings, Event, EventWeights};
 use crate::collaborative::factors::{ials, AlsSettings};
 use crate::collaborative::{Model, ModelKind, TrainingInfo};
+use crate::model::{CollaborativeSettings, Event, EventWeights};
 
 /// Most items a validation holds back per user: the share of a user's
 /// items is a third, at least one.
@@ -363,7 +363,7 @@ mod tests {
     use super::*;
 
     /// An event of `user` on `item` at time 0.
-    fn event(user: &str, item: &str, kind: crate::catalog::model::EventKind) -> Event {
+    fn event(user: &str, item: &str, kind: crate::model::EventKind) -> Event {
         Event {
             user_id: user.into(),
             item_id: item.into(),
@@ -444,7 +444,7 @@ mod tests {
             purchase: 1.0,
         };
         let ev = event;
-        use crate::catalog::model::EventKind::*;
+        use crate::model::EventKind::*;
         let mut data = Interactions::new();
         for e in [
             ev("a", "x", Purchase),
@@ -479,7 +479,7 @@ mod tests {
             add_to_cart: 1.0,
             purchase: 1.0,
         };
-        let ev = |user: &str, item: &str| event(user, item, crate::catalog::model::EventKind::View);
+        let ev = |user: &str, item: &str| event(user, item, crate::model::EventKind::View);
         let mut data = Interactions::new();
         // a came to z last, and went back to x after it: z is held back,
         // not x. b has too few items to be asked.

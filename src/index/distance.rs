@@ -17,8 +17,8 @@ use std::cell::Cell;
 use half::f16;
 use hnsw_rs::prelude::Distance;
 
-use crate::catalog::model::Metric;
 use crate::index::kernels::{active, Kernels};
+use crate::model::Metric;
 
 /// An element type vectors can be stored as, with the kernels that read
 /// it: against an f32 query, and against another stored vector.

@@ -14,9 +14,9 @@ use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Hnsw;
 
-use crate::catalog::model::{Metric, VectorType};
 use crate::config::HnswSettings;
 use crate::index::distance::{Element, GraphDistance};
+use crate::model::{Metric, VectorType};
 
 /// hnsw_rs's dump format needs exactly 16 layers (../shared/DEPENDENCIES.md).
 const MAX_LAYERS: usize = 16;

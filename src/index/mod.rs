@@ -36,8 +36,8 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
-use crate::catalog::model::{CatalogConfig, Item};
 use crate::config::IndexSettings;
+use crate::model::{CatalogConfig, Item};
 use attributes::AttributeIndex;
 use filter::{Condition, Filter, PriceRange};
 use graph::Graph;

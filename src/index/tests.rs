@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 
 use super::filter::{Bound, Condition, Filter, PriceRange, Scalar, StringCondition, TagCondition};
 use super::{Candidates, IndexState, Plan};
-use crate::catalog::model::{CatalogConfig, Item, Metric, VectorType};
 use crate::config::IndexSettings;
+use crate::model::{CatalogConfig, Item, Metric, VectorType};
 
 const DIM: usize = 4;
 const TIERS: u8 = 4;

@@ -4,8 +4,8 @@
 
 use half::f16;
 
-use crate::catalog::model::{Metric, VectorType};
 use crate::index::distance::{score, Element};
+use crate::model::{Metric, VectorType};
 
 /// Vectors of all slots, slot `s` at `[s * dim, (s + 1) * dim)`.
 pub enum VectorArena {

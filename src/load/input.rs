@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::api::models::{EventKindWire, EventWire, ItemWire, UserWire};
-use crate::catalog::model::MAX_DIMENSION;
+use crate::model::MAX_DIMENSION;
 
 /// An input format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,10 +40,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::api::models::{EventWire, ItemWire, UserWire};
-use crate::catalog::model::{CatalogConfig, CatalogName, Event, Item, User};
 use crate::config::IndexSettings;
 use crate::error::Error;
 use crate::index::IndexState;
+use crate::model::{CatalogConfig, CatalogName, Event, Item, User};
 use crate::snapshot::{SnapshotDir, SnapshotError};
 use crate::storage::codec::CatalogRecord;
 use crate::storage::{Batch, Store};

@@ -13,9 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::catalog::model::{
-    BehaviourSettings, Event, EventKind, EventWeights, RepurchaseSettings,
-};
+use crate::model::{BehaviourSettings, Event, EventKind, EventWeights, RepurchaseSettings};
 use crate::recommend::copurchase::CoPurchase;
 use crate::recommend::popularity::Popularity;
 

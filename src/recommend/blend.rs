@@ -42,12 +42,12 @@
 
 use std::sync::Arc;
 
-use crate::catalog::model::Blend;
 use crate::catalog::Catalog;
 use crate::collaborative::train::HeldOut;
 use crate::collaborative::{FittedBlend, Model};
 use crate::error::Result;
 use crate::index::filter::Filter;
+use crate::model::Blend;
 use crate::recommend::personal::{features_with, Features, UserRequest};
 use crate::recommend::UserContext;
 

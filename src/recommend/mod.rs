@@ -18,11 +18,11 @@ pub mod upsell;
 
 use std::sync::Arc;
 
-use crate::catalog::model::User;
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexState};
+use crate::model::User;
 use copurchase::PairStats;
 use preferences::Preferences;
 use profile::Profile;
@@ -100,7 +100,7 @@ impl UserContext {
         catalog: &Catalog,
         user_id: &str,
         user: Option<User>,
-        events: &[crate::catalog::model::Event],
+        events: &[crate::model::Event],
         now_ms: i64,
     ) -> UserContext {
         let settings = catalog.behaviour_settings();

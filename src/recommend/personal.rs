@@ -40,12 +40,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::catalog::model::Blend;
 use crate::catalog::Catalog;
 use crate::collaborative::{Model, RowScores};
 use crate::error::Result;
 use crate::index::filter::{Condition, Filter, StringCondition};
 use crate::index::{IndexState, ItemMeta};
+use crate::model::Blend;
 use crate::recommend::behaviour::Behaviour;
 use crate::recommend::{standardise, Reason, Recommendation, UserContext};
 
@@ -72,6 +72,19 @@ pub fn trending_in(
     // A long history excludes hundreds of items, checked for every item
     // the popularity walk passes: a set, not a scan of the list.
     let excluded: HashSet<u32> = excluded.iter().copied().collect();
+    trending_among(index, behaviour, now_ms, k, filter, &excluded)
+}
+
+/// [`trending_in`] with the exclusions already in a set (personal picks
+/// walk the popularity order up to four times per request with one).
+fn trending_among(
+    index: &IndexState,
+    behaviour: &Behaviour,
+    now_ms: i64,
+    k: usize,
+    filter: &Filter,
+    excluded: &HashSet<u32>,
+) -> Vec<Recommendation> {
     let keep = |id: &str| {
         index
             .slot_of(id)
@@ -258,7 +271,8 @@ pub fn features_with(
             }
         }
     }
-    let popular = catalog.with_behaviour(|b| trending_in(index, b, now, n / 2, &filter, &excluded));
+    let popular =
+        catalog.with_behaviour(|b| trending_among(index, b, now, n / 2, &filter, &excluded_set));
     candidates.extend(popular.iter().map(|r| r.hit.slot));
     // With category affinity on: what is popular in the user's top
     // categories.
@@ -269,8 +283,8 @@ pub fn features_with(
                 .and(Condition::Category(StringCondition::In(vec![
                     category.clone()
                 ])));
-            let popular =
-                catalog.with_behaviour(|b| trending_in(index, b, now, n / 2, &within, &excluded));
+            let popular = catalog
+                .with_behaviour(|b| trending_among(index, b, now, n / 2, &within, &excluded_set));
             candidates.extend(popular.iter().map(|r| r.hit.slot));
         }
     }

@@ -19,8 +19,8 @@
 
 use std::collections::HashSet;
 
-use crate::catalog::model::BehaviourSettings;
-use crate::catalog::model::{Event, EventKind};
+use crate::model::BehaviourSettings;
+use crate::model::{Event, EventKind};
 
 /// See the module documentation.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -30,9 +30,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::model::CatalogConfig;
 use crate::config::HnswSettings;
 use crate::index::graph::{Graph, DUMP_FILES};
+use crate::model::CatalogConfig;
 
 const FORMAT_VERSION: u8 = 1;
 const MANIFEST: &str = "MANIFEST";
@@ -486,10 +486,10 @@ fn create_dir_durably(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::model::{Item, Metric, VectorType};
     use crate::config::IndexSettings;
     use crate::index::filter::Filter;
     use crate::index::IndexState;
+    use crate::model::{Item, Metric, VectorType};
 
     /// A small deterministic generator (no external randomness in tests).
     struct Rng(u64);

@@ -10,11 +10,11 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::catalog::model::{
+use crate::error::{Error, Result};
+use crate::model::{
     BehaviourSettings, Blend, CatalogConfig, CollaborativeSettings, CrossSellSettings, Event,
     EventKind, EventWeights, Item, Metric, RepurchaseSettings, User, VectorSource, VectorType,
 };
-use crate::error::{Error, Result};
 
 const VERSION_1: u8 = 1;
 

@@ -17,8 +17,8 @@ use rocksdb::{
     MultiThreaded, Options, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
-use crate::catalog::model::{BehaviourSettings, CatalogConfig, CatalogName, Event, Item, User};
 use crate::error::{Error, Result};
+use crate::model::{BehaviourSettings, CatalogConfig, CatalogName, Event, Item, User};
 use codec::CatalogRecord;
 use keys::{
     ALL_CFS, CF_CATALOGS, CF_CHANGES, CF_EVENTS, CF_EVENT_IDS, CF_ITEMS, CF_META, CF_USERS,
@@ -867,7 +867,7 @@ fn commit_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::model::{Metric, VectorType};
+    use crate::model::{Metric, VectorType};
 
     /// Writes `items` items of 384 f32 (1.5 KiB each) in synced batches of
     /// 500, as a writer that the flushes keep up with: each batch waits

@@ -424,8 +424,9 @@ async fn each_training_fits_the_blend_on_the_catalogs_own_events() {
     // model finds them; noise vectors and flat popularity do not.
     assert!(rate("collaborative_only") >= 0.8, "{blend}");
     assert!(rate("similarity_only") <= 0.5, "{blend}");
-    assert!(rate("fitted") >= rate("collaborative_only"), "{blend}");
-    assert!(rate("fitted") >= rate("settings"), "{blend}");
+    // (The fit never scores below the grid's single features or the
+    // settings' weights: it picks the best of them, so asserting it would
+    // test nothing.)
     assert_eq!(blend["collaborative"], json!(1.0), "{blend}");
     let (status, body) = api
         .put(

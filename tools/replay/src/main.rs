@@ -40,13 +40,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use recstore::catalog::model::{
-    BehaviourSettings, CatalogConfig, CatalogName, Event, Item, Metric, VectorType,
-};
 use recstore::catalog::registry::Catalogs;
 use recstore::catalog::Catalog;
 use recstore::config::IndexSettings;
 use recstore::index::filter::Filter;
+use recstore::model::{
+    BehaviourSettings, CatalogConfig, CatalogName, Event, Item, Metric, VectorType,
+};
 use recstore::recommend::cross_sell::{cross_sell, CrossSellRequest};
 use recstore::recommend::personal::{recommend_user, trending, UserRequest};
 use recstore::recommend::{Recommendation, UserContext};
@@ -130,7 +130,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     grid: Vec<String>,
     /// Offline protocol, learned vectors: the factors' dimension.
-    #[arg(long, default_value_t = recstore::catalog::model::DEFAULT_LEARNED_DIMENSION)]
+    #[arg(long, default_value_t = recstore::model::DEFAULT_LEARNED_DIMENSION)]
     factors: usize,
     /// Offline protocol, learned vectors: `collaborative.als_lambda`.
     #[arg(long)]
@@ -516,7 +516,7 @@ fn history(args: &Args, items: &[Item]) -> Result<Vec<Order>> {
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.protocol == "train-cost" {
-        let mut settings = recstore::catalog::model::CollaborativeSettings::default();
+        let mut settings = recstore::model::CollaborativeSettings::default();
         if let Some(n) = args.ease_max_items {
             settings.ease_max_items = n;
         }

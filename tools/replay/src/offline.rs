@@ -29,8 +29,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use recstore::catalog::model::{BehaviourSettings, Event, EventKind, Item};
 use recstore::index::filter::Filter;
+use recstore::model::{BehaviourSettings, Event, EventKind, Item};
 use recstore::recommend::personal::{features, recommend_user, trending, UserRequest};
 use recstore::recommend::similar::similar;
 use recstore::recommend::UserContext;
@@ -590,7 +590,7 @@ pub fn train_cost(
     items: usize,
     users: usize,
     events: usize,
-    settings: &recstore::catalog::model::CollaborativeSettings,
+    settings: &recstore::model::CollaborativeSettings,
 ) -> Result<()> {
     use recstore::collaborative::train::{train, Interactions};
     let mut rng = crate::Rng(7);
@@ -632,7 +632,7 @@ pub fn train_cost(
     // The item factors of a catalog with learned vectors (32 by default).
     let als_started = Instant::now();
     let factors = data.learn_factors(&recstore::collaborative::factors::AlsSettings {
-        dimension: recstore::catalog::model::DEFAULT_LEARNED_DIMENSION,
+        dimension: recstore::model::DEFAULT_LEARNED_DIMENSION,
         iterations: settings.als_iterations as usize,
         alpha: settings.als_alpha,
         lambda: settings.als_lambda,

@@ -2,6 +2,10 @@
 //! configuration *are*, independent of JSON (see `api::models`) and of
 //! bytes on disk (see `storage::codec`). Values of these types are valid by
 //! construction: the API layer parses wire input into them once.
+//!
+//! The bottom of the crate: it imports only `error`, so `index`,
+//! `storage`, `collaborative` and `catalog` all use it without importing
+//! upward (it lived in `catalog::model` until #17).
 
 use std::fmt;
 
