@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod collaborative;
 pub mod config;
 pub mod error;
+pub mod experiments;
 pub mod index;
 pub mod load;
 pub mod model;

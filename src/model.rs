@@ -747,3 +747,68 @@ impl BehaviourSettings {
         Ok(())
     }
 }
+
+/// Where a recommendation answer was served: each `/recommend/*` route is
+/// a surface, and `search` when a search asks to be logged. Experiments
+/// and analytics are kept per surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Surface {
+    User,
+    Similar,
+    Upsell,
+    CrossSell,
+    Trending,
+    Search,
+}
+
+impl Surface {
+    /// Every surface, in the order analytics lists them.
+    pub const ALL: [Surface; 6] = [
+        Surface::User,
+        Surface::Similar,
+        Surface::Upsell,
+        Surface::CrossSell,
+        Surface::Trending,
+        Surface::Search,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::User => "user",
+            Surface::Similar => "similar",
+            Surface::Upsell => "upsell",
+            Surface::CrossSell => "cross-sell",
+            Surface::Trending => "trending",
+            Surface::Search => "search",
+        }
+    }
+
+    /// Parses a surface name; `field` names the input for the error.
+    pub fn parse(field: &str, raw: &str) -> Result<Surface> {
+        Surface::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| {
+                Error::invalid(
+                    field,
+                    "must be one of user, similar, upsell, cross-sell, trending, search",
+                )
+            })
+    }
+
+    /// The surface's one-byte code on disk (`storage::codec`).
+    pub fn code(self) -> u8 {
+        match self {
+            Surface::User => 0,
+            Surface::Similar => 1,
+            Surface::Upsell => 2,
+            Surface::CrossSell => 3,
+            Surface::Trending => 4,
+            Surface::Search => 5,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Surface> {
+        Surface::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
