@@ -58,7 +58,8 @@ fn items(rng: &mut Rng) -> Vec<Item> {
 fn setup() -> (tempfile::TempDir, Arc<Catalogs>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let catalogs = Arc::new(Catalogs::open(store, IndexSettings::default()).unwrap());
+    let catalogs =
+        Arc::new(Catalogs::open(store, IndexSettings::default(), Default::default()).unwrap());
     let name = CatalogName::parse("bench").unwrap();
     catalogs
         .create(

@@ -68,6 +68,16 @@ impl Defaults {
     pub const HNSW_M: usize = 32;
     pub const HNSW_EF_CONSTRUCTION: usize = 128;
     pub const HNSW_EF_SEARCH: usize = 64;
+    /// A purchase without a `recommendation_id` is attributed to a click
+    /// on the same item from a recommendation by the same user this long
+    /// before it (README, "Attribution").
+    pub const ATTRIBUTION_WINDOW_SECS: u64 = 24 * 3600;
+    /// Impressions older than this are deleted (range deletes, hourly).
+    pub const IMPRESSION_RETENTION_DAYS: u64 = 90;
+    /// Impressions waiting for the recorder; past this they are dropped
+    /// and counted (`recstore_impressions_dropped_total`), so logging
+    /// never blocks an answer. ~1 KiB each at k 10.
+    pub const IMPRESSION_QUEUE: usize = 65_536;
 }
 
 /// The `recstore` command line.
@@ -360,6 +370,15 @@ pub struct ServeArgs {
     /// Least seconds between two periodic snapshots of a catalog [default: 60].
     #[arg(long, env = "RECSTORE_SNAPSHOT_MIN_INTERVAL_SECS")]
     pub snapshot_min_interval_secs: Option<u64>,
+    /// Seconds after a click from a recommendation within which the same user's purchase of the item is attributed to it [default: 86400].
+    #[arg(long, env = "RECSTORE_ATTRIBUTION_WINDOW_SECS")]
+    pub attribution_window_secs: Option<u64>,
+    /// Days impressions are kept [default: 90].
+    #[arg(long, env = "RECSTORE_IMPRESSION_RETENTION_DAYS")]
+    pub impression_retention_days: Option<u64>,
+    /// Impressions waiting to be written before new ones are dropped (and counted) [default: 65536].
+    #[arg(long, env = "RECSTORE_IMPRESSION_QUEUE")]
+    pub impression_queue: Option<usize>,
     /// HNSW links per node [default: 32].
     #[arg(long, env = "RECSTORE_HNSW_M")]
     pub hnsw_m: Option<usize>,
@@ -408,6 +427,9 @@ pub struct FileConfig {
     pub exact_scan_threshold: Option<usize>,
     pub snapshot_min_changes: Option<u64>,
     pub snapshot_min_interval_secs: Option<u64>,
+    pub attribution_window_secs: Option<u64>,
+    pub impression_retention_days: Option<u64>,
+    pub impression_queue: Option<usize>,
     pub hnsw_m: Option<usize>,
     pub hnsw_ef_construction: Option<usize>,
     pub hnsw_ef_search: Option<usize>,
@@ -520,6 +542,24 @@ impl Default for IndexSettings {
     }
 }
 
+/// Impression logging and attribution (see `analytics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyticsSettings {
+    pub attribution_window_ms: i64,
+    pub impression_retention_ms: i64,
+    pub impression_queue: usize,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        AnalyticsSettings {
+            attribution_window_ms: Defaults::ATTRIBUTION_WINDOW_SECS as i64 * 1000,
+            impression_retention_ms: Defaults::IMPRESSION_RETENTION_DAYS as i64 * 86_400_000,
+            impression_queue: Defaults::IMPRESSION_QUEUE,
+        }
+    }
+}
+
 /// What one request may ask for and how long it may take.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
@@ -549,6 +589,7 @@ pub struct Settings {
     pub limits: Limits,
     pub index: IndexSettings,
     pub store: crate::storage::StoreOptions,
+    pub analytics: AnalyticsSettings,
     pub log_json: bool,
     pub api_keys: ApiKeys,
     /// Serve HTTPS with these files.
@@ -577,6 +618,7 @@ impl Settings {
             limits: Limits::default(),
             index: IndexSettings::default(),
             store: crate::storage::StoreOptions::default(),
+            analytics: AnalyticsSettings::default(),
             log_json: false,
             api_keys: ApiKeys::default(),
             tls: None,
@@ -680,6 +722,36 @@ impl Settings {
             .snapshot_min_interval_secs
             .or(file.snapshot_min_interval_secs)
             .unwrap_or(Defaults::SNAPSHOT_MIN_INTERVAL_SECS);
+        let attribution_window_secs = args
+            .attribution_window_secs
+            .or(file.attribution_window_secs)
+            .unwrap_or(Defaults::ATTRIBUTION_WINDOW_SECS);
+        if !(1..=365 * 86_400).contains(&attribution_window_secs) {
+            return Err(ConfigError::Invalid {
+                key: "attribution_window_secs",
+                reason: "must be 1 to 31536000 (a year)".into(),
+            });
+        }
+        let impression_retention_days = args
+            .impression_retention_days
+            .or(file.impression_retention_days)
+            .unwrap_or(Defaults::IMPRESSION_RETENTION_DAYS);
+        if !(1..=36_500).contains(&impression_retention_days) {
+            return Err(ConfigError::Invalid {
+                key: "impression_retention_days",
+                reason: "must be 1 to 36500".into(),
+            });
+        }
+        let impression_queue = args
+            .impression_queue
+            .or(file.impression_queue)
+            .unwrap_or(Defaults::IMPRESSION_QUEUE);
+        if !(1..=10_000_000).contains(&impression_queue) {
+            return Err(ConfigError::Invalid {
+                key: "impression_queue",
+                reason: "must be 1 to 10000000".into(),
+            });
+        }
         let m = args.hnsw_m.or(file.hnsw_m).unwrap_or(Defaults::HNSW_M);
         // hnsw_rs calls process::exit above 256 links; refuse it here instead.
         if !(4..=128).contains(&m) {
@@ -733,6 +805,12 @@ impl Settings {
             },
             store: crate::storage::StoreOptions {
                 memory_budget_bytes: rocksdb_memory_mib << 20,
+                attribution_window_ms: attribution_window_secs as i64 * 1000,
+            },
+            analytics: AnalyticsSettings {
+                attribution_window_ms: attribution_window_secs as i64 * 1000,
+                impression_retention_ms: impression_retention_days as i64 * 86_400_000,
+                impression_queue,
             },
             log_json: args.log_json || file.log_json.unwrap_or(false),
             api_keys: ApiKeys {

@@ -44,6 +44,15 @@ pub enum Error {
     #[error("item {id:?} does not exist")]
     ItemNotFound { id: String },
 
+    /// The experiment does not exist in the catalog.
+    #[error("experiment {name:?} does not exist")]
+    ExperimentNotFound { name: String },
+
+    /// No impression has this recommendation id (never made, dropped
+    /// from a full queue, or past the retention).
+    #[error("recommendation {id:?} is not recorded")]
+    RecommendationNotFound { id: String },
+
     /// The user does not exist in the catalog.
     #[error("user {id:?} does not exist")]
     UserNotFound { id: String },

@@ -16,6 +16,7 @@
 //! - [`model`]: the domain types (catalog configuration, items, users, events, settings) every layer may use.
 //! - [`error`]: the crate's error enum.
 
+pub mod analytics;
 pub mod api;
 pub mod backup;
 pub mod catalog;

@@ -7,6 +7,8 @@
 //! `storage`, `collaborative` and `catalog` all use it without importing
 //! upward (it lived in `catalog::model` until #17).
 
+pub mod analytics;
+
 use std::fmt;
 
 use serde_json::{Map, Value};

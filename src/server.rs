@@ -33,9 +33,10 @@ pub async fn run(
     let data_dir = settings.data_dir.clone();
     let index_settings = settings.index;
     let store_options = settings.store;
+    let analytics_settings = settings.analytics;
     let catalogs = tokio::task::spawn_blocking(move || -> Result<Catalogs> {
         let store = Arc::new(Store::open_with(&data_dir, store_options)?);
-        Catalogs::open(store, index_settings)
+        Catalogs::open(store, index_settings, analytics_settings)
     })
     .await
     .map_err(|e| Error::Io {

@@ -113,6 +113,18 @@ impl ApiError {
                         message,
                         Some("user_id".into()),
                     ),
+                    Error::ExperimentNotFound { .. } => (
+                        S::NOT_FOUND,
+                        "experiment_not_found",
+                        message,
+                        Some("name".into()),
+                    ),
+                    Error::RecommendationNotFound { .. } => (
+                        S::NOT_FOUND,
+                        "recommendation_not_found",
+                        message,
+                        Some("recommendation_id".into()),
+                    ),
                     Error::Unprocessable { field, .. } => (
                         S::UNPROCESSABLE_ENTITY,
                         "unprocessable",

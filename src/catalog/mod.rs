@@ -15,6 +15,7 @@
 //! replays only the ids changed after it, or rebuilds from RocksDB when the
 //! snapshot is missing, stale or damaged.
 
+mod experiments;
 pub mod registry;
 pub mod sequencer;
 
@@ -25,15 +26,19 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::analytics::Analytics;
 use crate::collaborative::factors::AlsSettings;
 use crate::collaborative::file::ModelDir;
 use crate::collaborative::train::{train, Interactions};
 use crate::collaborative::{FittedBlend, Model};
 use crate::config::IndexSettings;
 use crate::error::{Error, Result};
+use crate::experiments::Experiment;
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan, REBUILD_CHUNK};
-use crate::model::{BehaviourSettings, Blend, CatalogConfig, CatalogName, Event, Item, User};
+use crate::model::{
+    BehaviourSettings, Blend, CatalogConfig, CatalogName, Event, EventKind, Item, User,
+};
 use crate::recommend::behaviour::Behaviour;
 use crate::recommend::blend;
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
@@ -216,6 +221,15 @@ pub struct Catalog {
     /// Set when a settings change makes the model out of date.
     model_stale: AtomicBool,
     trainings: AtomicU64,
+    /// The recorder that counts this catalog's impressions and events.
+    analytics: Arc<Analytics>,
+    /// The catalog's experiments, running and stopped (see `experiments.rs`).
+    experiments: RwLock<Arc<Vec<Experiment>>>,
+    /// Serialises experiment changes.
+    experiments_admin: Mutex<()>,
+    /// The next event-log number (see `analytics`): assigned under the
+    /// users lock, like tickets, so numbers follow commit order.
+    next_event_number: AtomicU64,
 }
 
 /// The quiet rule's least model age (see [`Catalog::training_due`]).
@@ -246,6 +260,11 @@ pub struct EventsOutcome {
     pub unknown_items: Vec<String>,
     /// Users created because an event named them first.
     pub new_users: Vec<String>,
+    /// Events carrying a `recommendation_id` whose impression showed the item.
+    pub attributed: usize,
+    /// Events carrying a `recommendation_id` that is unknown or whose
+    /// impression did not show the item (accepted, counted as unattributed).
+    pub unattributed: usize,
 }
 
 impl Catalog {
@@ -258,6 +277,7 @@ impl Catalog {
         id: u32,
         config: CatalogConfig,
         settings: IndexSettings,
+        analytics: Arc<Analytics>,
     ) -> Result<Catalog> {
         let started = Instant::now();
         let mut users = HashSet::new();
@@ -340,7 +360,20 @@ impl Catalog {
             IndexSource::Snapshot { replayed, .. } => *replayed,
             IndexSource::Rebuilt { .. } => state.counts().items,
         };
+        let experiments = store.experiments(id)?;
+        let next_event_number = store
+            .last_event_log_number(id)?
+            .unwrap_or(0)
+            .max(store.analytics_watermark(id)?)
+            + 1;
+        // Before the catalog serves anything: the recorder counts the
+        // logged events it missed before any new one.
+        analytics.open_catalog(id, experiments.clone());
         Ok(Catalog {
+            analytics,
+            experiments: RwLock::new(Arc::new(experiments)),
+            experiments_admin: Mutex::new(()),
+            next_event_number: AtomicU64::new(next_event_number),
             name,
             id,
             config,
@@ -711,17 +744,39 @@ impl Catalog {
         if fresh.is_empty() {
             return Ok(outcome);
         }
+        for event in &fresh {
+            match self.analytics.attribution_of(self.id, event)? {
+                Some(Some(_)) => outcome.attributed += 1,
+                Some(None) => outcome.unattributed += 1,
+                None => {}
+            }
+        }
         let mut batch = Batch::new();
         for event in &fresh {
             let unique = self.event_unique.fetch_add(1, Ordering::Relaxed);
             batch.put_event(self.id, event, unique);
         }
+        // Analytics counts revenue at the price of the moment: the
+        // event's, else the item's now.
+        let priced: Vec<Event> = {
+            let state = self.state.read();
+            fresh
+                .iter()
+                .map(|e| {
+                    let mut e = e.clone();
+                    if e.kind == EventKind::Purchase && e.price.is_none() {
+                        e.price = state.get(&e.item_id).and_then(|i| i.meta.price);
+                    }
+                    e
+                })
+                .collect()
+        };
         // Deciding which users are new and submitting their records happen
         // under the users lock, as in `upsert_users`: a user written by
         // another request is either already in the set (not created here)
         // or committed after this batch (and wins).
         let mut new_users: Vec<String> = Vec::new();
-        let (ticket, durable) = {
+        let (ticket, durable, number) = {
             let mut users = self.users.lock();
             for event in &fresh {
                 if !users.contains(&event.user_id) && !new_users.contains(&event.user_id) {
@@ -739,11 +794,13 @@ impl Catalog {
                     },
                 );
             }
-            let submitted = self.sequencer.submit(&self.store, batch)?;
+            let number = self.next_event_number.fetch_add(1, Ordering::Relaxed);
+            batch.log_events(self.id, number, &priced);
+            let (ticket, durable) = self.sequencer.submit(&self.store, batch)?;
             for id in &new_users {
                 users.insert(id.clone());
             }
-            submitted
+            (ticket, durable, number)
         };
         let committed = wait_durable(durable);
         if let Err(e) = committed {
@@ -774,6 +831,8 @@ impl Catalog {
                 );
             }
         }
+        // Under the turn, so the recorder gets event writes in commit order.
+        self.analytics.record_events(self.id, number, priced);
         drop(turn);
         drop(release);
         *self.last_event_at.lock() = Instant::now();
@@ -1033,7 +1092,11 @@ impl Catalog {
     /// four feature weights fitted on this catalog's events when
     /// `collaborative.fit_blend` is on and the model in use carries a fit.
     pub fn blend(&self) -> Blend {
-        let settings = self.behaviour_settings();
+        self.blend_for(&self.behaviour_settings())
+    }
+
+    /// [`Catalog::blend`] under `settings` (an experiment arm's).
+    pub fn blend_for(&self, settings: &BehaviourSettings) -> Blend {
         let mut blend = settings.blend;
         if let Some(f) = self
             .collaborative()
@@ -1056,7 +1119,11 @@ impl Catalog {
     /// The newest events of `user` (as many as the profile reads), newest
     /// first.
     pub fn recent_events(&self, user: &str) -> Result<Vec<Event>> {
-        let limit = self.behaviour_settings().profile_events;
+        self.recent_events_n(user, self.behaviour_settings().profile_events)
+    }
+
+    /// The newest `limit` events of `user`, newest first.
+    pub fn recent_events_n(&self, user: &str, limit: usize) -> Result<Vec<Event>> {
         self.store.recent_events(self.id, user, limit)
     }
 
@@ -1443,6 +1510,7 @@ mod tests {
                 1,
                 config,
                 IndexSettings::default(),
+                crate::analytics::Analytics::start(Arc::clone(store), Default::default()).unwrap(),
             )
             .unwrap()
         };

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::analytics::Analytics;
 use crate::catalog::IndexSource;
 use crate::catalog::{Catalog, CatalogCounts};
-use crate::config::IndexSettings;
+use crate::config::{AnalyticsSettings, IndexSettings};
 use crate::error::{Error, Result};
 use crate::model::{CatalogConfig, CatalogName};
 use crate::snapshot::SnapshotDir;
@@ -52,6 +53,7 @@ pub enum CatalogStatus {
 /// Every catalog of the store.
 pub struct Catalogs {
     store: Arc<Store>,
+    analytics: Arc<Analytics>,
     snapshots: SnapshotDir,
     settings: IndexSettings,
     entries: RwLock<BTreeMap<CatalogName, Entry>>,
@@ -64,7 +66,11 @@ pub struct Catalogs {
 impl Catalogs {
     /// Reads the catalog list; every catalog starts `Loading` until
     /// [`Catalogs::load_all`] has built its index.
-    pub fn open(store: Arc<Store>, settings: IndexSettings) -> Result<Catalogs> {
+    pub fn open(
+        store: Arc<Store>,
+        settings: IndexSettings,
+        analytics: AnalyticsSettings,
+    ) -> Result<Catalogs> {
         let stored = store.catalogs()?;
         let next_id = store.next_catalog_id()?;
         let live: Vec<u32> = stored.iter().map(|(_, r)| r.id).collect();
@@ -79,7 +85,9 @@ impl Catalogs {
             .into_iter()
             .map(|(name, record)| (name, Entry::Loading(record)))
             .collect();
+        let analytics = Analytics::start(Arc::clone(&store), analytics)?;
         Ok(Catalogs {
+            analytics,
             store,
             snapshots,
             settings,
@@ -112,6 +120,7 @@ impl Catalogs {
                     record.id,
                     record.config,
                     self.settings,
+                    Arc::clone(&self.analytics),
                 )
             }))
             .unwrap_or_else(|_| {
@@ -190,6 +199,7 @@ impl Catalogs {
             id,
             config,
             self.settings,
+            Arc::clone(&self.analytics),
         )?;
         self.entries
             .write()
@@ -210,6 +220,11 @@ impl Catalogs {
         };
         let mut batch = Batch::new();
         batch.delete_catalog(name, record.id);
+        // The recorder forgets the catalog before its records go, so it
+        // does not write them back (a straggler's would be an orphan,
+        // collected at the next start).
+        self.analytics.close_catalog(record.id);
+        self.analytics.sync();
         self.store.commit(batch)?;
         self.entries.write().remove(name);
         self.snapshots.remove_catalog(record.id);
@@ -234,6 +249,11 @@ impl Catalogs {
             }),
             None => Err(not_found()),
         }
+    }
+
+    /// The analytics recorder every catalog reports to.
+    pub fn analytics(&self) -> &Arc<Analytics> {
+        &self.analytics
     }
 
     /// Every catalog with its configuration and status, by name.
@@ -331,8 +351,10 @@ impl Catalogs {
         }
     }
 
-    /// Flushes the store (called at shutdown).
+    /// Stops the analytics recorder (it writes what it holds) and flushes
+    /// the store (called at shutdown).
     pub fn flush(&self) -> Result<()> {
+        self.analytics.shutdown();
         self.store.flush()
     }
 }

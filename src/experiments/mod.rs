@@ -7,6 +7,7 @@
 //! experiments (`storage::codec`), `api::recommend` serves an arm's
 //! strategy, `analytics` counts what the arms' units did.
 
+pub mod results;
 pub mod stats;
 
 use crate::error::{Error, Result};

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::index::filter::{Condition, Filter, StringCondition};
 use crate::index::ItemView;
 use crate::recommend::copurchase::PairStats;
-use crate::recommend::{context_of, Reason, Recommendation};
+use crate::recommend::{context_with, Reason, Recommendation};
 
 /// Most items a cross-sell cart may hold.
 pub const MAX_CART_ITEMS: usize = 100;
@@ -45,8 +45,22 @@ pub struct CrossSellRequest {
 
 /// Cross-sell picks, best first (see the module documentation).
 pub fn cross_sell(catalog: &Catalog, request: &CrossSellRequest) -> Result<Vec<Recommendation>> {
-    let context = context_of(catalog, request.user_id.as_deref(), request.now_ms)?;
-    let settings_all = catalog.behaviour_settings();
+    cross_sell_with(catalog, request, catalog.behaviour_settings())
+}
+
+/// [`cross_sell`] ranking with `settings` (an experiment arm's).
+pub fn cross_sell_with(
+    catalog: &Catalog,
+    request: &CrossSellRequest,
+    settings: crate::model::BehaviourSettings,
+) -> Result<Vec<Recommendation>> {
+    let context = context_with(
+        catalog,
+        request.user_id.as_deref(),
+        request.now_ms,
+        settings,
+    )?;
+    let settings_all = context.settings;
     let settings = settings_all.cross_sell;
     let filter = context.filter(request.filter.clone());
     let k = request.k;

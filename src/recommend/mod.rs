@@ -22,7 +22,7 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::index::filter::Filter;
 use crate::index::{Hit, IndexState};
-use crate::model::User;
+use crate::model::{BehaviourSettings, User};
 use copurchase::PairStats;
 use preferences::Preferences;
 use profile::Profile;
@@ -80,16 +80,29 @@ pub struct UserContext {
     /// The share of the user's (long-term, weighted) activity in each
     /// category, largest first: category affinity.
     pub categories: Vec<(String, f64)>,
+    /// The behaviour settings the request ranks with: the catalog's, or
+    /// an experiment arm's override of them.
+    pub settings: BehaviourSettings,
 }
 
 impl UserContext {
     /// Reads the user, their newest events and purchases; an unknown user
     /// is simply one without a vector, events or preferences.
     pub fn load(catalog: &Catalog, user_id: &str, now_ms: i64) -> Result<UserContext> {
-        let events = catalog.recent_events(user_id)?;
+        UserContext::load_with(catalog, user_id, now_ms, catalog.behaviour_settings())
+    }
+
+    /// [`UserContext::load`] ranking with `settings`.
+    pub fn load_with(
+        catalog: &Catalog,
+        user_id: &str,
+        now_ms: i64,
+        settings: BehaviourSettings,
+    ) -> Result<UserContext> {
+        let events = catalog.recent_events_n(user_id, settings.profile_events)?;
         let user = catalog.find_user(user_id)?;
-        Ok(UserContext::of_events(
-            catalog, user_id, user, &events, now_ms,
+        Ok(UserContext::of_events_with(
+            catalog, user_id, user, &events, now_ms, settings,
         ))
     }
 
@@ -104,6 +117,18 @@ impl UserContext {
         now_ms: i64,
     ) -> UserContext {
         let settings = catalog.behaviour_settings();
+        UserContext::of_events_with(catalog, user_id, user, events, now_ms, settings)
+    }
+
+    /// [`UserContext::of_events`] ranking with `settings`.
+    pub fn of_events_with(
+        catalog: &Catalog,
+        user_id: &str,
+        user: Option<User>,
+        events: &[crate::model::Event],
+        now_ms: i64,
+        settings: BehaviourSettings,
+    ) -> UserContext {
         let (profile, categories) = catalog.with_index(|index| {
             let profile = profile::profile(
                 events,
@@ -146,6 +171,19 @@ impl UserContext {
             purchased,
             preferences,
             categories,
+            settings,
+        }
+    }
+
+    /// The context of no user (anonymous requests), ranking with `settings`.
+    pub fn anonymous(settings: BehaviourSettings) -> UserContext {
+        UserContext {
+            user: None,
+            profile: Profile::default(),
+            purchased: Vec::new(),
+            preferences: None,
+            categories: Vec::new(),
+            settings,
         }
     }
 
@@ -168,9 +206,19 @@ impl UserContext {
 
 /// Loads the context of an optional user.
 pub fn context_of(catalog: &Catalog, user_id: Option<&str>, now_ms: i64) -> Result<UserContext> {
+    context_with(catalog, user_id, now_ms, catalog.behaviour_settings())
+}
+
+/// [`context_of`] ranking with `settings`.
+pub fn context_with(
+    catalog: &Catalog,
+    user_id: Option<&str>,
+    now_ms: i64,
+    settings: BehaviourSettings,
+) -> Result<UserContext> {
     match user_id {
-        Some(id) => UserContext::load(catalog, id, now_ms),
-        None => Ok(UserContext::default()),
+        Some(id) => UserContext::load_with(catalog, id, now_ms, settings),
+        None => Ok(UserContext::anonymous(settings)),
     }
 }
 

@@ -123,7 +123,16 @@ pub fn trending(
 
 /// Personal picks, best first (see the module documentation).
 pub fn recommend_user(catalog: &Catalog, request: &UserRequest) -> Result<Vec<Recommendation>> {
-    let context = UserContext::load(catalog, &request.user_id, request.now_ms)?;
+    recommend_user_with(catalog, request, catalog.behaviour_settings())
+}
+
+/// [`recommend_user`] ranking with `settings` (an experiment arm's).
+pub fn recommend_user_with(
+    catalog: &Catalog,
+    request: &UserRequest,
+    settings: crate::model::BehaviourSettings,
+) -> Result<Vec<Recommendation>> {
+    let context = UserContext::load_with(catalog, &request.user_id, request.now_ms, settings)?;
     Ok(rank_for(catalog, &context, request))
 }
 
@@ -188,7 +197,7 @@ pub fn features_with(
     model: Option<&Model>,
     blend: &Blend,
 ) -> Option<Vec<Features>> {
-    let settings = catalog.behaviour_settings();
+    let settings = &context.settings;
     let filter = context.filter(request.filter.clone());
     let k = request.k;
     let now = request.now_ms;
@@ -356,7 +365,7 @@ fn rank_for(
     context: &UserContext,
     request: &UserRequest,
 ) -> Vec<Recommendation> {
-    let blend = catalog.blend();
+    let blend = catalog.blend_for(&context.settings);
     let model = catalog.collaborative();
     let k = request.k;
     catalog.with_index(|index| {

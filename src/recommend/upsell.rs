@@ -70,7 +70,7 @@ pub fn upsell(
     now_ms: i64,
 ) -> Result<Vec<Recommendation>> {
     request.validate()?;
-    let affinity = catalog.behaviour_settings().upsell_affinity;
+    let affinity = context.settings.upsell_affinity;
     catalog.with_index(|index| {
         let anchor = index.get(item_id).ok_or_else(|| Error::ItemNotFound {
             id: item_id.to_string(),

@@ -6,6 +6,8 @@
 //! little-endian f32 or f16][bincode 2 of ItemMetaV1]`. The vector is kept
 //! out of bincode so it decodes with one copy.
 
+pub mod analytics;
+
 use half::f16;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

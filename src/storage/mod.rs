@@ -4,6 +4,7 @@
 //! Must not: know about HTTP, the graph, or ranking. Everything in memory
 //! (`catalog`, `index`) is derived from what this module stores.
 
+mod analytics;
 pub mod codec;
 pub mod keys;
 
@@ -180,7 +181,7 @@ impl Batch {
     /// Deletes every record (items, users, change log, watermark) of a
     /// catalog id; its catalog entry is left alone.
     pub fn delete_catalog_records(&mut self, catalog_id: u32) {
-        for cf in [CF_ITEMS, CF_USERS, CF_CHANGES, CF_EVENTS, CF_EVENT_IDS] {
+        for cf in keys::CATALOG_CFS {
             let (from, to) = keys::catalog_range(catalog_id);
             self.push(Op::DeleteRange { cf, from, to });
         }
@@ -287,12 +288,16 @@ pub struct StoreOptions {
     /// first, once they hold half the budget, and their memory is charged
     /// to the cache, which evicts blocks to stay within the budget.
     pub memory_budget_bytes: usize,
+    /// Click records older than this are dropped when RocksDB compacts
+    /// them (a purchase can no longer be attributed to them).
+    pub attribution_window_ms: i64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             memory_budget_bytes: crate::config::Defaults::ROCKSDB_MEMORY_MIB << 20,
+            attribution_window_ms: crate::config::Defaults::ATTRIBUTION_WINDOW_SECS as i64 * 1000,
         }
     }
 }
@@ -350,6 +355,25 @@ impl Store {
             ALL_CFS.iter().map(|name| {
                 let mut cf = Options::default();
                 cf.set_block_based_table_factory(&tables);
+                if *name == keys::CF_ANALYTICS {
+                    // Expired click records go when RocksDB compacts them,
+                    // not by a scan (see `analytics`).
+                    let window = options.attribution_window_ms;
+                    cf.set_compaction_filter(
+                        "expired_clicks",
+                        move |_level, key: &[u8], value: &[u8]| {
+                            let expired = keys::is_click_key(key)
+                                && codec::analytics::click_time(value).is_some_and(|at| {
+                                    at < crate::model::analytics::now_ms() - window
+                                });
+                            if expired {
+                                rocksdb::compaction_filter::Decision::Remove
+                            } else {
+                                rocksdb::compaction_filter::Decision::Keep
+                            }
+                        },
+                    );
+                }
                 ColumnFamilyDescriptor::new(*name, cf)
             })
         };
@@ -936,6 +960,7 @@ mod tests {
             dir.path(),
             StoreOptions {
                 memory_budget_bytes: budget,
+                ..StoreOptions::default()
             },
         )
         .unwrap();

@@ -417,7 +417,11 @@ fn open_catalog(
     learned: bool,
 ) -> Result<(Arc<Catalogs>, Arc<Catalog>)> {
     let store = Arc::new(Store::open(dir)?);
-    let catalogs = Arc::new(Catalogs::open(store, IndexSettings::default())?);
+    let catalogs = Arc::new(Catalogs::open(
+        store,
+        IndexSettings::default(),
+        Default::default(),
+    )?);
     let name = CatalogName::parse("replay")?;
     let config = if learned {
         for item in &mut items {
