@@ -234,10 +234,11 @@ impl Analytics {
         if event.kind == EventKind::View {
             return Ok(None);
         }
-        let found = match self.pending.lock().get(&(catalog_id, id.clone())) {
-            Some(i) => Some(attribute(i, id, &event.item_id)),
-            None => None,
-        };
+        let found = self
+            .pending
+            .lock()
+            .get(&(catalog_id, id.clone()))
+            .map(|i| attribute(i, id, &event.item_id));
         let found = match found {
             Some(a) => a,
             None => self
@@ -289,8 +290,15 @@ impl Analytics {
 }
 
 impl Drop for Analytics {
+    /// Stops the recorder and waits for it, so the store it holds is
+    /// closed when this returns (a test reopening the folder needs that).
     fn drop(&mut self) {
         self.sender.lock().take();
+        if let Some(thread) = self.thread.lock().take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
     }
 }
 

@@ -192,14 +192,12 @@ impl Recorder {
     fn bucket(&mut self, catalog_id: u32, hour: i64, surface: Option<u8>) -> Result<&mut Bucket> {
         let store = Arc::clone(&self.store);
         let state = self.state(catalog_id);
-        if !state.buckets.contains_key(&(hour, surface)) {
-            let b = store.bucket(catalog_id, hour, surface)?.unwrap_or_default();
-            state.buckets.insert((hour, surface), b);
+        match state.buckets.entry((hour, surface)) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                Ok(e.insert(store.bucket(catalog_id, hour, surface)?.unwrap_or_default()))
+            }
         }
-        Ok(state
-            .buckets
-            .get_mut(&(hour, surface))
-            .expect("inserted above"))
     }
 
     fn exposure(

@@ -35,5 +35,7 @@ pub async fn post(
         duplicates: outcome.duplicates,
         unknown_items: outcome.unknown_items,
         new_users: outcome.new_users,
+        attributed: outcome.attributed,
+        unattributed: outcome.unattributed,
     }))
 }

@@ -91,12 +91,30 @@ pub struct Metrics {
     model_items: Family<CatalogLabels, Gauge>,
     model_trainings: Family<CatalogLabels, Gauge>,
     model_events_behind: Family<CatalogLabels, Gauge>,
+    recommendation_events: Family<SurfaceLabels, Gauge>,
+    attributed_revenue: Family<SurfaceLabels, FloatGauge>,
+    impressions: Family<ImpressionLabels, Gauge>,
+    purchase_revenue: FloatGauge,
+    unattributed: Gauge,
     store: Family<StoreLabels, Gauge>,
     resident_memory: Gauge,
     heap: Family<HeapLabels, Gauge>,
     /// Two scrapes at once would interleave clearing and setting the
     /// scrape-time families.
     scrape: Mutex<()>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SurfaceLabels {
+    surface: &'static str,
+    /// `impression`, `click`, `add_to_cart` or `purchase` (attributed).
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ImpressionLabels {
+    /// `written`, `dropped` (the queue was full) or `queued`.
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,6 +216,36 @@ impl Metrics {
             "collaborative_model_events_behind",
             "Events added or removed since the collaborative model was trained (what the retrain rule counts)",
         );
+        let recommendation_events = Family::<SurfaceLabels, Gauge>::default();
+        registry.register(
+            "recommendation_events",
+            "Since start, per surface: impressions recorded and the clicks, add-to-carts and purchases attributed to them",
+            recommendation_events.clone(),
+        );
+        let attributed_revenue = Family::<SurfaceLabels, FloatGauge>::default();
+        registry.register(
+            "recommendation_attributed_revenue",
+            "Since start, per surface: revenue of attributed purchases",
+            attributed_revenue.clone(),
+        );
+        let impressions = Family::<ImpressionLabels, Gauge>::default();
+        registry.register(
+            "impressions",
+            "Since start: impressions written and dropped (queue full); now: queued",
+            impressions.clone(),
+        );
+        let purchase_revenue = FloatGauge::default();
+        registry.register(
+            "purchase_revenue",
+            "Since start: revenue of every purchase event",
+            purchase_revenue.clone(),
+        );
+        let unattributed = Gauge::default();
+        registry.register(
+            "unattributed_events",
+            "Since start: events citing an unknown recommendation_id or one that did not show the item",
+            unattributed.clone(),
+        );
         let changes_since_snapshot = per_catalog(
             &mut registry,
             "changes_since_snapshot",
@@ -276,6 +324,11 @@ impl Metrics {
             model_items,
             model_trainings,
             model_events_behind,
+            recommendation_events,
+            attributed_revenue,
+            impressions,
+            purchase_revenue,
+            unattributed,
             store,
             resident_memory,
             heap,
@@ -461,6 +514,48 @@ fn collect(state: &AppState) {
             m.snapshot_age.get_or_create(&label).set(age);
         }
     }
+    let analytics = state.catalogs.analytics();
+    let totals = &analytics.totals;
+    let load = |a: &std::sync::atomic::AtomicU64| {
+        i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+    };
+    for surface in crate::model::Surface::ALL {
+        let t = totals.surface(surface);
+        for (kind, n) in [
+            ("impression", &t.impressions),
+            ("click", &t.clicks),
+            ("add_to_cart", &t.add_to_carts),
+            ("purchase", &t.purchases),
+        ] {
+            m.recommendation_events
+                .get_or_create(&SurfaceLabels {
+                    surface: surface.as_str(),
+                    kind,
+                })
+                .set(load(n));
+        }
+        m.attributed_revenue
+            .get_or_create(&SurfaceLabels {
+                surface: surface.as_str(),
+                kind: "purchase",
+            })
+            .set(load(&t.attributed_revenue_milli) as f64 / 1000.0);
+    }
+    for (label, n) in [
+        ("written", load(&totals.impressions_written)),
+        ("dropped", load(&totals.impressions_dropped)),
+        (
+            "queued",
+            i64::try_from(analytics.queued()).unwrap_or(i64::MAX),
+        ),
+    ] {
+        m.impressions
+            .get_or_create(&ImpressionLabels { state: label })
+            .set(n);
+    }
+    m.purchase_revenue
+        .set(load(&totals.revenue_milli) as f64 / 1000.0);
+    m.unattributed.set(load(&totals.unattributed));
     for (status, n) in [("loading", loading), ("ready", ready), ("failed", failed)] {
         m.catalogs.get_or_create(&StatusLabels { status }).set(n);
     }

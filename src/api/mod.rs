@@ -4,10 +4,12 @@
 //! searches must not stall the async workers).
 
 pub mod admin;
+pub mod analytics;
 pub mod auth;
 pub mod catalogs;
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod extract;
 pub mod health;
 pub mod items;
@@ -204,6 +206,8 @@ pub(crate) fn now_ms() -> i64 {
         (name = "recommend", description = "Similar items, upsell, personal picks, cross-sell, trending"),
         (name = "settings", description = "Per-catalog behaviour settings"),
         (name = "model", description = "The collaborative model learned from the events"),
+        (name = "experiments", description = "A/B experiments on a surface, with control groups and always-valid statistics"),
+        (name = "analytics", description = "Impressions, attribution and what recommendations earn"),
         (name = "admin", description = "Store-wide operations"),
         (name = "operations", description = "Probes and metrics"),
     ),
@@ -263,6 +267,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(settings::get, settings::put))
         .routes(routes!(model::get))
         .routes(routes!(model::train))
+        .routes(routes!(experiments::list))
+        .routes(routes!(experiments::put, experiments::get))
+        .routes(routes!(experiments::stop))
+        .routes(routes!(experiments::results))
+        .routes(routes!(analytics::analytics))
+        .routes(routes!(analytics::recommendation))
 }
 
 /// The OpenAPI 3 document of this API (served at `/openapi.json`, and

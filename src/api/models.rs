@@ -2,6 +2,8 @@
 //! types. Conversion is where input is validated, once; every error names
 //! the field by its JSON path.
 
+pub mod analytics;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -521,6 +523,11 @@ pub struct EventsOutcomeView {
     pub duplicates: usize,
     pub unknown_items: Vec<String>,
     pub new_users: Vec<String>,
+    /// Events citing a `recommendation_id` whose answer showed the item.
+    pub attributed: usize,
+    /// Events citing a `recommendation_id` that is unknown (or expired)
+    /// or whose answer did not show the item: accepted, not attributed.
+    pub unattributed: usize,
 }
 
 /// One rejected line of `items:bulk`.
@@ -929,6 +936,17 @@ pub fn parse_filter(filter: Option<FilterWire>) -> Result<Filter> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
+    /// Record this answer as an impression (surface `search`), so clicks
+    /// citing its `recommendation_id` are attributed.
+    #[serde(default)]
+    pub log: bool,
+    /// With `log`: the impression's unit.
+    #[schema(min_length = 1, max_length = 256)]
+    pub user_id: Option<String>,
+    /// The shopper's session: the experiment unit of `unit: "session"`
+    /// experiments, and the impression's unit when there is no user.
+    #[schema(min_length = 1, max_length = 256)]
+    pub session_id: Option<String>,
     pub vector: Option<Vec<f32>>,
     /// The query as base64 of little-endian f32 or f16.
     pub vector_b64: Option<String>,
@@ -945,6 +963,10 @@ pub struct SearchRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
+    /// The shopper's session: the experiment unit of `unit: "session"`
+    /// experiments, and the impression's unit when there is no user.
+    #[schema(min_length = 1, max_length = 256)]
+    pub session_id: Option<String>,
     #[schema(min_length = 1, max_length = 64)]
     pub item_id: String,
     /// Leaves out what the user bought and applies their preferences.
@@ -969,6 +991,10 @@ fn default_max_ratio() -> f64 {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsellWire {
+    /// The shopper's session: the experiment unit of `unit: "session"`
+    /// experiments, and the impression's unit when there is no user.
+    #[schema(min_length = 1, max_length = 256)]
+    pub session_id: Option<String>,
     #[schema(min_length = 1, max_length = 64)]
     pub item_id: String,
     /// Exclusions, preferences, and the user's affinity in the ranking.
@@ -1031,11 +1057,15 @@ impl HitView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HitsResponse {
     pub hits: Vec<HitView>,
+    /// With `log: true`: the impression's id, for events to cite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendation_id: Option<String>,
 }
 
 impl HitsResponse {
     pub fn new(hits: &[Hit], with_attributes: bool) -> HitsResponse {
         HitsResponse {
+            recommendation_id: None,
             hits: hits
                 .iter()
                 .map(|h| HitView::new(h, with_attributes))
@@ -1165,6 +1195,10 @@ pub fn parse_time(field: &str, raw: &str) -> Result<i64> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRecommendWire {
+    /// The shopper's session: the experiment unit of `unit: "session"`
+    /// experiments, and the impression's unit when there is no user.
+    #[schema(min_length = 1, max_length = 256)]
+    pub session_id: Option<String>,
     #[schema(min_length = 1, max_length = 64)]
     pub user_id: String,
     #[serde(default = "default_k")]
@@ -1183,6 +1217,10 @@ pub struct UserRecommendWire {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrossSellWire {
+    /// The shopper's session: the experiment unit of `unit: "session"`
+    /// experiments, and the impression's unit when there is no user.
+    #[schema(min_length = 1, max_length = 256)]
+    pub session_id: Option<String>,
     /// The cart: 1 to 100 item ids.
     #[schema(value_type = Vec<IdSchema>, min_items = 1, max_items = 100)]
     pub item_ids: Vec<String>,
@@ -1202,6 +1240,10 @@ pub struct CrossSellWire {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrendingWire {
+    /// The shopper's session: the experiment unit of `unit: "session"`
+    /// experiments, and the impression's unit when there is no user.
+    #[schema(min_length = 1, max_length = 256)]
+    pub session_id: Option<String>,
     pub user_id: Option<String>,
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
@@ -1262,6 +1304,10 @@ pub struct RecommendationsResponse {
     /// Trending categories (the trending endpoint only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<CategoryView>>,
+    /// The experiment and arm that served this answer, when the surface
+    /// has a running experiment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<analytics::ExperimentRefView>,
 }
 
 impl RecommendationsResponse {
@@ -1307,6 +1353,7 @@ impl RecommendationsResponse {
                 })
                 .collect(),
             categories: None,
+            experiment: None,
         }
     }
 }

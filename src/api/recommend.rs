@@ -3,27 +3,34 @@
 //! `reason`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::Json;
 
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
+use crate::api::models::analytics::{arm_settings, ExperimentRefView};
 use crate::api::models::{
     check_k, parse_filter, parse_time, CategoryView, CrossSellWire, RecommendationsResponse,
     SimilarRequest, TrendingWire, UpsellWire, UserRecommendWire,
 };
 use crate::api::{blocking, now_ms, AppState};
+use crate::catalog::Catalog;
 use crate::error::Error;
-use crate::model::check_id;
+use crate::experiments::{Experiment, Strategy, UnitKind};
+use crate::index::filter::Filter;
+use crate::model::analytics::{ExperimentExposure, Impression};
+use crate::model::{check_id, BehaviourSettings, Surface};
 use crate::recommend::cross_sell::{CrossSellRequest, MAX_CART_ITEMS};
 use crate::recommend::personal::UserRequest;
 use crate::recommend::upsell::UpsellRequest;
-use crate::recommend::{context_of, Recommendation};
+use crate::recommend::{context_of, context_with, Recommendation};
 
 /// A new recommendation id: `r-` + the time in ms + a per-process random
 /// part + a counter, all hex. Unique without coordination.
-fn recommendation_id() -> String {
+pub(crate) fn recommendation_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -36,12 +43,157 @@ fn recommendation_id() -> String {
     format!("r-{:x}-{:08x}-{n:x}", now_ms(), seed as u32)
 }
 
-fn respond(picks: &[Recommendation], with_attributes: bool) -> Json<RecommendationsResponse> {
-    Json(RecommendationsResponse::new(
-        recommendation_id(),
-        picks,
-        with_attributes,
-    ))
+/// How a request is served: the surface's running experiment (if any),
+/// the arm, and the unit that is counted (`None`: no unit, served the
+/// control and not counted).
+pub(crate) struct Serving {
+    surface: Surface,
+    experiment: Option<(Experiment, usize, Option<String>)>,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    anchor: Vec<String>,
+    pub(crate) started: Instant,
+}
+
+impl Serving {
+    pub(crate) fn new(
+        catalog: &Catalog,
+        surface: Surface,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        anchor: Vec<String>,
+    ) -> Serving {
+        let experiment = catalog.running_experiment(surface).map(|e| {
+            let unit = match e.unit {
+                UnitKind::User => user_id,
+                UnitKind::Session => session_id,
+            };
+            match unit {
+                Some(u) => {
+                    let arm = e.assign(u);
+                    (e, arm, Some(u.to_string()))
+                }
+                None => {
+                    let control = e.control;
+                    (e, control, None)
+                }
+            }
+        });
+        Serving {
+            surface,
+            experiment,
+            user_id: user_id.map(str::to_string),
+            session_id: session_id.map(str::to_string),
+            anchor,
+            started: Instant::now(),
+        }
+    }
+
+    /// What the arm serves (today's ranking without an experiment).
+    fn strategy(&self) -> Strategy {
+        match &self.experiment {
+            Some((e, arm, _)) => e.arms[*arm].strategy.clone(),
+            None => Strategy::Default { settings: None },
+        }
+    }
+
+    /// The behaviour settings a default strategy ranks with.
+    fn settings(&self, catalog: &Catalog) -> BehaviourSettings {
+        let current = catalog.behaviour_settings();
+        match self.strategy() {
+            Strategy::Default {
+                settings: Some(json),
+            } => arm_settings(&json, current).unwrap_or_else(|e| {
+                // Valid when the experiment was made; a later change of
+                // the catalog's settings may clash with it.
+                tracing::warn!(error = %e, "an arm's settings no longer apply; serving the catalog's");
+                current
+            }),
+            _ => current,
+        }
+    }
+
+    /// The picks of the arm's strategy: `rank` for the default one.
+    fn picks(
+        &self,
+        catalog: &Catalog,
+        k: usize,
+        filter: Filter,
+        now: i64,
+        rank: impl FnOnce(BehaviourSettings) -> Result<Vec<Recommendation>, Error>,
+    ) -> Result<Vec<Recommendation>, Error> {
+        match self.strategy() {
+            Strategy::Default { .. } => rank(self.settings(catalog)),
+            Strategy::Trending => {
+                let context = context_of(catalog, self.user_id.as_deref(), now)?;
+                let mut picks = crate::recommend::personal::trending(
+                    catalog,
+                    &context,
+                    k + self.anchor.len(),
+                    filter,
+                    now,
+                );
+                picks.retain(|p| !self.anchor.iter().any(|a| **a == *p.hit.meta.id));
+                picks.truncate(k);
+                Ok(picks)
+            }
+            Strategy::None => Ok(Vec::new()),
+        }
+    }
+
+    /// Records the impression and builds the answer.
+    pub(crate) fn respond(
+        self,
+        catalog: &Catalog,
+        picks: &[Recommendation],
+        with_attributes: bool,
+    ) -> RecommendationsResponse {
+        let id = recommendation_id();
+        let mut answer = RecommendationsResponse::new(id.clone(), picks, with_attributes);
+        answer.experiment = self
+            .experiment
+            .as_ref()
+            .map(|(e, arm, _)| ExperimentRefView {
+                name: e.name.as_str().to_string(),
+                arm: e.arms[*arm].name.clone(),
+            });
+        let items = picks.iter().map(|p| Arc::clone(&p.hit.meta.id)).collect();
+        self.record(catalog, id, items);
+        answer
+    }
+
+    pub(crate) fn record(self, catalog: &Catalog, id: String, items: Vec<Arc<str>>) {
+        let latency_us = u32::try_from(self.started.elapsed().as_micros()).unwrap_or(u32::MAX);
+        let experiment = self.experiment.and_then(|(e, arm, unit)| {
+            unit.map(|unit| ExperimentExposure {
+                name: e.name.as_str().to_string(),
+                arm: e.arms[arm].name.clone(),
+                unit,
+            })
+        });
+        catalog.analytics().record_impression(
+            catalog.id(),
+            Impression {
+                id,
+                surface: self.surface,
+                user_id: self.user_id,
+                session_id: self.session_id,
+                experiment,
+                anchor: self.anchor,
+                items,
+                at_ms: now_ms(),
+                latency_us,
+            },
+        );
+    }
+}
+
+/// Checks an optional session id.
+pub(crate) fn check_session(session_id: Option<&String>) -> Result<(), Error> {
+    match session_id {
+        Some(id) => check_id("session_id", id),
+        None => Ok(()),
+    }
 }
 
 /// The request's `at`, or now.
@@ -71,19 +223,23 @@ pub async fn similar(
     check_id("item_id", &body.item_id)?;
     check_user(body.user_id.as_ref())?;
     let k = check_k(body.k)?;
+    check_session(body.session_id.as_ref())?;
     let filter = parse_filter(body.filter)?;
     let with_attributes = body.with_attributes;
     blocking(move || {
-        let context = context_of(&catalog, body.user_id.as_deref(), now_ms())?;
-        let picks = crate::recommend::similar::similar(
+        let serving = Serving::new(
             &catalog,
-            &body.item_id,
-            k,
-            filter,
-            &context,
-            now_ms(),
-        )?;
-        Ok(respond(&picks, with_attributes))
+            Surface::Similar,
+            body.user_id.as_deref(),
+            body.session_id.as_deref(),
+            vec![body.item_id.clone()],
+        );
+        let now = now_ms();
+        let picks = serving.picks(&catalog, k, filter.clone(), now, |settings| {
+            let context = context_with(&catalog, body.user_id.as_deref(), now, settings)?;
+            crate::recommend::similar::similar(&catalog, &body.item_id, k, filter, &context, now)
+        })?;
+        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
     })
     .await
 }
@@ -109,17 +265,23 @@ pub async fn upsell(
         filter: parse_filter(body.filter)?,
     };
     request.validate()?;
+    check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
     blocking(move || {
-        let context = context_of(&catalog, body.user_id.as_deref(), now_ms())?;
-        let picks = crate::recommend::upsell::upsell(
+        let serving = Serving::new(
             &catalog,
-            &body.item_id,
-            &request,
-            &context,
-            now_ms(),
-        )?;
-        Ok(respond(&picks, with_attributes))
+            Surface::Upsell,
+            body.user_id.as_deref(),
+            body.session_id.as_deref(),
+            vec![body.item_id.clone()],
+        );
+        let now = now_ms();
+        let (k, filter) = (request.k, request.filter.clone());
+        let picks = serving.picks(&catalog, k, filter, now, |settings| {
+            let context = context_with(&catalog, body.user_id.as_deref(), now, settings)?;
+            crate::recommend::upsell::upsell(&catalog, &body.item_id, &request, &context, now)
+        })?;
+        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
     })
     .await
 }
@@ -140,10 +302,21 @@ pub async fn user(
         now_ms: moment(body.at.as_deref())?,
         user_id: body.user_id,
     };
+    check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
     blocking(move || {
-        let picks = crate::recommend::personal::recommend_user(&catalog, &request)?;
-        Ok(respond(&picks, with_attributes))
+        let serving = Serving::new(
+            &catalog,
+            Surface::User,
+            Some(&request.user_id),
+            body.session_id.as_deref(),
+            Vec::new(),
+        );
+        let (k, filter, now) = (request.k, request.filter.clone(), request.now_ms);
+        let picks = serving.picks(&catalog, k, filter, now, |settings| {
+            crate::recommend::personal::recommend_user_with(&catalog, &request, settings)
+        })?;
+        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
     })
     .await
 }
@@ -175,10 +348,21 @@ pub async fn cross_sell(
         item_ids: body.item_ids,
         user_id: body.user_id,
     };
+    check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
     blocking(move || {
-        let picks = crate::recommend::cross_sell::cross_sell(&catalog, &request)?;
-        Ok(respond(&picks, with_attributes))
+        let serving = Serving::new(
+            &catalog,
+            Surface::CrossSell,
+            request.user_id.as_deref(),
+            body.session_id.as_deref(),
+            request.item_ids.clone(),
+        );
+        let (k, filter, now) = (request.k, request.filter.clone(), request.now_ms);
+        let picks = serving.picks(&catalog, k, filter, now, |settings| {
+            crate::recommend::cross_sell::cross_sell_with(&catalog, &request, settings)
+        })?;
+        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
     })
     .await
 }
@@ -197,10 +381,22 @@ pub async fn trending(
     let k = check_k(body.k)?;
     let filter = parse_filter(body.filter)?;
     let now = moment(body.at.as_deref())?;
+    check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
     blocking(move || {
-        let context = context_of(&catalog, body.user_id.as_deref(), now)?;
-        let picks = crate::recommend::personal::trending(&catalog, &context, k, filter, now);
+        let serving = Serving::new(
+            &catalog,
+            Surface::Trending,
+            body.user_id.as_deref(),
+            body.session_id.as_deref(),
+            Vec::new(),
+        );
+        let picks = serving.picks(&catalog, k, filter.clone(), now, |settings| {
+            let context = context_with(&catalog, body.user_id.as_deref(), now, settings)?;
+            Ok(crate::recommend::personal::trending(
+                &catalog, &context, k, filter, now,
+            ))
+        })?;
         let categories = catalog.with_behaviour(|b| {
             b.categories
                 .top(now, k, |_| true)
@@ -212,9 +408,9 @@ pub async fn trending(
                 })
                 .collect()
         });
-        let mut answer = respond(&picks, with_attributes);
+        let mut answer = serving.respond(&catalog, &picks, with_attributes);
         answer.categories = Some(categories);
-        Ok(answer)
+        Ok(Json(answer))
     })
     .await
 }

@@ -16,8 +16,10 @@ use axum::Json;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiPath, TimedJson};
 use crate::api::models::{check_k, decode_vector, parse_filter, HitsResponse, SearchRequest};
+use crate::api::recommend::{recommendation_id, Serving};
 use crate::api::{blocking, AppState};
 use crate::error::Error;
+use crate::model::{check_id, Surface};
 
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/search", tag = "search", params(("catalog" = String, Path, description = "Catalog name: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`", pattern = r"^[A-Za-z0-9_.-]{1,64}$", max_length = 64, min_length = 1)), request_body = crate::api::models::SearchRequest, responses((status = 200, description = "Nearest neighbours; `Server-Timing` splits the time", body = crate::api::models::HitsResponse), (status = "4XX", description = "Refused; nothing was written. `error.code` names the reason (README, Errors)", body = crate::api::models::ErrorView),
         (status = "5XX", description = "Server-side failure, overload (503 `overloaded`, `timeout`, `catalog_loading`, `read_only`) or a full disk (507 `storage_full`)", body = crate::api::models::ErrorView)))]
@@ -35,6 +37,12 @@ pub async fn search(
         .ok_or_else(|| Error::invalid("vector", "missing: give vector or vector_b64"))?;
     let parse = parse + decoding.elapsed();
     let with_attributes = body.with_attributes;
+    for (field, id) in [("user_id", &body.user_id), ("session_id", &body.session_id)] {
+        if let Some(id) = id {
+            check_id(field, id)?;
+        }
+    }
+    let log = body.log.then_some((body.user_id, body.session_id));
     let handed_over = Instant::now();
     blocking(move || {
         let queue = handed_over.elapsed();
@@ -48,7 +56,27 @@ pub async fn search(
         });
         tracing::debug!(?plan, hits = hits.len(), "search");
         let started = Instant::now();
-        let mut response = Json(HitsResponse::new(&hits, with_attributes)).into_response();
+        let mut answer = HitsResponse::new(&hits, with_attributes);
+        if let Some((user_id, session_id)) = log {
+            let mut serving = Serving::new(
+                &catalog,
+                Surface::Search,
+                user_id.as_deref(),
+                session_id.as_deref(),
+                Vec::new(),
+            );
+            serving.started = handed_over;
+            let id = recommendation_id();
+            serving.record(
+                &catalog,
+                id.clone(),
+                hits.iter()
+                    .map(|h| std::sync::Arc::clone(&h.meta.id))
+                    .collect(),
+            );
+            answer.recommendation_id = Some(id);
+        }
+        let mut response = Json(answer).into_response();
         let encode = started.elapsed();
         let timing = server_timing(&[
             ("parse", parse),

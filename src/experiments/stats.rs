@@ -165,13 +165,13 @@ fn erfc(x: f64) -> f64 {
 /// The mSPRT's p-value and the confidence sequence's half-width for an
 /// estimate `d` with variance `v` and mixing variance `tau2`.
 pub fn msprt(d: f64, v: f64, tau2: f64) -> (f64, Option<f64>) {
-    if !(v > 0.0) || !(tau2 > 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(tau2) {
+        return (1.0, None);
+    }
+    if !positive(v) {
         // No spread at all: the values are what they are.
-        return if d == 0.0 || !(tau2 > 0.0) {
-            (1.0, Some(0.0).filter(|_| v == 0.0))
-        } else {
-            (0.0, Some(0.0))
-        };
+        return (if d == 0.0 { 1.0 } else { 0.0 }, Some(0.0));
     }
     let ln_l = 0.5 * (v / (v + tau2)).ln() + d * d * tau2 / (2.0 * v * (v + tau2));
     let p = (-ln_l).exp().min(1.0);

@@ -36,7 +36,10 @@ impl Batch {
     pub fn put_impression(&mut self, catalog_id: u32, impression: &Impression) {
         self.push(Op::Put {
             cf: CF_IMPRESSIONS,
-            key: keys::impression_key(catalog_id, impression.at_ms, &impression.id),
+            // Keyed by the time the id carries, so a lookup by id finds it.
+            key: keys::impression_key_of(catalog_id, &impression.id).unwrap_or_else(|| {
+                keys::impression_key(catalog_id, impression.at_ms, &impression.id)
+            }),
             value: codec::encode_impression(impression),
         });
     }

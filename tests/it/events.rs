@@ -36,7 +36,8 @@ async fn events_are_stored_deduplicated_and_create_users() {
         .await;
     assert_eq!(
         answer,
-        json!({"accepted": 3, "duplicates": 0, "unknown_items": ["NOPE"], "new_users": ["u1", "u2"]})
+        json!({"accepted": 3, "duplicates": 0, "unknown_items": ["NOPE"], "new_users": ["u1", "u2"],
+               "attributed": 0, "unattributed": 1})
     );
     let u1 = api.get_ok("/v1/catalogs/store/users/u1").await;
     assert_eq!(u1["vector"], Value::Null);
@@ -53,7 +54,8 @@ async fn events_are_stored_deduplicated_and_create_users() {
         .await;
     assert_eq!(
         again,
-        json!({"accepted": 1, "duplicates": 2, "unknown_items": [], "new_users": []})
+        json!({"accepted": 1, "duplicates": 2, "unknown_items": [], "new_users": [],
+               "attributed": 0, "unattributed": 0})
     );
     server.stop().await;
 

@@ -11,6 +11,7 @@ mod crash;
 mod disk;
 mod errors;
 mod events;
+mod experiments;
 mod fuzz;
 mod learned;
 mod limits;
