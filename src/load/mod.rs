@@ -325,6 +325,8 @@ pub fn run(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         if let Some(settings) = store.behaviour(record.id)? {
             batch.put_behaviour(generation, &settings);
         }
+        // So are its experiments, impressions and analytics.
+        store.copy_analytics(record.id, generation)?;
     }
     if !batch.is_empty() {
         store.write_without_wal(batch)?;

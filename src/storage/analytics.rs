@@ -118,6 +118,40 @@ impl Batch {
 }
 
 impl Store {
+    /// Copies a catalog's experiments, impressions, event log and analytics
+    /// records to another catalog id (a `recstore load` generation), in
+    /// batches written without the WAL (the loader flushes before it
+    /// switches).
+    pub fn copy_analytics(&self, from_id: u32, to_id: u32) -> Result<()> {
+        for cf in [CF_EXPERIMENTS, CF_IMPRESSIONS, CF_EVENT_LOG, CF_ANALYTICS] {
+            let (from, to) = keys::catalog_range(from_id);
+            let mut batch = Batch::new();
+            let iter = self
+                .db
+                .iterator_cf(&self.cf(cf), IteratorMode::From(&from, Direction::Forward));
+            for entry in iter {
+                let (key, value) = entry?;
+                if key.as_ref() >= to.as_slice() {
+                    break;
+                }
+                let mut moved = to_id.to_be_bytes().to_vec();
+                moved.extend_from_slice(&key[4..]);
+                batch.push(Op::Put {
+                    cf,
+                    key: moved,
+                    value: value.to_vec(),
+                });
+                if batch.bytes() >= 8 << 20 {
+                    self.write_without_wal(std::mem::take(&mut batch))?;
+                }
+            }
+            if !batch.is_empty() {
+                self.write_without_wal(batch)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `batch` through the WAL without waiting for an fsync and
     /// without the commit thread: for the analytics recorder, whose
     /// records are derived (or, for impressions, best-effort) and which is

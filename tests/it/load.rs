@@ -990,6 +990,30 @@ async fn order_history_loads_as_events_and_survives_an_items_reload() {
             json!({"upsell_affinity": 0.25}),
         )
         .await;
+    // An experiment and its results travel with the catalog too (#18).
+    let (status, _) = server
+        .api
+        .put(
+            "/v1/catalogs/store/experiments/reload",
+            json!({"surface": "cross-sell", "unit": "user", "control": "a",
+                   "primary_metric": "ctr",
+                   "arms": [{"name": "a", "weight": 1, "strategy": {"kind": "default"}},
+                            {"name": "b", "weight": 1, "strategy": {"kind": "trending"}}]}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    let shown = server
+        .api
+        .post_ok(
+            "/v1/catalogs/store/recommend/cross-sell",
+            json!({"item_ids": [anchor], "user_id": "shopper", "k": 5}),
+        )
+        .await;
+    let results_before = server
+        .api
+        .get_ok("/v1/catalogs/store/experiments/reload/results")
+        .await;
+    assert_eq!(results_before["sample_size"], 1);
     let users_before = server.api.get_ok("/v1/catalogs/store").await["counts"]["users"].clone();
     assert_eq!(
         users_before,
@@ -1006,6 +1030,16 @@ async fn order_history_loads_as_events_and_survives_an_items_reload() {
     assert_eq!(before["hits"], after["hits"]);
     let settings = server.api.get_ok("/v1/catalogs/store/settings").await;
     assert_eq!(settings["upsell_affinity"], 0.25);
+    let results_after = server
+        .api
+        .get_ok("/v1/catalogs/store/experiments/reload/results")
+        .await;
+    assert_eq!(results_after, results_before);
+    let id = shown["recommendation_id"].as_str().unwrap();
+    server
+        .api
+        .get_ok(&format!("/v1/catalogs/store/recommendations/{id}"))
+        .await;
     server.stop().await;
 }
 
