@@ -22,6 +22,24 @@ pub const MAX_DIMENSION: usize = 65_536;
 /// Largest number of price tiers per catalog.
 pub const MAX_PRICE_TIERS: u8 = 100;
 
+/// Checks a name that goes into URLs, paths and metrics (catalogs,
+/// experiments): 1 to 64 ASCII letters, digits, `_`, `-` or `.`.
+pub fn check_name(field: &str, raw: &str) -> Result<()> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '-', '.'",
+        ))
+    }
+}
+
 /// A catalog's name: 1 to 64 ASCII letters, digits, `_`, `-` or `.`.
 /// The restricted alphabet keeps names safe in paths, URLs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,19 +47,7 @@ pub struct CatalogName(String);
 
 impl CatalogName {
     pub fn parse(raw: &str) -> Result<Self> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if ok {
-            Ok(CatalogName(raw.to_string()))
-        } else {
-            Err(Error::invalid(
-                "catalog",
-                "must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '-', '.'",
-            ))
-        }
+        check_name("catalog", raw).map(|()| CatalogName(raw.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

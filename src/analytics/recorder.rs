@@ -132,22 +132,12 @@ impl Recorder {
             Message::Experiments {
                 catalog_id,
                 experiments,
-            } => {
-                let state = self.catalogs.entry(catalog_id).or_default();
-                state.experiments = experiments
-                    .into_iter()
-                    .map(|e| (e.name.as_str().to_string(), e))
-                    .collect();
-            }
+            } => self.set_experiments(catalog_id, experiments),
             Message::Open {
                 catalog_id,
                 experiments,
             } => {
-                let state = self.catalogs.entry(catalog_id).or_default();
-                state.experiments = experiments
-                    .into_iter()
-                    .map(|e| (e.name.as_str().to_string(), e))
-                    .collect();
+                self.set_experiments(catalog_id, experiments);
                 if let Err(e) = self.replay(analytics, catalog_id) {
                     tracing::error!(catalog_id, error = %e, "analytics could not replay the event log");
                 }
@@ -157,6 +147,13 @@ impl Recorder {
             }
             Message::Barrier(b) => barriers.push(b),
         }
+    }
+
+    fn set_experiments(&mut self, catalog_id: u32, experiments: Vec<Experiment>) {
+        self.state(catalog_id).experiments = experiments
+            .into_iter()
+            .map(|e| (e.name.as_str().to_string(), e))
+            .collect();
     }
 
     /// Counts the logged event writes the watermark does not cover.

@@ -25,19 +25,7 @@ pub struct ExperimentName(String);
 
 impl ExperimentName {
     pub fn parse(field: &str, raw: &str) -> Result<ExperimentName> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if ok {
-            Ok(ExperimentName(raw.to_string()))
-        } else {
-            Err(Error::invalid(
-                field,
-                "must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '-', '.'",
-            ))
-        }
+        crate::model::check_name(field, raw).map(|()| ExperimentName(raw.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
