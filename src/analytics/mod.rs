@@ -90,16 +90,38 @@ impl Totals {
     }
 }
 
-/// The recorder's handle (see the module documentation).
-pub struct Analytics {
+/// What the handle and the recorder thread share. The thread holds only
+/// this, never the handle, so the handle's `Drop` always runs elsewhere
+/// and can wait for the thread (and the store it holds) to end.
+pub struct Shared {
     store: Arc<Store>,
     settings: AnalyticsSettings,
-    sender: Mutex<Option<mpsc::Sender<Message>>>,
     /// Impressions handed over and not yet written, for lookups by id.
     pending: Mutex<HashMap<(u32, String), Arc<Impression>>>,
     queued: AtomicUsize,
+    totals: Totals,
+}
+
+/// The recorder's handle (see the module documentation).
+pub struct Analytics {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<mpsc::Sender<Message>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    pub totals: Totals,
+}
+
+impl std::ops::Deref for Analytics {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Shared {
+    /// Counters for `/metrics`.
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
 }
 
 /// How long a read waits for the recorder to catch up before answering
@@ -110,19 +132,21 @@ impl Analytics {
     /// Starts the recorder thread.
     pub fn start(store: Arc<Store>, settings: AnalyticsSettings) -> Result<Arc<Analytics>> {
         let (sender, receiver) = mpsc::channel();
-        let analytics = Arc::new(Analytics {
+        let shared = Arc::new(Shared {
             store,
             settings,
-            sender: Mutex::new(Some(sender)),
             pending: Mutex::new(HashMap::new()),
             queued: AtomicUsize::new(0),
-            thread: Mutex::new(None),
             totals: Totals::default(),
         });
-        let weak = Arc::downgrade(&analytics);
+        let analytics = Arc::new(Analytics {
+            shared: Arc::clone(&shared),
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(None),
+        });
         let thread = std::thread::Builder::new()
             .name("recstore-analytics".into())
-            .spawn(move || recorder::run(weak, receiver))
+            .spawn(move || recorder::run(shared, receiver))
             .map_err(|source| Error::Io {
                 path: "recstore-analytics".into(),
                 source,
@@ -295,9 +319,7 @@ impl Drop for Analytics {
     fn drop(&mut self) {
         self.sender.lock().take();
         if let Some(thread) = self.thread.lock().take() {
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
+            let _ = thread.join();
         }
     }
 }

@@ -3,10 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::{hour_of, Analytics, Message};
+use super::{hour_of, Message, Shared as Analytics};
 use crate::error::Result;
 use crate::experiments::results::ArmStats;
 use crate::experiments::{Experiment, UnitKind};
@@ -48,17 +48,13 @@ struct Recorder {
     catalogs: HashMap<u32, CatalogState>,
 }
 
-pub(super) fn run(analytics: Weak<Analytics>, receiver: mpsc::Receiver<Message>) {
-    let Some(first) = analytics.upgrade() else {
-        return;
-    };
+pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) {
     let mut recorder = Recorder {
-        store: Arc::clone(&first.store),
-        window_ms: first.settings.attribution_window_ms,
-        retention_ms: first.settings.impression_retention_ms,
+        store: Arc::clone(&analytics.store),
+        window_ms: analytics.settings.attribution_window_ms,
+        retention_ms: analytics.settings.impression_retention_ms,
         catalogs: HashMap::new(),
     };
-    drop(first);
     let mut last_retention: Option<Instant> = None;
     loop {
         let message = match receiver.recv_timeout(Duration::from_secs(60)) {
@@ -71,9 +67,6 @@ pub(super) fn run(analytics: Weak<Analytics>, receiver: mpsc::Receiver<Message>)
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let Some(analytics) = analytics.upgrade() else {
-            break;
         };
         let mut barriers = Vec::new();
         let mut written: Vec<(u32, String)> = Vec::new();
@@ -95,10 +88,6 @@ pub(super) fn run(analytics: Weak<Analytics>, receiver: mpsc::Receiver<Message>)
         for b in barriers {
             let _ = b.send(());
         }
-    }
-    // The channel closed: everything sent was applied; write it.
-    if let Some(analytics) = analytics.upgrade() {
-        recorder.flush(&analytics, &[]);
     }
 }
 

@@ -515,7 +515,7 @@ fn collect(state: &AppState) {
         }
     }
     let analytics = state.catalogs.analytics();
-    let totals = &analytics.totals;
+    let totals = analytics.totals();
     let load = |a: &std::sync::atomic::AtomicU64| {
         i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
     };
