@@ -181,9 +181,7 @@ async fn run_blocking<T: Send + 'static>(
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::model::analytics::now_ms()
 }
 
 /// The OpenAPI document's fixed parts; the paths and schemas come from
