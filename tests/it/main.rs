@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod recall;
 mod restart;
+mod shoppers;
 mod support;
 mod tls;
 mod upsell;
