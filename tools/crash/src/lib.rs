@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use recstore_toolkit::Client;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -191,36 +192,11 @@ impl Op {
     }
 }
 
-/// A small deterministic generator (xorshift64*).
-pub struct Rng(u64);
+pub use recstore_toolkit::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).max(1))
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn vector(&mut self, dim: usize) -> Vec<f32> {
-        (0..dim)
-            .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-            .collect()
-    }
-    /// A standard normal draw (Box-Muller).
-    pub fn normal(&mut self) -> f32 {
-        let u = ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let v = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
-    fn price(&mut self) -> f64 {
-        (1 + self.below(100_000)) as f64 / 100.0
-    }
+/// A price in 0.01..=1000.00.
+fn price(rng: &mut Rng) -> f64 {
+    (1 + rng.below(100_000)) as f64 / 100.0
 }
 
 /// What the server's log said, counted.
@@ -344,57 +320,6 @@ impl Drop for Server {
     }
 }
 
-/// HTTP helpers that report rather than panic.
-#[derive(Clone)]
-struct Client {
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Client {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> reqwest::Result<(u16, Value)> {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    async fn must(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        let (status, value) = self.send(method.clone(), path, body).await?;
-        if status != 200 && status != 201 {
-            bail!("{method} {path}: {status} {value}");
-        }
-        Ok(value)
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if let Ok((200, _)) = self.send(reqwest::Method::GET, "/readyz", None).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("the server was not ready within 300 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 /// Runs the harness.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
@@ -405,11 +330,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let dim = options.dimension;
 
     let mut server = Server::spawn(options)?;
-    let mut client = Client {
-        url: server.url.clone(),
-        http: reqwest::Client::new(),
-    };
-    client.wait_ready().await?;
+    let mut client = Client::new(&server.url, None);
+    client.wait_ready(Duration::from_secs(300)).await?;
     client
         .must(
             reqwest::Method::PUT,
@@ -420,7 +342,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     for start in (0..options.preload).step_by(1_000) {
         let op = Op::ItemsUpsert(
             (start..(start + 1_000).min(options.preload))
-                .map(|i| (format!("p{i}"), rng.vector(dim), rng.price()))
+                .map(|i| (format!("p{i}"), rng.vector(dim), price(&mut rng)))
                 .collect(),
         );
         let (method, path, body) = op.request();
@@ -545,11 +467,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         let in_flight = std::mem::take(&mut *in_flight.lock().unwrap());
 
         server = Server::spawn(options)?;
-        client = Client {
-            url: server.url.clone(),
-            http: reqwest::Client::new(),
-        };
-        client.wait_ready().await?;
+        client = Client::new(&server.url, None);
+        client.wait_ready(Duration::from_secs(300)).await?;
         report.in_flight_at_kills += in_flight.len();
         for op in in_flight {
             match resolve(&client, &mut model, &op).await? {
@@ -601,7 +520,7 @@ fn next_op(w: u64, cycle: usize, n: &mut u64, rng: &mut Rng, dim: usize) -> Op {
                     .into_iter()
                     .rev()
                     .filter(|id| seen.insert(id.clone()))
-                    .map(|id| (id, rng.vector(dim), rng.price()))
+                    .map(|id| (id, rng.vector(dim), price(rng)))
                     .collect();
                 items.reverse();
                 Op::ItemsUpsert(items)

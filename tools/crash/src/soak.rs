@@ -94,7 +94,7 @@ impl Vectors {
         let centres = match data {
             Data::Uniform => Vec::new(),
             Data::Clustered => (0..(items / 100).max(1))
-                .map(|_| (0..dim).map(|_| rng.normal()).collect())
+                .map(|_| (0..dim).map(|_| rng.normal() as f32).collect())
                 .collect(),
         };
         Vectors {
@@ -111,7 +111,7 @@ impl Vectors {
         let c = rng.below(self.centres.len());
         let v = self.centres[c]
             .iter()
-            .map(|x| x + Self::SPREAD * rng.normal())
+            .map(|x| x + Self::SPREAD * rng.normal() as f32)
             .collect();
         (v, format!("c{}", c % 20))
     }

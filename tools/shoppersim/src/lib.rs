@@ -42,6 +42,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use recstore_toolkit::Client;
 pub use world::{Behaviour, METRICS};
 use world::{Catalog, Rng, Shopper};
 
@@ -240,58 +241,6 @@ pub struct Report {
     pub experiments: Vec<ExperimentRun>,
 }
 
-/// The HTTP side.
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    key: Option<String>,
-}
-
-impl Client {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.url));
-        if let Some(key) = &self.key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await?;
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Ok((status, value))
-    }
-
-    async fn must(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        let (status, value) = self.call(method.clone(), path, body).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path} answered {status}: {value}");
-        }
-        Ok(value)
-    }
-}
-
 /// What one arm's shoppers did, as the simulator counts it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tally {
@@ -336,13 +285,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         bail!("need at least 4 * k items");
     }
     let started = Instant::now();
-    let client = Client {
-        http: reqwest::Client::builder()
+    let client = Client::with(
+        reqwest::Client::builder()
             .pool_max_idle_per_host(options.parallel * options.in_flight + 4)
             .build()?,
-        url: options.url.trim_end_matches('/').to_string(),
-        key: options.api_key.clone(),
-    };
+        &options.url,
+        options.api_key.clone(),
+    );
     client
         .must(reqwest::Method::GET, "/readyz", None)
         .await
@@ -472,7 +421,7 @@ async fn run_slot(
 ) -> anyhow::Result<SlotOutcome> {
     let name = format!("sim-{}-{}-{slot}", options.scenario.label(), options.seed);
     let base = format!("/v1/catalogs/{name}");
-    let (status, _) = client.call(reqwest::Method::GET, &base, None).await?;
+    let (status, _) = client.send(reqwest::Method::GET, &base, None).await?;
     if status == 200 {
         client.must(reqwest::Method::DELETE, &base, None).await?;
     }

@@ -23,58 +23,9 @@
 
 use serde::Serialize;
 
-/// SplitMix64: small, fast, and seedable per shopper, so a shopper's
-/// draws do not depend on the order concurrent requests complete in.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// A seed derived from a parent seed and a label.
-    pub fn derive(seed: u64, label: u64) -> Rng {
-        let mut r = Rng(seed ^ label.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        r.next_u64();
-        r
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// A standard normal draw (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = self.unit().max(f64::MIN_POSITIVE);
-        let v = self.unit();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-
-    /// A random unit vector.
-    pub fn direction(&mut self, dim: usize) -> Vec<f32> {
-        let v: Vec<f64> = (0..dim).map(|_| self.normal()).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-        v.iter().map(|x| (x / norm) as f32).collect()
-    }
-}
+/// Seeded per shopper (`Rng::derive`), so a shopper's draws do not
+/// depend on the order concurrent requests complete in.
+pub use recstore_toolkit::Rng;
 
 /// The shoppers' known probabilities.
 #[derive(Debug, Clone, Serialize)]
