@@ -236,6 +236,10 @@ pub struct Report {
     /// Answers of a default arm that came back empty (each one bends the
     /// truth; expected 0).
     pub empty_answers: u64,
+    /// Event writes sent again after a 503 (the server's request timeout
+    /// or overload; each event carries an `event_id`, so a retry of a
+    /// write that was applied is counted once).
+    pub retried_writes: u64,
     /// The verdicts, counted.
     pub verdicts: BTreeMap<String, usize>,
     pub experiments: Vec<ExperimentRun>,
@@ -256,6 +260,7 @@ struct Tally {
     attributed_revenue: f64,
     empty: u64,
     requests: u64,
+    retries: u64,
 }
 
 impl Tally {
@@ -270,8 +275,12 @@ impl Tally {
         self.attributed_revenue += o.attributed_revenue;
         self.empty += o.empty;
         self.requests += o.requests;
+        self.retries += o.retries;
     }
 }
+
+/// Times an event write that answered 503 is sent again.
+const WRITE_RETRIES: usize = 5;
 
 /// Runs the study.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
@@ -313,13 +322,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     let mut runs = Vec::new();
     let mut mismatches = Vec::new();
-    let (mut empty_answers, mut requests) = (0, 0);
+    let (mut empty_answers, mut requests, mut retried_writes) = (0, 0, 0);
     for slot in slots {
         let outcome = slot.await.context("a catalog's task panicked")??;
         runs.extend(outcome.runs);
         mismatches.extend(outcome.mismatches);
         empty_answers += outcome.empty;
         requests += outcome.requests;
+        retried_writes += outcome.retries;
     }
     runs.sort_by_key(|r| {
         r.name
@@ -350,6 +360,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         summary,
         mismatches,
         empty_answers,
+        retried_writes,
         verdicts,
         experiments: runs,
     })
@@ -409,6 +420,7 @@ struct SlotOutcome {
     mismatches: Vec<String>,
     empty: u64,
     requests: u64,
+    retries: u64,
 }
 
 /// One catalog: set it up, then run its share of the experiments one
@@ -469,6 +481,7 @@ async fn run_slot(
         mismatches: Vec::new(),
         empty: 0,
         requests: 0,
+        retries: 0,
     };
     for e in (slot..options.experiments).step_by(options.parallel) {
         run_experiment(client, catalog, options, &base, e, &mut outcome).await?;
@@ -577,6 +590,7 @@ async fn run_experiment(
             tallies[1].empty
         };
     outcome.requests += tallies[0].requests + tallies[1].requests;
+    outcome.retries += tallies[0].retries + tallies[1].retries;
     outcome.runs.push(ExperimentRun {
         name,
         looks,
@@ -648,7 +662,7 @@ async fn shop(
     let mut clicked = HashSet::new();
     let everything: Vec<usize> = (0..catalog.ids.len()).collect();
     let mut bought = false;
-    for _ in 0..options.visits {
+    for visit in 0..options.visits {
         let answer = client
             .must(
                 reqwest::Method::POST,
@@ -723,14 +737,30 @@ async fn shop(
             }
         }
         if !events.is_empty() {
-            let answer = client
-                .must(
-                    reqwest::Method::POST,
-                    &format!("{base}/events"),
-                    Some(&json!({ "events": events })),
-                )
-                .await?;
-            tally.requests += 1;
+            for (n, e) in events.iter_mut().enumerate() {
+                e["event_id"] = json!(format!("{}-{visit}-{n}", shopper.id));
+            }
+            let body = json!({ "events": events });
+            let path = format!("{base}/events");
+            let mut answer = Value::Null;
+            for attempt in 0..=WRITE_RETRIES {
+                let (status, value) = client
+                    .send(reqwest::Method::POST, &path, Some(&body))
+                    .await
+                    .with_context(|| format!("POST {path}"))?;
+                tally.requests += 1;
+                match status {
+                    200 => {
+                        answer = value;
+                        break;
+                    }
+                    503 if attempt < WRITE_RETRIES => {
+                        tally.retries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    _ => bail!("POST {path} answered {status}: {value}"),
+                }
+            }
             if answer["unattributed"].as_u64() != Some(0) {
                 bail!("events of {} were not attributed: {answer}", shopper.id);
             }
@@ -746,7 +776,7 @@ pub fn markdown(report: &Report) -> String {
     let mut out = format!(
         "{} experiments, scenario `{}`, {} shoppers each in {} batches of {} ({} visits, k {}), \
          results read after every batch; {} requests in {:.0} s; mismatched counts: {}; \
-         empty default answers: {}\n\n",
+         empty default answers: {}; event writes retried after a 503: {}\n\n",
         report.experiments.len(),
         serde_json::to_string(&o.scenario).unwrap_or_default(),
         o.units,
@@ -758,6 +788,7 @@ pub fn markdown(report: &Report) -> String {
         report.seconds,
         report.mismatches.len(),
         report.empty_answers,
+        report.retried_writes,
     );
     out.push_str(
         "| metric | control | treatment | true difference | fixed, checked once: p < 0.05 | \
