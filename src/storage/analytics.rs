@@ -180,21 +180,7 @@ impl Store {
 
     /// The highest event-log number of a catalog, if any entry is left.
     pub fn last_event_log_number(&self, catalog_id: u32) -> Result<Option<u64>> {
-        let (from, to) = keys::catalog_range(catalog_id);
-        let mut iter = self.db.iterator_cf(
-            &self.cf(CF_EVENT_LOG),
-            IteratorMode::From(&to, Direction::Reverse),
-        );
-        match iter.next() {
-            Some(entry) => {
-                let (key, _) = entry?;
-                if key.as_ref() < from.as_slice() {
-                    return Ok(None);
-                }
-                Ok(keys::split_change_key(&key).map(|(_, n)| n))
-            }
-            None => Ok(None),
-        }
+        self.last_numbered(CF_EVENT_LOG, catalog_id)
     }
 
     /// Calls `f` with each event-log entry of a catalog numbered above

@@ -593,6 +593,25 @@ impl Store {
         }
     }
 
+    /// The highest number among a catalog's entries in a column family
+    /// keyed by [`keys::change_key`] (the change log, the event log), if
+    /// any entry is left: one reverse seek.
+    pub(crate) fn last_numbered(&self, cf: &str, catalog_id: u32) -> Result<Option<u64>> {
+        let (_, to) = keys::catalog_range(catalog_id);
+        let mut iter = self
+            .db
+            .iterator_cf(&self.cf(cf), IteratorMode::From(&to, Direction::Reverse));
+        match iter.next() {
+            Some(entry) => {
+                let (key, _) = entry?;
+                Ok(keys::split_change_key(&key)
+                    .filter(|(id, _)| *id == catalog_id)
+                    .map(|(_, n)| n))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The catalog's change-log entries numbered above `after`: the ids
     /// they touched (deduplicated, in first-seen order) and the highest
     /// change number in the log (whether above `after` or not).
@@ -602,17 +621,7 @@ impl Store {
         let (_, to) = keys::catalog_range(catalog_id);
         let cf = self.cf(CF_CHANGES);
         // The last entry first: it bounds the numbers already used.
-        let mut last = self
-            .db
-            .iterator_cf(&cf, IteratorMode::From(&to, Direction::Reverse));
-        if let Some(entry) = last.next() {
-            let (key, _) = entry?;
-            if let Some((id, change)) = keys::split_change_key(&key) {
-                if id == catalog_id {
-                    out.last_change = Some(change);
-                }
-            }
-        }
+        out.last_change = self.last_numbered(CF_CHANGES, catalog_id)?;
         let Some(from) = after.checked_add(1) else {
             return Ok(out);
         };
