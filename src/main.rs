@@ -90,7 +90,7 @@ fn serve_main(args: recstore::config::ServeArgs) -> anyhow::Result<()> {
 /// `recstore load`: 0 all loaded, 2 loaded with rejects, 1 nothing changed.
 fn load_main(args: LoadArgs) -> ExitCode {
     let json = args.json;
-    let options = match args.into_options() {
+    let options = match recstore::load::LoadOptions::from_args(args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");

@@ -40,7 +40,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::api::models::{EventWire, ItemWire, UserWire};
-use crate::config::IndexSettings;
+use crate::config::{ConfigError, IndexSettings, LoadArgs, ServeArgs, Settings};
 use crate::error::Error;
 use crate::index::IndexState;
 use crate::model::{CatalogConfig, CatalogName, Event, Item, User};
@@ -78,6 +78,112 @@ pub struct LoadOptions {
     pub index: IndexSettings,
     /// Draw progress bars (on a terminal).
     pub progress: bool,
+}
+
+impl LoadOptions {
+    /// Validates `recstore load`'s flags into load options, with the data directory and
+    /// graph settings resolved exactly as `serve` resolves them, so the
+    /// server accepts the snapshot the load writes.
+    pub fn from_args(args: LoadArgs) -> Result<LoadOptions, ConfigError> {
+        use crate::model::{CatalogConfig, CatalogName, Metric, VectorType};
+        let settings = Settings::from_serve_args(ServeArgs {
+            data_dir: args.data_dir,
+            config: args.config,
+            hnsw_m: args.hnsw_m,
+            hnsw_ef_construction: args.hnsw_ef_construction,
+            ..ServeArgs::default()
+        })?;
+        let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+        let catalog =
+            CatalogName::parse(&args.catalog).map_err(|e| invalid("catalog", e.to_string()))?;
+        let learned = match args.vectors.as_deref() {
+            None | Some("supplied") => false,
+            Some("learned") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "vectors",
+                    format!("{other:?} is not supplied or learned"),
+                ))
+            }
+        };
+        let vector_type = match args.vector_type.as_deref() {
+            None | Some("f32") => VectorType::F32,
+            Some("f16") => VectorType::F16,
+            Some(other) => {
+                return Err(invalid(
+                    "vector_type",
+                    format!("{other:?} is not f32 or f16"),
+                ))
+            }
+        };
+        let create = if args.create && learned {
+            if args.metric.as_deref().is_some_and(|m| m != "cosine") {
+                return Err(invalid(
+                    "metric",
+                    "learned vectors are compared by cosine".into(),
+                ));
+            }
+            Some(
+                CatalogConfig::learned(
+                    args.dimension
+                        .unwrap_or(crate::model::DEFAULT_LEARNED_DIMENSION),
+                    vector_type,
+                    args.price_tiers.unwrap_or(4),
+                )
+                .map_err(|e| invalid("create", e.to_string()))?,
+            )
+        } else if args.create {
+            let dimension = args
+                .dimension
+                .ok_or_else(|| invalid("dimension", "--create needs --dimension".into()))?;
+            let metric = match args.metric.as_deref() {
+                Some("cosine") => Metric::Cosine,
+                Some("dot") => Metric::Dot,
+                Some("l2") => Metric::L2,
+                Some(other) => {
+                    return Err(invalid(
+                        "metric",
+                        format!("{other:?} is not cosine, dot or l2"),
+                    ))
+                }
+                None => return Err(invalid("metric", "--create needs --metric".into())),
+            };
+            Some(
+                CatalogConfig::new(
+                    dimension,
+                    metric,
+                    vector_type,
+                    args.price_tiers.unwrap_or(4),
+                )
+                .map_err(|e| invalid("create", e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let format = match args.format.as_deref() {
+            None => None,
+            Some(raw) => Some(Format::parse(raw).ok_or_else(|| {
+                invalid(
+                    "format",
+                    format!("{raw:?} is not ndjson, csv, npy or fvecs"),
+                )
+            })?),
+        };
+        Ok(LoadOptions {
+            data_dir: settings.data_dir,
+            catalog,
+            create,
+            files: args.files,
+            format,
+            meta: args.meta,
+            users: args.users,
+            events: args.events,
+            skip_invalid: args.skip_invalid,
+            rejects: args.rejects,
+            index: settings.index,
+            progress: !args.no_progress,
+        })
+    }
 }
 
 /// Seconds spent in each phase.
