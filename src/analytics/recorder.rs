@@ -20,6 +20,9 @@ use crate::storage::{Batch, Store};
 const ROUND_MESSAGES: usize = 8192;
 /// How often old impressions are deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often counted event-log entries are dropped (one range delete per
+/// catalog; see `Batch::trim_event_log`).
+const TRIM_EVERY: Duration = Duration::from_secs(300);
 /// Event writes replayed per round at open.
 const REPLAY_ROUND: usize = 2000;
 
@@ -39,6 +42,10 @@ struct CatalogState {
     /// `None`: deleted.
     clicks: HashMap<(String, String), Option<ClickRecord>>,
     watermark: Option<u64>,
+    /// The newest watermark written, and the entry the log was last
+    /// trimmed through.
+    counted_through: Option<u64>,
+    trimmed_through: Option<u64>,
 }
 
 struct Recorder {
@@ -56,6 +63,7 @@ pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) 
         catalogs: HashMap::new(),
     };
     let mut last_retention: Option<Instant> = None;
+    let mut last_trim = Instant::now();
     loop {
         let message = match receiver.recv_timeout(Duration::from_secs(60)) {
             Ok(m) => m,
@@ -63,6 +71,10 @@ pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) 
                 if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
                     recorder.expire();
                     last_retention = Some(Instant::now());
+                }
+                if last_trim.elapsed() >= TRIM_EVERY {
+                    recorder.trim();
+                    last_trim = Instant::now();
                 }
                 continue;
             }
@@ -84,6 +96,10 @@ pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) 
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             recorder.expire();
             last_retention = Some(Instant::now());
+        }
+        if last_trim.elapsed() >= TRIM_EVERY {
+            recorder.trim();
+            last_trim = Instant::now();
         }
         for b in barriers {
             let _ = b.send(());
@@ -575,7 +591,9 @@ impl Recorder {
             state.orders.clear();
             state.clicks.clear();
             state.dirty_arms.clear();
-            state.watermark = None;
+            if let Some(w) = state.watermark.take() {
+                state.counted_through = Some(w);
+            }
         }
         if !written.is_empty() {
             let mut pending = analytics.pending.lock();
@@ -584,6 +602,32 @@ impl Recorder {
             }
             drop(pending);
             analytics.queued.fetch_sub(written.len(), Ordering::AcqRel);
+        }
+    }
+
+    /// Drops the counted event-log entries: one range delete per catalog
+    /// whose watermark moved since the last trim.
+    fn trim(&mut self) {
+        let mut batch = Batch::new();
+        for (&catalog_id, state) in &self.catalogs {
+            if let Some(w) = state
+                .counted_through
+                .filter(|w| state.trimmed_through < Some(*w))
+            {
+                batch.trim_event_log(catalog_id, w);
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        match self.store.write_unsynced(batch) {
+            Ok(()) => {
+                for state in self.catalogs.values_mut() {
+                    state.trimmed_through = state.counted_through;
+                }
+            }
+            // Harmless: the entries are below the watermark, never replayed.
+            Err(e) => tracing::warn!(error = %e, "could not drop counted event-log entries"),
         }
     }
 

@@ -101,14 +101,21 @@ impl Batch {
         });
     }
 
-    /// Records that every event-log entry up to `number` is counted, and
-    /// drops those entries.
+    /// Records that every event-log entry up to `number` is counted.
     pub fn set_analytics_watermark(&mut self, catalog_id: u32, number: u64) {
         self.push(Op::Put {
             cf: CF_ANALYTICS,
             key: keys::analytics_watermark_key(catalog_id),
             value: number.to_be_bytes().to_vec(),
         });
+    }
+
+    /// Drops the event-log entries up to `number` (counted ones: at or
+    /// below the watermark). One range tombstone: the recorder sends it
+    /// every few minutes, not with every watermark, because RocksDB
+    /// fragments all of a memtable's range tombstones on each flush and
+    /// read, and thousands of them stalled every write for minutes.
+    pub fn trim_event_log(&mut self, catalog_id: u32, number: u64) {
         self.push(Op::DeleteRange {
             cf: CF_EVENT_LOG,
             from: keys::event_log_key(catalog_id, 0),
