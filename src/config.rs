@@ -640,10 +640,12 @@ impl Settings {
             .impression_queue
             .or(file.impression_queue)
             .unwrap_or(Defaults::IMPRESSION_QUEUE);
-        if !(1..=10_000_000).contains(&impression_queue) {
+        // 0 records no impression (each is dropped and counted): for a
+        // node that only serves, and to measure what logging costs.
+        if impression_queue > 10_000_000 {
             return Err(ConfigError::Invalid {
                 key: "impression_queue",
-                reason: "must be 1 to 10000000".into(),
+                reason: "must be 0 to 10000000".into(),
             });
         }
         let m = args.hnsw_m.or(file.hnsw_m).unwrap_or(Defaults::HNSW_M);

@@ -259,3 +259,52 @@ async fn answers_are_recorded_attributed_counted_and_kept_across_a_restart() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impression_queue_of_zero_records_nothing_and_counts_the_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |s| s.analytics.impression_queue = 0).await;
+    let api = &server.api;
+    catalog(api).await;
+    let p = fixtures::superstore();
+    let answer = api
+        .post_ok(
+            "/v1/catalogs/shop/recommend/similar",
+            json!({"item_id": p[0].id, "user_id": "u", "k": 5}),
+        )
+        .await;
+    // The answer is whole: only its record is dropped.
+    assert_eq!(answer["hits"].as_array().unwrap().len(), 5);
+    let id = answer["recommendation_id"].as_str().unwrap();
+    let (status, body) = api
+        .get(&format!("/v1/catalogs/shop/recommendations/{id}"))
+        .await;
+    assert_error(
+        &(status, body),
+        404,
+        "recommendation_not_found",
+        Some("recommendation_id"),
+    );
+    let item = answer["hits"][0]["id"].as_str().unwrap();
+    let outcome = api
+        .post_ok(
+            "/v1/catalogs/shop/events",
+            json!({"events": [{"user_id": "u", "item_id": item, "type": "click", "recommendation_id": id}]}),
+        )
+        .await;
+    assert_eq!(outcome["accepted"], 1);
+    assert_eq!(outcome["unattributed"], 1);
+    let metrics = reqwest::get(format!("{}/metrics", api.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("recstore_impressions{state=\"dropped\"} 1")),
+        "{metrics}"
+    );
+    server.stop().await;
+}
