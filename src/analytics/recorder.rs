@@ -16,6 +16,8 @@ use crate::model::analytics::{
 use crate::model::{Event, EventKind};
 use crate::storage::{Batch, Store};
 
+/// How long a round gathers messages after its first one.
+const ROUND_PAUSE: Duration = Duration::from_millis(5);
 /// Most messages applied in one round (one RocksDB write).
 const ROUND_MESSAGES: usize = 8192;
 /// How often old impressions are deleted.
@@ -80,6 +82,13 @@ pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) 
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        // Let a round gather before applying it, unless someone waits on
+        // it: woken for every impression, this thread cost the answers
+        // ~10 % of their throughput on 2 cores (futex wake-ups and context
+        // switches, not the writing); a pause makes ~200 rounds a second.
+        if !matches!(message, Message::Barrier(_)) {
+            std::thread::sleep(ROUND_PAUSE);
+        }
         let mut barriers = Vec::new();
         let mut written: Vec<(u32, String)> = Vec::new();
         let mut next = Some(message);
