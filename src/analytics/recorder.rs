@@ -57,6 +57,28 @@ struct Recorder {
     catalogs: HashMap<u32, CatalogState>,
 }
 
+/// The recorder's periodic work, done between rounds and when idle.
+struct Chores {
+    last_retention: Option<Instant>,
+    last_trim: Instant,
+}
+
+impl Chores {
+    fn run(&mut self, recorder: &mut Recorder) {
+        if self
+            .last_retention
+            .is_none_or(|t| t.elapsed() >= RETENTION_EVERY)
+        {
+            recorder.expire();
+            self.last_retention = Some(Instant::now());
+        }
+        if self.last_trim.elapsed() >= TRIM_EVERY {
+            recorder.trim();
+            self.last_trim = Instant::now();
+        }
+    }
+}
+
 pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) {
     let mut recorder = Recorder {
         store: Arc::clone(&analytics.store),
@@ -64,20 +86,15 @@ pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) 
         retention_ms: analytics.settings.impression_retention_ms,
         catalogs: HashMap::new(),
     };
-    let mut last_retention: Option<Instant> = None;
-    let mut last_trim = Instant::now();
+    let mut chores = Chores {
+        last_retention: None,
+        last_trim: Instant::now(),
+    };
     loop {
         let message = match receiver.recv_timeout(Duration::from_secs(60)) {
             Ok(m) => m,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
-                    recorder.expire();
-                    last_retention = Some(Instant::now());
-                }
-                if last_trim.elapsed() >= TRIM_EVERY {
-                    recorder.trim();
-                    last_trim = Instant::now();
-                }
+                chores.run(&mut recorder);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -102,14 +119,7 @@ pub(super) fn run(analytics: Arc<Analytics>, receiver: mpsc::Receiver<Message>) 
             next = receiver.try_recv().ok();
         }
         recorder.flush(&analytics, &written);
-        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
-            recorder.expire();
-            last_retention = Some(Instant::now());
-        }
-        if last_trim.elapsed() >= TRIM_EVERY {
-            recorder.trim();
-            last_trim = Instant::now();
-        }
+        chores.run(&mut recorder);
         for b in barriers {
             let _ = b.send(());
         }
