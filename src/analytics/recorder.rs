@@ -25,6 +25,11 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How often counted event-log entries are dropped (one range delete per
 /// catalog; see `Batch::trim_event_log`).
 const TRIM_EVERY: Duration = Duration::from_secs(300);
+/// ...or sooner once a catalog has this many counted event writes
+/// waiting to be dropped (at 100+ writes a second a trim every few
+/// minutes would keep gigabytes of dead log; a few range deletes a
+/// minute are harmless).
+const TRIM_ENTRIES: u64 = 10_000;
 /// Event writes replayed per round at open.
 const REPLAY_ROUND: usize = 2000;
 
@@ -72,7 +77,7 @@ impl Chores {
             recorder.expire();
             self.last_retention = Some(Instant::now());
         }
-        if self.last_trim.elapsed() >= TRIM_EVERY {
+        if self.last_trim.elapsed() >= TRIM_EVERY || recorder.untrimmed() >= TRIM_ENTRIES {
             recorder.trim();
             self.last_trim = Instant::now();
         }
@@ -622,6 +627,18 @@ impl Recorder {
             drop(pending);
             analytics.queued.fetch_sub(written.len(), Ordering::AcqRel);
         }
+    }
+
+    /// The most counted event-log entries a catalog still keeps.
+    fn untrimmed(&self) -> u64 {
+        self.catalogs
+            .values()
+            .filter_map(|s| {
+                let w = s.counted_through?;
+                Some(w.saturating_sub(s.trimmed_through.unwrap_or(0)))
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Drops the counted event-log entries: one range delete per catalog
