@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{ids, TestServer};
+use crate::support::{ids, metric, scrape_metrics, TestServer};
 
 const C: &str = "/v1/catalogs/shop";
 
@@ -202,15 +202,13 @@ async fn the_model_retrains_in_the_background_and_can_be_turned_off() {
         .await;
     let status = wait_for_model(&api).await;
     assert_eq!(status["model"]["events"], json!(60), "{status}");
-    let metrics = reqwest::get(format!("{}/metrics", api.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("recstore_collaborative_model_items{catalog=\"shop\"} 6"),
-        "{metrics}"
+    let metrics = scrape_metrics(&api.url).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "recstore_collaborative_model_items{catalog=\"shop\"}"
+        ),
+        6.0
     );
 
     // Turned off: no model is used or shown, and picks fall back to

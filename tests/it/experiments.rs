@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::support::fixtures;
-use crate::support::{assert_error, Api, TestServer};
+use crate::support::{assert_error, metric, scrape_metrics, Api, TestServer};
 
 async fn catalog(api: &Api) {
     api.create_catalog("shop", json!({"dimension": 384, "metric": "cosine"}))
@@ -294,17 +294,10 @@ async fn an_impression_queue_of_zero_records_nothing_and_counts_the_drops() {
         .await;
     assert_eq!(outcome["accepted"], 1);
     assert_eq!(outcome["unattributed"], 1);
-    let metrics = reqwest::get(format!("{}/metrics", api.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("recstore_impressions{state=\"dropped\"} 1")),
-        "{metrics}"
+    let metrics = scrape_metrics(&api.url).await;
+    assert_eq!(
+        metric(&metrics, "recstore_impressions{state=\"dropped\"}"),
+        1.0
     );
     server.stop().await;
 }

@@ -8,36 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Api, Rng, TestServer};
-
-/// Scrapes `/metrics` into series (name plus labels, as printed) -> value.
-async fn scrape(url: &str) -> HashMap<String, f64> {
-    let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    let text = response.text().await.unwrap();
-    assert!(text.ends_with("# EOF\n"), "{text}");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("series value");
-            (series.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
-}
-
-fn get(metrics: &HashMap<String, f64>, series: &str) -> f64 {
-    *metrics
-        .get(series)
-        .unwrap_or_else(|| panic!("{series} missing from {:#?}", metrics.keys()))
-}
+use crate::support::{metric, scrape_metrics, Api, Rng, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_requests_catalogs_planner_and_store() {
@@ -90,24 +61,24 @@ async fn metrics_report_requests_catalogs_planner_and_store() {
     let (status, _) = api.get("/no/such/route/9f3a").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let m = scrape(&api.url).await;
+    let m = scrape_metrics(&api.url).await;
     let search = r#"method="POST",route="/v1/catalogs/{catalog}/search""#;
     assert_eq!(
-        get(
+        metric(
             &m,
             &format!("recstore_http_requests_total{{{search},status=\"200\"}}")
         ),
         7.0
     );
     assert_eq!(
-        get(
+        metric(
             &m,
             &format!("recstore_http_requests_total{{{search},status=\"400\"}}")
         ),
         1.0
     );
     assert_eq!(
-        get(
+        metric(
             &m,
             r#"recstore_http_requests_total{method="GET",route="unmatched",status="404"}"#
         ),
@@ -118,60 +89,60 @@ async fn metrics_report_requests_catalogs_planner_and_store() {
         "raw paths never become labels"
     );
     assert_eq!(
-        get(
+        metric(
             &m,
             &format!("recstore_http_request_duration_seconds_count{{{search}}}")
         ),
         8.0
     );
     assert_eq!(
-        get(
+        metric(
             &m,
             &format!("recstore_http_request_duration_seconds_bucket{{le=\"+Inf\",{search}}}")
         ),
         8.0
     );
-    assert_eq!(get(&m, r#"recstore_items{catalog="shop"}"#), 48.0);
-    assert_eq!(get(&m, r#"recstore_users{catalog="shop"}"#), 1.0);
-    assert_eq!(get(&m, r#"recstore_graph_points{catalog="shop"}"#), 50.0);
-    assert_eq!(get(&m, r#"recstore_tombstones{catalog="shop"}"#), 2.0);
-    assert_eq!(get(&m, r#"recstore_catalogs{status="ready"}"#), 1.0);
+    assert_eq!(metric(&m, r#"recstore_items{catalog="shop"}"#), 48.0);
+    assert_eq!(metric(&m, r#"recstore_users{catalog="shop"}"#), 1.0);
+    assert_eq!(metric(&m, r#"recstore_graph_points{catalog="shop"}"#), 50.0);
+    assert_eq!(metric(&m, r#"recstore_tombstones{catalog="shop"}"#), 2.0);
+    assert_eq!(metric(&m, r#"recstore_catalogs{status="ready"}"#), 1.0);
     assert_eq!(
-        get(
+        metric(
             &m,
             r#"recstore_planner_searches{catalog="shop",path="exact"}"#
         ),
         5.0
     );
     assert_eq!(
-        get(
+        metric(
             &m,
             r#"recstore_planner_searches{catalog="shop",path="empty"}"#
         ),
         2.0
     );
     assert_eq!(
-        get(
+        metric(
             &m,
             r#"recstore_planner_searches{catalog="shop",path="graph"}"#
         ),
         0.0
     );
     assert_eq!(
-        get(&m, r#"recstore_changes_since_snapshot{catalog="shop"}"#),
+        metric(&m, r#"recstore_changes_since_snapshot{catalog="shop"}"#),
         52.0
     );
-    assert!(get(&m, r#"recstore_rocksdb{property="memtable_bytes"}"#) > 0.0);
+    assert!(metric(&m, r#"recstore_rocksdb{property="memtable_bytes"}"#) > 0.0);
     // The memtables are charged to the shared cache.
-    assert!(get(&m, r#"recstore_rocksdb{property="block_cache_bytes"}"#) > 0.0);
+    assert!(metric(&m, r#"recstore_rocksdb{property="block_cache_bytes"}"#) > 0.0);
     assert_eq!(
-        get(&m, r#"recstore_rocksdb{property="background_errors"}"#),
+        metric(&m, r#"recstore_rocksdb{property="background_errors"}"#),
         0.0
     );
-    assert!(get(&m, "recstore_process_resident_memory_bytes") > 1e6);
+    assert!(metric(&m, "recstore_process_resident_memory_bytes") > 1e6);
     // glibc's heap: the index and the store's buffers are allocated.
     assert!(
-        get(
+        metric(
             &m,
             r#"recstore_process_heap_bytes{allocator="jemalloc",state="in_use"}"#
         ) > 1e6
@@ -179,7 +150,7 @@ async fn metrics_report_requests_catalogs_planner_and_store() {
     assert!(m.contains_key(r#"recstore_process_heap_bytes{allocator="jemalloc",state="free"}"#));
     // RocksDB's memtables are allocated by glibc.
     assert!(
-        get(
+        metric(
             &m,
             r#"recstore_process_heap_bytes{allocator="glibc",state="in_use"}"#
         ) > 1e5
@@ -188,9 +159,9 @@ async fn metrics_report_requests_catalogs_planner_and_store() {
     // A deleted catalog's series disappear.
     let (status, _) = api.delete("/v1/catalogs/shop").await;
     assert_eq!(status, StatusCode::OK);
-    let m = scrape(&api.url).await;
+    let m = scrape_metrics(&api.url).await;
     assert!(!m.contains_key(r#"recstore_items{catalog="shop"}"#));
-    assert_eq!(get(&m, r#"recstore_catalogs{status="ready"}"#), 0.0);
+    assert_eq!(metric(&m, r#"recstore_catalogs{status="ready"}"#), 0.0);
     server.stop().await;
 }
 
@@ -211,19 +182,19 @@ async fn graph_searches_are_counted_as_graph() {
         api.search("g", json!({ "vector": rng.vector(8), "k": 5 }))
             .await;
     }
-    let m = scrape(&api.url).await;
+    let m = scrape_metrics(&api.url).await;
     assert_eq!(
-        get(&m, r#"recstore_planner_searches{catalog="g",path="graph"}"#),
+        metric(&m, r#"recstore_planner_searches{catalog="g",path="graph"}"#),
         4.0
     );
     assert_eq!(
-        get(&m, r#"recstore_planner_searches{catalog="g",path="exact"}"#),
+        metric(&m, r#"recstore_planner_searches{catalog="g",path="exact"}"#),
         0.0
     );
     // Each search's distance evaluations are counted: a beam of 64
     // (ef_search) evaluates at least 64 of the 400 points.
-    assert_eq!(get(&m, r#"recstore_graph_searches{catalog="g"}"#), 4.0);
-    let evaluations = get(&m, r#"recstore_graph_distance_evaluations{catalog="g"}"#);
+    assert_eq!(metric(&m, r#"recstore_graph_searches{catalog="g"}"#), 4.0);
+    let evaluations = metric(&m, r#"recstore_graph_distance_evaluations{catalog="g"}"#);
     assert!(evaluations >= 4.0 * 64.0, "{evaluations}");
     server.stop().await;
 }
@@ -276,7 +247,7 @@ fn assert_chunks(m: &HashMap<String, f64>, catalog: &str, idle: f64, urgent: f64
     for (pool, want) in [("idle", idle), ("urgent", urgent)] {
         let series =
             format!(r#"recstore_index_rebuild_chunks{{catalog="{catalog}",pool="{pool}"}}"#);
-        assert_eq!(get(m, &series), want, "{series}");
+        assert_eq!(metric(m, &series), want, "{series}");
     }
 }
 
@@ -293,7 +264,7 @@ async fn rebuild_chunks_are_counted_by_the_pool_they_ran_on() {
     rebuild_after_deleting(api, "mild", 250).await;
     // 50 % dead, past twice the trigger: urgent from the first chunk.
     rebuild_after_deleting(api, "heavy", 500).await;
-    let m = scrape(&api.url).await;
+    let m = scrape_metrics(&api.url).await;
     assert_chunks(&m, "mild", chunks_of(750), 0.0);
     assert_chunks(&m, "heavy", 0.0, chunks_of(500));
     server.stop().await;
@@ -302,7 +273,7 @@ async fn rebuild_chunks_are_counted_by_the_pool_they_ran_on() {
     let dir = tempfile::tempdir().unwrap();
     let server = rebuilding_server(dir.path(), 0).await;
     rebuild_after_deleting(&server.api, "mild", 250).await;
-    let m = scrape(&server.api.url).await;
+    let m = scrape_metrics(&server.api.url).await;
     assert_chunks(&m, "mild", 0.0, chunks_of(750));
     server.stop().await;
 }

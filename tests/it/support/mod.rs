@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -356,4 +357,33 @@ impl Rng {
 /// Cosine similarity, as recstore scores a cosine catalog.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     fixtures::score(fixtures::Metric::Cosine, a, b)
+}
+
+/// Scrapes `/metrics` into series (name plus labels, as printed) -> value.
+pub async fn scrape_metrics(url: &str) -> HashMap<String, f64> {
+    let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("series value");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+pub fn metric(metrics: &HashMap<String, f64>, series: &str) -> f64 {
+    *metrics
+        .get(series)
+        .unwrap_or_else(|| panic!("{series} missing from {:#?}", metrics.keys()))
 }
