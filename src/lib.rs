@@ -22,6 +22,7 @@ pub mod backup;
 pub mod catalog;
 pub mod collaborative;
 pub mod config;
+pub mod engagement;
 pub mod error;
 pub mod experiments;
 pub mod index;

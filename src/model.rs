@@ -341,7 +341,22 @@ pub enum EventKind {
     Click,
     AddToCart,
     Purchase,
+    /// Explicit feedback: 1 to 5 stars (checked at the edge). Above 3
+    /// pulls the user's profile toward the item, below 3 pushes it away.
+    Rating(u8),
+    /// "Not for me": the item never comes back for this user and its near
+    /// neighbours are demoted for them.
+    Dislike,
+    /// "I own this": left out like a purchase, without being one (no
+    /// revenue, no basket, no repurchase figures).
+    Own,
+    /// A purchase sent back: counts against the item (its return rate)
+    /// and pushes the user's profile away from it.
+    Return,
 }
+
+/// Lowest and highest star of a `rating`.
+pub const RATING_RANGE: std::ops::RangeInclusive<u8> = 1..=5;
 
 impl EventKind {
     pub fn as_str(self) -> &'static str {
@@ -350,7 +365,20 @@ impl EventKind {
             EventKind::Click => "click",
             EventKind::AddToCart => "add_to_cart",
             EventKind::Purchase => "purchase",
+            EventKind::Rating(_) => "rating",
+            EventKind::Dislike => "dislike",
+            EventKind::Own => "own",
+            EventKind::Return => "return",
         }
+    }
+
+    /// Whether the event shows interest in the item shown (a click or
+    /// better): what attribution and the engagement score count.
+    pub fn is_engagement(self) -> bool {
+        matches!(
+            self,
+            EventKind::Click | EventKind::AddToCart | EventKind::Purchase
+        )
     }
 }
 
@@ -387,15 +415,30 @@ pub struct EventWeights {
     pub click: f64,
     pub add_to_cart: f64,
     pub purchase: f64,
+    /// A 5-star rating counts `+rating`, 4 stars `+rating / 2`, 3 nothing,
+    /// 2 stars `-rating / 2`, 1 star `-rating`.
+    pub rating: f64,
+    /// Magnitudes of a push: a dislike counts `-dislike`, a return
+    /// `-return_`.
+    pub dislike: f64,
+    pub own: f64,
+    pub return_: f64,
 }
 
 impl EventWeights {
+    /// The signed weight of one event: positive pulls a profile toward
+    /// the item and adds to its popularity and to the collaborative row;
+    /// negative pushes a profile away and counts nowhere else.
     pub fn of(&self, kind: EventKind) -> f64 {
         match kind {
             EventKind::View => self.view,
             EventKind::Click => self.click,
             EventKind::AddToCart => self.add_to_cart,
             EventKind::Purchase => self.purchase,
+            EventKind::Rating(stars) => self.rating * (f64::from(stars) - 3.0) / 2.0,
+            EventKind::Dislike => -self.dislike,
+            EventKind::Own => self.own,
+            EventKind::Return => -self.return_,
         }
     }
 }
@@ -553,6 +596,84 @@ pub struct BehaviourSettings {
     /// they viewed, clicked or carted and did not buy (bought ones follow
     /// the purchase rules).
     pub exclude_seen: bool,
+    pub feedback: FeedbackSettings,
+    pub engagement: EngagementSettings,
+}
+
+/// What explicit feedback and returns do (see `recommend::rerank`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FeedbackSettings {
+    /// How many of a disliked item's nearest neighbours are demoted for
+    /// the user who disliked it (0: none, only the item is left out).
+    pub dislike_neighbours: u32,
+    /// Fewest purchases before an item's return rate is trusted.
+    pub return_min_purchases: u32,
+    /// Items whose returns / purchases exceed this are demoted in every
+    /// surface (1: never).
+    pub return_max_rate: f64,
+}
+
+impl Default for FeedbackSettings {
+    fn default() -> Self {
+        FeedbackSettings {
+            dislike_neighbours: 10,
+            return_min_purchases: 10,
+            // Retail return rates run 5-30 % (fashion higher); an item
+            // sent back more than a third of the time is a problem item
+            // in most shops.
+            return_max_rate: 0.33,
+        }
+    }
+}
+
+/// Most neighbours of a disliked item that may be demoted.
+pub const MAX_DISLIKE_NEIGHBOURS: u32 = 100;
+
+/// What orders an answer's hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RankBy {
+    /// The surface's own ranking (similarity, blend, bought-together).
+    #[default]
+    Score,
+    /// The predicted engagement (`engagement`), best first.
+    Engagement,
+}
+
+impl RankBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RankBy::Score => "score",
+            RankBy::Engagement => "engagement",
+        }
+    }
+}
+
+/// How the engagement model is trained (see `engagement`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngagementSettings {
+    /// How answers are ordered unless a request says otherwise.
+    pub rank_by: RankBy,
+    /// Fewest labelled hits (shown long enough ago for their outcome to be
+    /// known) before a model replaces the prior.
+    pub min_samples: u64,
+    /// ...of which at least this many were engaged with.
+    pub min_positives: u64,
+    /// The model is retrained this often while new impressions arrive...
+    pub retrain_ms: i64,
+    /// ...and sooner once this many new engaged hits were attributed.
+    pub retrain_min_outcomes: u64,
+}
+
+impl Default for EngagementSettings {
+    fn default() -> Self {
+        EngagementSettings {
+            rank_by: RankBy::Score,
+            min_samples: 2_000,
+            min_positives: 100,
+            retrain_ms: 3_600_000,
+            retrain_min_outcomes: 1_000,
+        }
+    }
 }
 
 impl Default for BehaviourSettings {
@@ -563,6 +684,13 @@ impl Default for BehaviourSettings {
                 click: 2.0,
                 add_to_cart: 4.0,
                 purchase: 8.0,
+                // A five-star rating says as much as a cart add; owning an
+                // item as much as buying it. A dislike or a return pushes
+                // as hard as a cart add pulls.
+                rating: 4.0,
+                dislike: 4.0,
+                own: 8.0,
+                return_: 4.0,
             },
             session_half_life_ms: 30 * MINUTE_MS,
             long_term_half_life_ms: 30 * DAY_MS,
@@ -600,6 +728,8 @@ impl Default for BehaviourSettings {
             // Gorse leaves seen items out too; a shop that wants
             // "still interested?" turns it off.
             exclude_seen: true,
+            feedback: FeedbackSettings::default(),
+            engagement: EngagementSettings::default(),
         }
     }
 }
@@ -624,6 +754,10 @@ impl BehaviourSettings {
         weight("event_weights.click", self.weights.click)?;
         weight("event_weights.add_to_cart", self.weights.add_to_cart)?;
         weight("event_weights.purchase", self.weights.purchase)?;
+        weight("event_weights.rating", self.weights.rating)?;
+        weight("event_weights.dislike", self.weights.dislike)?;
+        weight("event_weights.own", self.weights.own)?;
+        weight("event_weights.return", self.weights.return_)?;
         weight("blend.session", self.blend.session)?;
         weight("blend.long_term", self.blend.long_term)?;
         weight("blend.user_vector", self.blend.user_vector)?;
@@ -720,6 +854,39 @@ impl BehaviourSettings {
                 "settings.collaborative.retrain_share",
                 "must be a finite number in 0..=100",
             ));
+        }
+        let f = &self.feedback;
+        if f.dislike_neighbours > MAX_DISLIKE_NEIGHBOURS {
+            return Err(Error::invalid(
+                "settings.feedback.dislike_neighbours",
+                format!("must be in 0..={MAX_DISLIKE_NEIGHBOURS}"),
+            ));
+        }
+        if f.return_min_purchases == 0 {
+            return Err(Error::invalid(
+                "settings.feedback.return_min_purchases",
+                "must be at least 1",
+            ));
+        }
+        if !f.return_max_rate.is_finite() || !(0.0..=1.0).contains(&f.return_max_rate) {
+            return Err(Error::invalid(
+                "settings.feedback.return_max_rate",
+                "must be a number in 0..=1",
+            ));
+        }
+        let g = &self.engagement;
+        duration("engagement.retrain_secs", g.retrain_ms)?;
+        for (name, v) in [
+            ("min_samples", g.min_samples),
+            ("min_positives", g.min_positives),
+            ("retrain_min_outcomes", g.retrain_min_outcomes),
+        ] {
+            if v == 0 || v > 1_000_000_000 {
+                return Err(Error::invalid(
+                    format!("settings.engagement.{name}"),
+                    "must be in 1..=1000000000",
+                ));
+            }
         }
         let r = &self.repurchase;
         if !r.min_rate.is_finite() || !(0.0..=1.0).contains(&r.min_rate) {

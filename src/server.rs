@@ -200,6 +200,9 @@ impl Trainer {
                         if catalog.training_due() {
                             train(&catalog);
                         }
+                        if !flag.load(Ordering::Relaxed) && catalog.engagement_due() {
+                            train_engagement(&catalog);
+                        }
                     }
                 }
                 let _ = done_tx.send(());
@@ -243,6 +246,20 @@ fn train(catalog: &crate::catalog::Catalog) {
         }
         Err(_) => {
             tracing::error!(catalog = %catalog.name(), "training the collaborative model panicked (see the log)")
+        }
+    }
+}
+
+fn train_engagement(catalog: &crate::catalog::Catalog) {
+    let trained =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| catalog.train_engagement()));
+    match trained {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(catalog = %catalog.name(), error = %e, "training the engagement model failed; retried at the next check")
+        }
+        Err(_) => {
+            tracing::error!(catalog = %catalog.name(), "training the engagement model panicked (see the log)")
         }
     }
 }

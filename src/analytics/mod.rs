@@ -82,6 +82,19 @@ pub struct Totals {
     pub unattributed: AtomicU64,
     pub revenue_milli: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Explicit feedback events counted: rating, dislike, own, return.
+    pub feedback: [AtomicU64; 4],
+}
+
+/// The index of an explicit-feedback kind in [`Totals::feedback`].
+pub fn feedback_index(kind: EventKind) -> Option<usize> {
+    match kind {
+        EventKind::Rating(_) => Some(0),
+        EventKind::Dislike => Some(1),
+        EventKind::Own => Some(2),
+        EventKind::Return => Some(3),
+        _ => None,
+    }
 }
 
 impl Totals {
@@ -100,6 +113,10 @@ pub struct Shared {
     pending: Mutex<HashMap<(u32, String), Arc<Impression>>>,
     queued: AtomicUsize,
     totals: Totals,
+    /// Impressions recorded and hits marked engaged per catalog since the
+    /// process started: the engagement model retrains when enough new
+    /// ones arrived.
+    activity: Mutex<HashMap<u32, (u64, u64)>>,
 }
 
 /// The recorder's handle (see the module documentation).
@@ -122,6 +139,29 @@ impl Shared {
     pub fn totals(&self) -> &Totals {
         &self.totals
     }
+
+    /// Impressions recorded and hits marked engaged for `catalog_id` since
+    /// the process started.
+    pub fn activity(&self, catalog_id: u32) -> (u64, u64) {
+        self.activity
+            .lock()
+            .get(&catalog_id)
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
+    fn count_impression(&self, catalog_id: u32) {
+        self.activity.lock().entry(catalog_id).or_default().0 += 1;
+    }
+
+    fn count_engaged(&self, catalog_id: u32) {
+        self.activity.lock().entry(catalog_id).or_default().1 += 1;
+    }
+
+    /// The attribution window, in milliseconds.
+    pub fn window_ms(&self) -> i64 {
+        self.settings.attribution_window_ms
+    }
 }
 
 /// How long a read waits for the recorder to catch up before answering
@@ -138,6 +178,7 @@ impl Analytics {
             pending: Mutex::new(HashMap::new()),
             queued: AtomicUsize::new(0),
             totals: Totals::default(),
+            activity: Mutex::new(HashMap::new()),
         });
         let analytics = Arc::new(Analytics {
             shared: Arc::clone(&shared),

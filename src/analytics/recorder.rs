@@ -278,6 +278,7 @@ impl Recorder {
             state.impressions.push(Arc::clone(&i));
             state.fresh.insert(i.id.clone(), Arc::clone(&i));
         }
+        analytics.count_impression(catalog_id);
         let b = self.bucket(catalog_id, hour_of(i.at_ms), Some(i.surface.code()))?;
         b.impressions += 1;
         b.record_latency(i.latency_us);
@@ -328,6 +329,31 @@ impl Recorder {
         Ok(())
     }
 
+    /// Marks the hit at 1-based `position` of `i` engaged when the event
+    /// came within the attribution window of the answer (the labels of
+    /// the engagement model), and writes the impression again this round.
+    fn mark_engaged(
+        &mut self,
+        analytics: &Analytics,
+        catalog_id: u32,
+        i: &Arc<Impression>,
+        position: u32,
+        at_ms: i64,
+    ) {
+        let p = position - 1;
+        if at_ms - i.at_ms > self.window_ms || i.engaged.binary_search(&p).is_ok() {
+            return;
+        }
+        let mut marked = Impression::clone(i);
+        let at = marked.engaged.partition_point(|&q| q < p);
+        marked.engaged.insert(at, p);
+        let marked = Arc::new(marked);
+        let state = self.state(catalog_id);
+        state.impressions.push(Arc::clone(&marked));
+        state.fresh.insert(marked.id.clone(), marked);
+        analytics.count_engaged(catalog_id);
+    }
+
     fn lookup(&mut self, catalog_id: u32, id: &str) -> Result<Option<Arc<Impression>>> {
         if let Some(i) = self.state(catalog_id).fresh.get(id) {
             return Ok(Some(Arc::clone(i)));
@@ -365,11 +391,25 @@ impl Recorder {
             _ => 0.0,
         };
         let mut attribution: Option<Attribution> = None;
-        if e.kind != EventKind::View {
+        if let Some(i) = super::feedback_index(e.kind) {
+            let b = self.bucket(catalog_id, hour, None)?;
+            match i {
+                0 => b.ratings += 1,
+                1 => b.dislikes += 1,
+                2 => b.owns += 1,
+                _ => b.returns += 1,
+            }
+            analytics.totals.feedback[i].fetch_add(1, Ordering::Relaxed);
+        }
+        if e.kind.is_engagement() {
             if let Some(id) = &e.recommendation_id {
-                let shown = self
-                    .lookup(catalog_id, id)?
-                    .and_then(|i| super::attribute(&i, id, &e.item_id));
+                let impression = self.lookup(catalog_id, id)?;
+                let shown = impression
+                    .as_ref()
+                    .and_then(|i| super::attribute(i, id, &e.item_id));
+                if let (Some(i), Some(a)) = (&impression, &shown) {
+                    self.mark_engaged(analytics, catalog_id, i, a.position, e.timestamp_ms);
+                }
                 match shown {
                     Some(a) => attribution = Some(a),
                     None => {
@@ -413,7 +453,7 @@ impl Recorder {
                         .attributed_revenue_milli
                         .fetch_add((revenue * 1000.0).round() as u64, Ordering::Relaxed);
                 }
-                EventKind::View => {}
+                _ => {}
             }
             if e.kind == EventKind::Click {
                 self.state(catalog_id).clicks.insert(
@@ -445,7 +485,7 @@ impl Recorder {
                                 s.purchases += 1;
                                 s.attributed_revenue += revenue;
                             }
-                            EventKind::View => {}
+                            _ => {}
                         }
                     }
                 }

@@ -138,6 +138,10 @@ pub async fn analytics(
                     b.revenue_without_recommendation / b.orders_without_recommendation as f64
                 }),
                 unattributed: b.unattributed,
+                ratings: b.ratings,
+                dislikes: b.dislikes,
+                owns: b.owns,
+                returns: b.returns,
             })
             .collect();
         Ok(Json(AnalyticsView {

@@ -94,6 +94,7 @@ pub struct Metrics {
     recommendation_events: Family<SurfaceLabels, Gauge>,
     attributed_revenue: Family<SurfaceLabels, FloatGauge>,
     impressions: Family<ImpressionLabels, Gauge>,
+    feedback: Family<FeedbackLabels, Gauge>,
     purchase_revenue: FloatGauge,
     unattributed: Gauge,
     store: Family<StoreLabels, Gauge>,
@@ -115,6 +116,12 @@ struct SurfaceLabels {
 struct ImpressionLabels {
     /// `written`, `dropped` (the queue was full) or `queued`.
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeedbackLabels {
+    /// `rating`, `dislike`, `own` or `return`.
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -234,6 +241,12 @@ impl Metrics {
             "Since start: impressions written and dropped (queue full); now: queued",
             impressions.clone(),
         );
+        let feedback = Family::<FeedbackLabels, Gauge>::default();
+        registry.register(
+            "feedback_events",
+            "Since start: explicit feedback events counted, by kind",
+            feedback.clone(),
+        );
         let purchase_revenue = FloatGauge::default();
         registry.register(
             "purchase_revenue",
@@ -327,6 +340,7 @@ impl Metrics {
             recommendation_events,
             attributed_revenue,
             impressions,
+            feedback,
             purchase_revenue,
             unattributed,
             store,
@@ -552,6 +566,14 @@ fn collect(state: &AppState) {
         m.impressions
             .get_or_create(&ImpressionLabels { state: label })
             .set(n);
+    }
+    for (kind, n) in ["rating", "dislike", "own", "return"]
+        .into_iter()
+        .zip(&totals.feedback)
+    {
+        m.feedback
+            .get_or_create(&FeedbackLabels { kind })
+            .set(load(n));
     }
     m.purchase_revenue
         .set(load(&totals.revenue_milli) as f64 / 1000.0);

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod analytics;
 pub mod auth;
 pub mod catalogs;
+pub mod engagement;
 pub mod error;
 pub mod events;
 pub mod experiments;
@@ -265,6 +266,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(settings::get, settings::put))
         .routes(routes!(model::get))
         .routes(routes!(model::train))
+        .routes(routes!(engagement::get))
+        .routes(routes!(engagement::train))
         .routes(routes!(experiments::list))
         .routes(routes!(experiments::put, experiments::get))
         .routes(routes!(experiments::stop))

@@ -3,6 +3,7 @@
 //! the field by its JSON path.
 
 pub mod analytics;
+pub mod engagement;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,7 +16,8 @@ use crate::index::filter::{
 use crate::index::Hit;
 use crate::model::{
     check_id, check_price, BehaviourSettings, Blend, CatalogConfig, CrossSellSettings, Event,
-    EventKind, EventWeights, Item, Metric, User, VectorType, DEFAULT_LEARNED_DIMENSION,
+    EventKind, EventWeights, Item, Metric, RankBy, User, VectorType, DEFAULT_LEARNED_DIMENSION,
+    RATING_RANGE,
 };
 use crate::recommend::preferences::Preferences;
 use crate::recommend::{Reason, Recommendation};
@@ -978,6 +980,10 @@ pub struct SimilarRequest {
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
     pub with_attributes: bool,
+    /// `score` (the surface's own order) or `engagement` (the engagement
+    /// score, best first); default: the catalog's (or the experiment
+    /// arm's) `engagement.rank_by` setting.
+    pub rank_by: Option<RankByWire>,
 }
 
 fn default_min_ratio() -> f64 {
@@ -1016,6 +1022,10 @@ pub struct UpsellWire {
     pub filter: Option<FilterWire>,
     #[serde(default = "default_true")]
     pub with_attributes: bool,
+    /// `score` (the surface's own order) or `engagement` (the engagement
+    /// score, best first); default: the catalog's (or the experiment
+    /// arm's) `engagement.rank_by` setting.
+    pub rank_by: Option<RankByWire>,
 }
 
 /// One hit.
@@ -1082,6 +1092,11 @@ pub enum EventKindWire {
     Click,
     AddToCart,
     Purchase,
+    /// Needs `value`, 1 to 5 stars.
+    Rating,
+    Dislike,
+    Own,
+    Return,
 }
 
 /// An event in `POST /events`.
@@ -1110,6 +1125,10 @@ pub struct EventWire {
     pub event_id: Option<String>,
     #[schema(min_length = 1, max_length = 64)]
     pub recommendation_id: Option<String>,
+    /// The stars of a `rating`: a whole number from 1 to 5 (only for
+    /// `rating`, which requires it).
+    #[schema(minimum = 1, maximum = 5)]
+    pub value: Option<f64>,
 }
 
 /// Most units one event may carry.
@@ -1152,15 +1171,41 @@ impl EventWire {
             .price
             .map(|p| check_price(&at("price"), p))
             .transpose()?;
+        let kind = match (self.kind, self.value) {
+            (EventKindWire::Rating, None) => {
+                return Err(Error::invalid(
+                    at("value"),
+                    "is required for a rating: 1 to 5 stars",
+                ))
+            }
+            (EventKindWire::Rating, Some(v)) => {
+                let (lo, hi) = (*RATING_RANGE.start(), *RATING_RANGE.end());
+                if !(v.fract() == 0.0 && (f64::from(lo)..=f64::from(hi)).contains(&v)) {
+                    return Err(Error::invalid(
+                        at("value"),
+                        format!("must be a whole number of stars from {lo} to {hi}"),
+                    ));
+                }
+                EventKind::Rating(v as u8)
+            }
+            (_, Some(_)) => {
+                return Err(Error::invalid(
+                    at("value"),
+                    "is only for events of type rating",
+                ))
+            }
+            (EventKindWire::View, None) => EventKind::View,
+            (EventKindWire::Click, None) => EventKind::Click,
+            (EventKindWire::AddToCart, None) => EventKind::AddToCart,
+            (EventKindWire::Purchase, None) => EventKind::Purchase,
+            (EventKindWire::Dislike, None) => EventKind::Dislike,
+            (EventKindWire::Own, None) => EventKind::Own,
+            (EventKindWire::Return, None) => EventKind::Return,
+        };
         Ok(Event {
             user_id: self.user_id,
             item_id: self.item_id,
-            kind: match self.kind {
-                EventKindWire::View => EventKind::View,
-                EventKindWire::Click => EventKind::Click,
-                EventKindWire::AddToCart => EventKind::AddToCart,
-                EventKindWire::Purchase => EventKind::Purchase,
-            },
+            kind,
             timestamp_ms,
             session_id: self.session_id,
             order_id: self.order_id,
@@ -1211,6 +1256,10 @@ pub struct UserRecommendWire {
     /// Rank as of this RFC 3339 time instead of now (replays, tests).
     #[schema(format = DateTime)]
     pub at: Option<String>,
+    /// `score` (the surface's own order) or `engagement` (the engagement
+    /// score, best first); default: the catalog's (or the experiment
+    /// arm's) `engagement.rank_by` setting.
+    pub rank_by: Option<RankByWire>,
 }
 
 /// `POST /v1/catalogs/{catalog}/recommend/cross-sell`.
@@ -1234,6 +1283,10 @@ pub struct CrossSellWire {
     pub with_attributes: bool,
     #[schema(format = DateTime)]
     pub at: Option<String>,
+    /// `score` (the surface's own order) or `engagement` (the engagement
+    /// score, best first); default: the catalog's (or the experiment
+    /// arm's) `engagement.rank_by` setting.
+    pub rank_by: Option<RankByWire>,
 }
 
 /// `POST /v1/catalogs/{catalog}/recommend/trending`.
@@ -1254,6 +1307,10 @@ pub struct TrendingWire {
     pub with_attributes: bool,
     #[schema(format = DateTime)]
     pub at: Option<String>,
+    /// `score` (the surface's own order) or `engagement` (the engagement
+    /// score, best first); default: the catalog's (or the experiment
+    /// arm's) `engagement.rank_by` setting.
+    pub rank_by: Option<RankByWire>,
 }
 
 /// The statistics behind a `bought_together` reason.
@@ -1287,6 +1344,24 @@ pub struct RecommendedView {
     pub evidence: Option<EvidenceView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_evidence: Option<ModelEvidenceView>,
+    /// The predicted probability (0 to 1) that the shopper clicks this
+    /// hit, or better, at the position it is served in, within the
+    /// attribution window (README, "Engagement score").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engagement: Option<f64>,
+    /// `model` (learned from this catalog's impressions) or `prior` (not
+    /// enough feedback yet: the surface's rate by position).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engagement_source: Option<&'static str>,
+    /// Why the hit was moved down: `high_return_rate` (the item is sent
+    /// back too often), `like_disliked` (close to an item the user
+    /// disliked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demoted: Option<Vec<&'static str>>,
+    /// Returns / purchases of the item, once it has
+    /// `feedback.return_min_purchases` purchases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_rate: Option<f64>,
 }
 
 /// A trending category and its decayed, type-weighted event count.
@@ -1308,9 +1383,38 @@ pub struct RecommendationsResponse {
     /// has a running experiment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub experiment: Option<analytics::ExperimentRefView>,
+    /// Where every hit's `engagement` came from: `model` or `prior`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engagement_source: Option<&'static str>,
+    /// The order the hits are in: `score` or `engagement`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank_by: Option<RankByWire>,
 }
 
 impl RecommendationsResponse {
+    /// The answer of the rerank stage: hits with their engagement,
+    /// source and demotions.
+    pub fn finished(
+        recommendation_id: String,
+        finished: &crate::recommend::rerank::Finished,
+        rank_by: RankBy,
+        with_attributes: bool,
+    ) -> RecommendationsResponse {
+        let mut answer =
+            RecommendationsResponse::new(recommendation_id, &finished.picks, with_attributes);
+        let source = finished.source.as_str();
+        for (view, extra) in answer.hits.iter_mut().zip(&finished.extras) {
+            view.engagement = Some(extra.engagement);
+            view.engagement_source = Some(source);
+            view.demoted = (!extra.demoted.is_empty())
+                .then(|| extra.demoted.iter().map(|d| d.as_str()).collect());
+            view.return_rate = extra.return_rate;
+        }
+        answer.engagement_source = Some(source);
+        answer.rank_by = Some(RankByWire::of(rank_by));
+        answer
+    }
+
     pub fn new(
         recommendation_id: String,
         picks: &[Recommendation],
@@ -1350,10 +1454,16 @@ impl RecommendationsResponse {
                         | Reason::BoughtTogether { .. }
                         | Reason::Complementary => None,
                     },
+                    engagement: None,
+                    engagement_source: None,
+                    demoted: None,
+                    return_rate: None,
                 })
                 .collect(),
             categories: None,
             experiment: None,
+            engagement_source: None,
+            rank_by: None,
         }
     }
 }
@@ -1505,6 +1615,100 @@ pub struct EventWeightsWire {
     pub add_to_cart: f64,
     #[schema(minimum = 0, maximum = 1000000)]
     pub purchase: f64,
+    /// A 5-star rating counts `+rating`, 3 stars nothing, 1 star
+    /// `-rating` (linear in between). Omitted on `PUT`: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub rating: Option<f64>,
+    /// How hard a dislike pushes the profile away (it counts `-dislike`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub dislike: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub own: Option<f64>,
+    /// How hard a return pushes the profile away (it counts `-return`).
+    #[serde(default, rename = "return", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub return_: Option<f64>,
+}
+
+/// What explicit feedback does, as JSON; on `PUT` an omitted field keeps
+/// its current value.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackSettingsWire {
+    /// How many nearest neighbours of a disliked item are demoted for the
+    /// user who disliked it (0..=100, default 10; the item itself never
+    /// comes back to them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub dislike_neighbours: Option<u32>,
+    /// Fewest purchases before an item's return rate counts (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(value_type = u64, minimum = 1, maximum = 4294967295.0)]
+    pub return_min_purchases: Option<u32>,
+    /// Items with returns / purchases above this are demoted in every
+    /// surface, with `demoted: ["high_return_rate"]` (0..=1, default 0.33;
+    /// 1 turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub return_max_rate: Option<f64>,
+}
+
+/// `rank_by`: the surface's own order, or the engagement score's.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RankByWire {
+    Score,
+    Engagement,
+}
+
+impl RankByWire {
+    pub fn of(r: RankBy) -> RankByWire {
+        match r {
+            RankBy::Score => RankByWire::Score,
+            RankBy::Engagement => RankByWire::Engagement,
+        }
+    }
+
+    pub fn domain(self) -> RankBy {
+        match self {
+            RankByWire::Score => RankBy::Score,
+            RankByWire::Engagement => RankBy::Engagement,
+        }
+    }
+}
+
+/// The engagement model's settings, as JSON; on `PUT` an omitted field
+/// keeps its current value.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngagementSettingsWire {
+    /// How answers are ordered unless a request says (default `score`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_by: Option<RankByWire>,
+    /// Fewest labelled hits before a model replaces the prior.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 1, maximum = 1000000000)]
+    pub min_samples: Option<u64>,
+    /// Fewest engaged hits among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 1, maximum = 1000000000)]
+    pub min_positives: Option<u64>,
+    /// Retrain this often while impressions arrive (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.001, maximum = 3153600000.0)]
+    pub retrain_secs: Option<f64>,
+    /// ...and sooner once this many new engaged hits were attributed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "integral::optional")]
+    #[schema(minimum = 1, maximum = 1000000000)]
+    pub retrain_min_outcomes: Option<u64>,
 }
 
 /// The personal-picks blend as JSON.
@@ -1691,6 +1895,10 @@ pub struct SettingsWire {
     /// bought items follow the purchase and repurchase rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_seen: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackSettingsWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagement: Option<EngagementSettingsWire>,
 }
 
 /// Tells a present `null` (`Some(None)`) from an absent field (`None`).
@@ -1720,6 +1928,10 @@ impl SettingsWire {
                 click: s.weights.click,
                 add_to_cart: s.weights.add_to_cart,
                 purchase: s.weights.purchase,
+                rating: Some(s.weights.rating),
+                dislike: Some(s.weights.dislike),
+                own: Some(s.weights.own),
+                return_: Some(s.weights.return_),
             }),
             session_half_life_secs: Some(secs(s.session_half_life_ms)),
             long_term_half_life_secs: Some(secs(s.long_term_half_life_ms)),
@@ -1763,6 +1975,18 @@ impl SettingsWire {
                 due_share: Some(s.repurchase.due_share),
             }),
             exclude_seen: Some(s.exclude_seen),
+            feedback: Some(FeedbackSettingsWire {
+                dislike_neighbours: Some(s.feedback.dislike_neighbours),
+                return_min_purchases: Some(s.feedback.return_min_purchases),
+                return_max_rate: Some(s.feedback.return_max_rate),
+            }),
+            engagement: Some(EngagementSettingsWire {
+                rank_by: Some(RankByWire::of(s.engagement.rank_by)),
+                min_samples: Some(s.engagement.min_samples),
+                min_positives: Some(s.engagement.min_positives),
+                retrain_secs: Some(secs(s.engagement.retrain_ms)),
+                retrain_min_outcomes: Some(s.engagement.retrain_min_outcomes),
+            }),
         }
     }
 
@@ -1775,6 +1999,10 @@ impl SettingsWire {
                 click: w.click,
                 add_to_cart: w.add_to_cart,
                 purchase: w.purchase,
+                rating: w.rating.unwrap_or(s.weights.rating),
+                dislike: w.dislike.unwrap_or(s.weights.dislike),
+                own: w.own.unwrap_or(s.weights.own),
+                return_: w.return_.unwrap_or(s.weights.return_),
             };
         }
         if let Some(v) = self.session_half_life_secs {
@@ -1861,6 +2089,36 @@ impl SettingsWire {
         }
         if let Some(v) = self.exclude_seen {
             s.exclude_seen = v;
+        }
+        if let Some(f) = self.feedback {
+            let t = &mut s.feedback;
+            if let Some(v) = f.dislike_neighbours {
+                t.dislike_neighbours = v;
+            }
+            if let Some(v) = f.return_min_purchases {
+                t.return_min_purchases = v;
+            }
+            if let Some(v) = f.return_max_rate {
+                t.return_max_rate = v;
+            }
+        }
+        if let Some(g) = self.engagement {
+            let t = &mut s.engagement;
+            if let Some(v) = g.rank_by {
+                t.rank_by = v.domain();
+            }
+            if let Some(v) = g.min_samples {
+                t.min_samples = v;
+            }
+            if let Some(v) = g.min_positives {
+                t.min_positives = v;
+            }
+            if let Some(v) = g.retrain_secs {
+                t.retrain_ms = secs_to_ms("engagement.retrain_secs", v)?;
+            }
+            if let Some(v) = g.retrain_min_outcomes {
+                t.retrain_min_outcomes = v;
+            }
         }
         if let Some(r) = self.repurchase {
             let t = &mut s.repurchase;

@@ -13,20 +13,23 @@ use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::models::analytics::{arm_settings, ExperimentRefView};
 use crate::api::models::{
-    check_k, parse_filter, parse_time, CategoryView, CrossSellWire, RecommendationsResponse,
-    SimilarRequest, TrendingWire, UpsellWire, UserRecommendWire,
+    check_k, parse_filter, parse_time, CategoryView, CrossSellWire, RankByWire,
+    RecommendationsResponse, SimilarRequest, TrendingWire, UpsellWire, UserRecommendWire,
 };
 use crate::api::{blocking, now_ms, AppState};
 use crate::catalog::Catalog;
+use crate::engagement::{FEATURE_COUNT, FEATURE_VERSION};
 use crate::error::Error;
 use crate::experiments::{Experiment, Strategy, UnitKind};
 use crate::index::filter::Filter;
 use crate::model::analytics::{ExperimentExposure, Impression};
+use crate::model::RankBy;
 use crate::model::{check_id, BehaviourSettings, Surface};
 use crate::recommend::cross_sell::{CrossSellRequest, MAX_CART_ITEMS};
 use crate::recommend::personal::UserRequest;
+use crate::recommend::rerank::{self, Ask, Finished};
 use crate::recommend::upsell::UpsellRequest;
-use crate::recommend::{context_of, context_with, Recommendation};
+use crate::recommend::{context_with, Recommendation, UserContext};
 
 /// A new recommendation id: `r-` + the time in ms + a per-process random
 /// part + a counter, all hex. Unique without coordination.
@@ -113,43 +116,66 @@ impl Serving {
         }
     }
 
-    /// The picks of the arm's strategy: `rank` for the default one.
+    /// The answer of the arm's strategy: `rank` for the default one,
+    /// called with the user's context and how many candidates to return;
+    /// then the rerank stage (`recommend::rerank`) over them. `rank_by` is
+    /// the request's, else the ranking settings'.
     fn picks(
         &self,
         catalog: &Catalog,
         k: usize,
         filter: Filter,
         now: i64,
-        rank: impl FnOnce(BehaviourSettings) -> Result<Vec<Recommendation>, Error>,
-    ) -> Result<Vec<Recommendation>, Error> {
-        match self.strategy() {
-            Strategy::Default { .. } => rank(self.settings(catalog)),
+        rank_by: Option<RankBy>,
+        rank: impl FnOnce(&UserContext, usize) -> Result<Vec<Recommendation>, Error>,
+    ) -> Result<(Finished, RankBy), Error> {
+        let strategy = self.strategy();
+        let settings = match strategy {
+            Strategy::Default { .. } => self.settings(catalog),
+            Strategy::Trending | Strategy::None => catalog.behaviour_settings(),
+        };
+        let context = context_with(catalog, self.user_id.as_deref(), now, settings)?;
+        let rank_by = rank_by.unwrap_or(context.settings.engagement.rank_by);
+        let ask = Ask {
+            surface: self.surface,
+            anchor: &self.anchor,
+            context: &context,
+            user_id: self.user_id.as_deref(),
+            rank_by,
+            k,
+            now_ms: now,
+        };
+        let fetch = rerank::fetch(catalog, &ask);
+        let candidates = match strategy {
+            Strategy::Default { .. } => rank(&context, fetch)?,
             Strategy::Trending => {
-                let context = context_of(catalog, self.user_id.as_deref(), now)?;
                 let mut picks = crate::recommend::personal::trending(
                     catalog,
                     &context,
-                    k + self.anchor.len(),
+                    fetch + self.anchor.len(),
                     filter,
                     now,
                 );
                 picks.retain(|p| !self.anchor.iter().any(|a| **a == *p.hit.meta.id));
-                picks.truncate(k);
-                Ok(picks)
+                picks.truncate(fetch);
+                picks
             }
-            Strategy::None => Ok(Vec::new()),
-        }
+            Strategy::None => Vec::new(),
+        };
+        let scorer = catalog.engagement();
+        Ok((rerank::finish(catalog, &scorer, &ask, candidates), rank_by))
     }
 
     /// Records the impression and builds the answer.
     pub(crate) fn respond(
         self,
         catalog: &Catalog,
-        picks: &[Recommendation],
+        (finished, rank_by): (Finished, RankBy),
         with_attributes: bool,
     ) -> RecommendationsResponse {
         let id = recommendation_id();
-        let mut answer = RecommendationsResponse::new(id.clone(), picks, with_attributes);
+        let mut answer =
+            RecommendationsResponse::finished(id.clone(), &finished, rank_by, with_attributes);
         answer.experiment = self
             .experiment
             .as_ref()
@@ -157,12 +183,35 @@ impl Serving {
                 name: e.name.as_str().to_string(),
                 arm: e.arms[*arm].name.clone(),
             });
-        let items = picks.iter().map(|p| Arc::clone(&p.hit.meta.id)).collect();
-        self.record(catalog, id, items);
+        let items = finished
+            .picks
+            .iter()
+            .map(|p| Arc::clone(&p.hit.meta.id))
+            .collect();
+        let scores = finished
+            .extras
+            .iter()
+            .map(|e| e.engagement as f32)
+            .collect();
+        self.record(
+            catalog,
+            id,
+            items,
+            Logged {
+                features: finished.features,
+                engagement: scores,
+            },
+        );
         answer
     }
 
-    pub(crate) fn record(self, catalog: &Catalog, id: String, items: Vec<Arc<str>>) {
+    pub(crate) fn record(
+        self,
+        catalog: &Catalog,
+        id: String,
+        items: Vec<Arc<str>>,
+        logged: Logged,
+    ) {
         let latency_us = u32::try_from(self.started.elapsed().as_micros()).unwrap_or(u32::MAX);
         let experiment = self.experiment.and_then(|(e, arm, unit)| {
             unit.map(|unit| ExperimentExposure {
@@ -171,6 +220,11 @@ impl Serving {
                 unit,
             })
         });
+        let feature_count = if logged.features.is_empty() {
+            0
+        } else {
+            FEATURE_COUNT as u16
+        };
         catalog.analytics().record_impression(
             catalog.id(),
             Impression {
@@ -183,9 +237,22 @@ impl Serving {
                 items,
                 at_ms: now_ms(),
                 latency_us,
+                feature_version: FEATURE_VERSION,
+                feature_count,
+                features: logged.features,
+                engagement: logged.engagement,
+                engaged: Vec::new(),
             },
         );
     }
+}
+
+/// What an impression logs for the engagement model: each hit's features
+/// and the score served (both empty for search).
+#[derive(Debug, Default)]
+pub(crate) struct Logged {
+    pub features: Vec<f32>,
+    pub engagement: Vec<f32>,
 }
 
 /// Checks an optional session id.
@@ -226,6 +293,7 @@ pub async fn similar(
     check_session(body.session_id.as_ref())?;
     let filter = parse_filter(body.filter)?;
     let with_attributes = body.with_attributes;
+    let rank_by = body.rank_by.map(RankByWire::domain);
     blocking(move || {
         let serving = Serving::new(
             &catalog,
@@ -235,11 +303,10 @@ pub async fn similar(
             vec![body.item_id.clone()],
         );
         let now = now_ms();
-        let picks = serving.picks(&catalog, k, filter.clone(), now, |settings| {
-            let context = context_with(&catalog, body.user_id.as_deref(), now, settings)?;
-            crate::recommend::similar::similar(&catalog, &body.item_id, k, filter, &context, now)
+        let picks = serving.picks(&catalog, k, filter.clone(), now, rank_by, |context, n| {
+            crate::recommend::similar::similar(&catalog, &body.item_id, n, filter, context, now)
         })?;
-        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
+        Ok(Json(serving.respond(&catalog, picks, with_attributes)))
     })
     .await
 }
@@ -267,6 +334,7 @@ pub async fn upsell(
     request.validate()?;
     check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
+    let rank_by = body.rank_by.map(RankByWire::domain);
     blocking(move || {
         let serving = Serving::new(
             &catalog,
@@ -277,11 +345,11 @@ pub async fn upsell(
         );
         let now = now_ms();
         let (k, filter) = (request.k, request.filter.clone());
-        let picks = serving.picks(&catalog, k, filter, now, |settings| {
-            let context = context_with(&catalog, body.user_id.as_deref(), now, settings)?;
-            crate::recommend::upsell::upsell(&catalog, &body.item_id, &request, &context, now)
+        let picks = serving.picks(&catalog, k, filter, now, rank_by, |context, n| {
+            let request = UpsellRequest { k: n, ..request };
+            crate::recommend::upsell::upsell(&catalog, &body.item_id, &request, context, now)
         })?;
-        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
+        Ok(Json(serving.respond(&catalog, picks, with_attributes)))
     })
     .await
 }
@@ -304,6 +372,7 @@ pub async fn user(
     };
     check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
+    let rank_by = body.rank_by.map(RankByWire::domain);
     blocking(move || {
         let serving = Serving::new(
             &catalog,
@@ -313,10 +382,13 @@ pub async fn user(
             Vec::new(),
         );
         let (k, filter, now) = (request.k, request.filter.clone(), request.now_ms);
-        let picks = serving.picks(&catalog, k, filter, now, |settings| {
-            crate::recommend::personal::recommend_user_with(&catalog, &request, settings)
+        let picks = serving.picks(&catalog, k, filter, now, rank_by, |context, n| {
+            let request = UserRequest { k: n, ..request };
+            Ok(crate::recommend::personal::recommend_user_in(
+                &catalog, context, &request,
+            ))
         })?;
-        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
+        Ok(Json(serving.respond(&catalog, picks, with_attributes)))
     })
     .await
 }
@@ -350,6 +422,7 @@ pub async fn cross_sell(
     };
     check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
+    let rank_by = body.rank_by.map(RankByWire::domain);
     blocking(move || {
         let serving = Serving::new(
             &catalog,
@@ -359,10 +432,11 @@ pub async fn cross_sell(
             request.item_ids.clone(),
         );
         let (k, filter, now) = (request.k, request.filter.clone(), request.now_ms);
-        let picks = serving.picks(&catalog, k, filter, now, |settings| {
-            crate::recommend::cross_sell::cross_sell_with(&catalog, &request, settings)
+        let picks = serving.picks(&catalog, k, filter, now, rank_by, |context, n| {
+            let request = CrossSellRequest { k: n, ..request };
+            crate::recommend::cross_sell::cross_sell_in(&catalog, &request, context)
         })?;
-        Ok(Json(serving.respond(&catalog, &picks, with_attributes)))
+        Ok(Json(serving.respond(&catalog, picks, with_attributes)))
     })
     .await
 }
@@ -383,6 +457,7 @@ pub async fn trending(
     let now = moment(body.at.as_deref())?;
     check_session(body.session_id.as_ref())?;
     let with_attributes = body.with_attributes;
+    let rank_by = body.rank_by.map(RankByWire::domain);
     blocking(move || {
         let serving = Serving::new(
             &catalog,
@@ -391,10 +466,9 @@ pub async fn trending(
             body.session_id.as_deref(),
             Vec::new(),
         );
-        let picks = serving.picks(&catalog, k, filter.clone(), now, |settings| {
-            let context = context_with(&catalog, body.user_id.as_deref(), now, settings)?;
+        let picks = serving.picks(&catalog, k, filter.clone(), now, rank_by, |context, n| {
             Ok(crate::recommend::personal::trending(
-                &catalog, &context, k, filter, now,
+                &catalog, context, n, filter, now,
             ))
         })?;
         let categories = catalog.with_behaviour(|b| {
@@ -408,7 +482,7 @@ pub async fn trending(
                 })
                 .collect()
         });
-        let mut answer = serving.respond(&catalog, &picks, with_attributes);
+        let mut answer = serving.respond(&catalog, picks, with_attributes);
         answer.categories = Some(categories);
         Ok(Json(answer))
     })

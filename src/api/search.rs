@@ -16,6 +16,7 @@ use axum::Json;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiPath, TimedJson};
 use crate::api::models::{check_k, decode_vector, parse_filter, HitsResponse, SearchRequest};
+use crate::api::recommend::Logged;
 use crate::api::recommend::{recommendation_id, Serving};
 use crate::api::{blocking, AppState};
 use crate::error::Error;
@@ -73,6 +74,7 @@ pub async fn search(
                 hits.iter()
                     .map(|h| std::sync::Arc::clone(&h.meta.id))
                     .collect(),
+                Logged::default(),
             );
             answer.recommendation_id = Some(id);
         }

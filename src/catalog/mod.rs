@@ -15,6 +15,7 @@
 //! replays only the ids changed after it, or rebuilds from RocksDB when the
 //! snapshot is missing, stale or damaged.
 
+pub mod engagement;
 mod experiments;
 pub mod registry;
 pub mod sequencer;
@@ -230,6 +231,13 @@ pub struct Catalog {
     /// The next event-log number (see `analytics`): assigned under the
     /// users lock, like tickets, so numbers follow commit order.
     next_event_number: AtomicU64,
+    /// The engagement scorer in use (see `engagement.rs`), the lock held
+    /// while one trains, the recorder's impression and engaged counts at
+    /// the last training, and the trainings since open.
+    engagement: RwLock<Arc<crate::engagement::Scorer>>,
+    engagement_lock: Mutex<()>,
+    engagement_marks: Mutex<[u64; 2]>,
+    engagement_trainings: AtomicU64,
 }
 
 /// The quiet rule's least model age (see [`Catalog::training_due`]).
@@ -369,7 +377,12 @@ impl Catalog {
         // Before the catalog serves anything: the recorder counts the
         // logged events it missed before any new one.
         analytics.open_catalog(id, experiments.clone());
+        let engagement = Catalog::read_engagement(&models, id, &name);
         Ok(Catalog {
+            engagement: RwLock::new(Arc::new(engagement)),
+            engagement_lock: Mutex::new(()),
+            engagement_marks: Mutex::new([0, 0]),
+            engagement_trainings: AtomicU64::new(0),
             analytics,
             experiments: RwLock::new(Arc::new(experiments)),
             experiments_admin: Mutex::new(()),
@@ -1025,7 +1038,7 @@ impl Catalog {
             }
         } else if self.store.read_only().is_none() {
             // No interactions left: no stale file for the next start.
-            self.models.remove_catalog(self.id);
+            self.models.remove_model(self.id);
         }
         *self.collaborative.write() = model.clone();
         if self.config.is_learned() {

@@ -77,34 +77,55 @@ impl ModelDir {
 
     /// Writes the model durably, replacing the previous one.
     pub fn write(&self, catalog_id: u32, model: &Model) -> std::io::Result<u64> {
-        let path = self.path(catalog_id);
-        let dir = path.parent().expect("a model file has a folder");
+        self.write_file(catalog_id, FILE_NAME, &encode(model))
+    }
+
+    /// Writes one of a catalog's model files durably (temp file, fsync,
+    /// rename, fsync the folder), replacing the previous one.
+    pub fn write_file(&self, catalog_id: u32, name: &str, bytes: &[u8]) -> std::io::Result<u64> {
+        let dir = self.root.join(catalog_id.to_string());
         if !dir.is_dir() {
-            fs::create_dir_all(dir)?;
+            fs::create_dir_all(&dir)?;
             File::open(&self.root)?.sync_all()?;
         }
-        let bytes = encode(model);
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+        let tmp = dir.join(format!("{name}.tmp"));
         {
             let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
+            f.write_all(bytes)?;
             f.sync_all()?;
         }
-        fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()?;
+        fs::rename(&tmp, dir.join(name))?;
+        File::open(&dir)?.sync_all()?;
         Ok(bytes.len() as u64)
+    }
+
+    /// The bytes of one of a catalog's model files, `Ok(None)` when absent.
+    pub fn read_file(&self, catalog_id: u32, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let path = self.root.join(catalog_id.to_string()).join(name);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("reading {}: {e}", path.display())),
+        }
+    }
+
+    /// Removes the collaborative model's file only (no interactions left).
+    pub fn remove_model(&self, catalog_id: u32) {
+        let path = self.path(catalog_id);
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a model file");
+            }
+        }
     }
 
     /// The stored model: `Ok(None)` when there is none, `Err` with the
     /// reason when the file cannot be used.
     pub fn read(&self, catalog_id: u32) -> Result<Option<Model>, String> {
-        let path = self.path(catalog_id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
-        };
-        decode(&bytes).map(Some)
+        match self.read_file(catalog_id, FILE_NAME)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Removes a catalog's model (deleted, or replaced by a load).

@@ -483,6 +483,10 @@ mod tests {
         click: 2.0,
         add_to_cart: 4.0,
         purchase: 8.0,
+        rating: 4.0,
+        dislike: 4.0,
+        own: 8.0,
+        return_: 4.0,
     };
 
     #[test]

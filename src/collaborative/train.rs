@@ -442,6 +442,10 @@ mod tests {
             click: 1.0,
             add_to_cart: 1.0,
             purchase: 1.0,
+            rating: 1.0,
+            dislike: 1.0,
+            own: 1.0,
+            return_: 1.0,
         };
         let ev = event;
         use crate::model::EventKind::*;
@@ -478,6 +482,10 @@ mod tests {
             click: 1.0,
             add_to_cart: 1.0,
             purchase: 1.0,
+            rating: 1.0,
+            dislike: 1.0,
+            own: 1.0,
+            return_: 1.0,
         };
         let ev = |user: &str, item: &str| event(user, item, crate::model::EventKind::View);
         let mut data = Interactions::new();

@@ -183,7 +183,7 @@ impl Record for UserWire {
 }
 
 /// The columns an events CSV may have.
-const EVENT_COLUMNS: &str = "user_id, item_id, type, timestamp, session_id, order_id, quantity, price, event_id, recommendation_id";
+const EVENT_COLUMNS: &str = "user_id, item_id, type, timestamp, session_id, order_id, quantity, price, event_id, recommendation_id, value";
 
 impl Record for EventWire {
     const KEYED: bool = false;
@@ -215,6 +215,7 @@ impl Record for EventWire {
             price: None,
             event_id: None,
             recommendation_id: None,
+            value: None,
         };
         for (name, value) in columns {
             // An empty cell is an absent value.
@@ -232,7 +233,7 @@ impl Record for EventWire {
                                 bad(
                                     "type",
                                     format!(
-                                        "{value:?} is not view, click, add_to_cart or purchase"
+                                        "{value:?} is not view, click, add_to_cart, purchase, rating, dislike, own or return"
                                     ),
                                 )
                             },
@@ -258,6 +259,12 @@ impl Record for EventWire {
                 }
                 "event_id" => event.event_id = Some(value),
                 "recommendation_id" => event.recommendation_id = Some(value),
+                "value" => {
+                    event.value =
+                        Some(value.trim().parse().map_err(|_| {
+                            bad("value", format!("{value:?} is not a number of stars"))
+                        })?)
+                }
                 other => {
                     return Err(bad(
                         other,

@@ -35,6 +35,17 @@ pub struct Impression {
     pub at_ms: i64,
     /// Server-side time to compute the answer, in microseconds.
     pub latency_us: u32,
+    /// Each hit's engagement features as served (`engagement::features`),
+    /// row-major, `feature_count` per hit; empty when not computed.
+    pub feature_version: u16,
+    pub feature_count: u16,
+    pub features: Vec<f32>,
+    /// The engagement score served with each hit (empty: none).
+    pub engagement: Vec<f32>,
+    /// Positions (0-based, ascending) engaged with (a click or better
+    /// citing this answer within the attribution window): the labels the
+    /// engagement model learns from. Set by the recorder.
+    pub engaged: Vec<u32>,
 }
 
 impl Impression {
@@ -144,6 +155,11 @@ pub struct Bucket {
     /// Events that carried a `recommendation_id` that was unknown or did
     /// not show the item.
     pub unattributed: u64,
+    /// Explicit feedback of the hour (catalog-wide).
+    pub ratings: u64,
+    pub dislikes: u64,
+    pub owns: u64,
+    pub returns: u64,
 }
 
 impl Bucket {
@@ -154,6 +170,10 @@ impl Bucket {
         self.add_to_carts += other.add_to_carts;
         self.purchases += other.purchases;
         self.attributed_revenue += other.attributed_revenue;
+        self.ratings += other.ratings;
+        self.dislikes += other.dislikes;
+        self.owns += other.owns;
+        self.returns += other.returns;
         if self.latency.len() < other.latency.len() {
             self.latency.resize(other.latency.len(), 0);
         }

@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{BehaviourSettings, Event, EventKind, EventWeights, RepurchaseSettings};
+use crate::model::{
+    BehaviourSettings, Event, EventKind, EventWeights, FeedbackSettings, RepurchaseSettings,
+};
 use crate::recommend::copurchase::CoPurchase;
 use crate::recommend::popularity::Popularity;
 
@@ -42,8 +44,47 @@ pub struct Behaviour {
     category_of: HashMap<Arc<str>, String>,
     repurchase: RepurchaseSettings,
     weights: EventWeights,
+    /// user -> what they said of items: disliked (for good) and owned
+    /// (when they last said so).
+    marks: HashMap<Arc<str>, Marks>,
+    /// item -> units bought and returned, for its return rate.
+    returns: HashMap<Arc<str>, Returns>,
+    /// Items whose return rate is above the setting (see [`Returns`]).
+    demoted: usize,
+    feedback: FeedbackSettings,
     /// Events applied: the collaborative model's watermark counts them.
     pub events: u64,
+}
+
+/// What one user said of items.
+#[derive(Debug, Default)]
+struct Marks {
+    disliked: HashMap<Arc<str>, i64>,
+    owned: HashMap<Arc<str>, i64>,
+}
+
+/// Purchase and return events of one item (events, not units: a line
+/// of 3 sent back is one return of one purchase).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Returns {
+    pub purchases: u32,
+    pub returns: u32,
+}
+
+impl Returns {
+    /// returns / purchases, capped at 1 (a return may be recorded
+    /// without its purchase).
+    pub fn rate(&self) -> f64 {
+        if self.returns == 0 {
+            return 0.0;
+        }
+        (f64::from(self.returns) / f64::from(self.purchases.max(1))).min(1.0)
+    }
+
+    /// Above the catalog's limit, with enough purchases to say so.
+    pub fn too_high(&self, f: &FeedbackSettings) -> bool {
+        self.purchases >= f.return_min_purchases && self.rate() > f.return_max_rate
+    }
 }
 
 impl Behaviour {
@@ -58,6 +99,10 @@ impl Behaviour {
             category_of: HashMap::new(),
             repurchase: settings.repurchase,
             weights: settings.weights,
+            marks: HashMap::new(),
+            returns: HashMap::new(),
+            demoted: 0,
+            feedback: settings.feedback,
             events: 0,
         }
     }
@@ -72,6 +117,48 @@ impl Behaviour {
             if let Some(category) = category {
                 self.categories.add(category, weight, event.timestamp_ms);
             }
+        }
+        match event.kind {
+            EventKind::Purchase | EventKind::Return => {
+                let f = self.feedback;
+                let r = match self.returns.get_mut(event.item_id.as_str()) {
+                    Some(r) => r,
+                    None => self
+                        .returns
+                        .entry(Arc::from(event.item_id.as_str()))
+                        .or_default(),
+                };
+                let before = r.too_high(&f);
+                if event.kind == EventKind::Purchase {
+                    r.purchases += 1;
+                } else {
+                    r.returns += 1;
+                }
+                match (before, r.too_high(&f)) {
+                    (false, true) => self.demoted += 1,
+                    (true, false) => self.demoted -= 1,
+                    _ => {}
+                }
+            }
+            EventKind::Dislike | EventKind::Own => {
+                let marks = match self.marks.get_mut(event.user_id.as_str()) {
+                    Some(m) => m,
+                    None => self
+                        .marks
+                        .entry(Arc::from(event.user_id.as_str()))
+                        .or_default(),
+                };
+                let map = if event.kind == EventKind::Dislike {
+                    &mut marks.disliked
+                } else {
+                    &mut marks.owned
+                };
+                let t = map
+                    .entry(Arc::from(event.item_id.as_str()))
+                    .or_insert(event.timestamp_ms);
+                *t = (*t).max(event.timestamp_ms);
+            }
+            _ => {}
         }
         if event.kind == EventKind::Purchase {
             let item = self.copurchase.add(&basket_of(event), &event.item_id);
@@ -136,26 +223,77 @@ impl Behaviour {
     /// (any time when `None`), unless the item is re-bought (its repeat
     /// rate at least `repurchase.min_rate`) and `repurchase.due_share` of
     /// its typical interval has passed since the user's last purchase.
+    ///
+    /// An item the user said they own counts as bought when they said
+    /// so; an item they disliked is left out for good.
     pub fn purchased(&self, user: &str, now_ms: i64, window_ms: Option<i64>) -> Vec<Arc<str>> {
-        let Some(bought) = self.purchases.get(user) else {
+        let marks = self.marks.get(user);
+        let bought = self.purchases.get(user);
+        if marks.is_none() && bought.is_none() {
             return Vec::new();
-        };
+        }
         let r = &self.repurchase;
-        let mut out: Vec<Arc<str>> = bought
-            .iter()
-            .filter(|(_, b)| window_ms.is_none_or(|w| now_ms.saturating_sub(b.last) <= w))
-            .filter(|(item, b)| {
+        let last_of = bought
+            .into_iter()
+            .flatten()
+            .map(|(item, b)| (item, b.last))
+            .chain(
+                marks
+                    .into_iter()
+                    .flat_map(|m| m.owned.iter().map(|(i, t)| (i, *t))),
+            );
+        let mut out: Vec<Arc<str>> = last_of
+            .filter(|(_, last)| window_ms.is_none_or(|w| now_ms.saturating_sub(*last) <= w))
+            .filter(|(item, last)| {
                 let due = r.enabled
                     && self.repeat_of(item).is_some_and(|s| {
                         s.rate >= r.min_rate
-                            && (now_ms.saturating_sub(b.last)) as f64 >= r.due_share * s.interval_ms
+                            && (now_ms.saturating_sub(*last)) as f64 >= r.due_share * s.interval_ms
                     });
                 !due
             })
             .map(|(item, _)| Arc::clone(item))
+            .chain(
+                marks
+                    .into_iter()
+                    .flat_map(|m| m.disliked.keys().map(Arc::clone)),
+            )
             .collect();
         out.sort();
+        out.dedup();
         out
+    }
+
+    /// The items `user` disliked, newest first, at most `n`.
+    pub fn disliked(&self, user: &str, n: usize) -> Vec<Arc<str>> {
+        let Some(marks) = self.marks.get(user) else {
+            return Vec::new();
+        };
+        let mut all: Vec<(&Arc<str>, i64)> = marks.disliked.iter().map(|(i, t)| (i, *t)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        all.into_iter()
+            .take(n)
+            .map(|(i, _)| Arc::clone(i))
+            .collect()
+    }
+
+    /// The purchase and return counts of `item`.
+    pub fn returns_of(&self, item: &str) -> Returns {
+        self.returns.get(item).copied().unwrap_or_default()
+    }
+
+    /// Whether `item`'s return rate demotes it.
+    pub fn returned_too_often(&self, item: &str) -> bool {
+        self.demoted > 0
+            && self
+                .returns
+                .get(item)
+                .is_some_and(|r| r.too_high(&self.feedback))
+    }
+
+    /// How many items the return rate demotes now.
+    pub fn demoted_items(&self) -> usize {
+        self.demoted
     }
 }
 
@@ -262,6 +400,66 @@ mod tests {
             ..Default::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn dislikes_owned_items_and_returns() {
+        let settings = BehaviourSettings::default();
+        let mut b = Behaviour::new(&settings);
+        let ids = |v: Vec<Arc<str>>| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        b.apply(&event("u", "gone", EventKind::Dislike, 1_000), None);
+        b.apply(&event("u", "mine", EventKind::Own, 2_000), None);
+        b.apply(&event("u", "later", EventKind::Dislike, 3_000), None);
+        // Disliked: out for good; owned: like a purchase (within a window).
+        assert_eq!(
+            ids(b.purchased("u", 10_000, None)),
+            ["gone", "later", "mine"]
+        );
+        assert_eq!(ids(b.purchased("u", 10_000, Some(1))), ["gone", "later"]);
+        assert_eq!(ids(b.disliked("u", 1)), ["later"]);
+        assert!(!b.has_bought("u", "mine"), "owning is not buying");
+        assert!(b.purchased("v", 10_000, None).is_empty());
+        // Negative events add no popularity.
+        assert_eq!(b.items.score("gone", 10_000), 0.0);
+        // Returns: 4 of 10 purchases (> 0.33 with 10 purchases) demote.
+        for n in 0..10 {
+            b.apply(
+                &event(&format!("b{n}"), "shirt", EventKind::Purchase, n),
+                None,
+            );
+        }
+        for n in 0..3 {
+            b.apply(
+                &event(&format!("b{n}"), "shirt", EventKind::Return, 100 + n),
+                None,
+            );
+        }
+        assert!(!b.returned_too_often("shirt"));
+        assert_eq!(b.demoted_items(), 0);
+        b.apply(&event("b3", "shirt", EventKind::Return, 200), None);
+        assert_eq!(
+            b.returns_of("shirt"),
+            Returns {
+                purchases: 10,
+                returns: 4
+            }
+        );
+        assert!(b.returned_too_often("shirt"));
+        assert_eq!(b.demoted_items(), 1);
+        // More sales bring the rate back under the limit.
+        for n in 10..14 {
+            b.apply(
+                &event(&format!("b{n}"), "shirt", EventKind::Purchase, n),
+                None,
+            );
+        }
+        assert!(!b.returned_too_often("shirt"));
+        assert_eq!(b.demoted_items(), 0);
+        // Too few purchases to judge: never demoted, whatever the rate.
+        b.apply(&event("x", "rare", EventKind::Purchase, 1), None);
+        b.apply(&event("x", "rare", EventKind::Return, 2), None);
+        assert!((b.returns_of("rare").rate() - 1.0).abs() < 1e-12);
+        assert!(!b.returned_too_often("rare"));
     }
 
     #[test]

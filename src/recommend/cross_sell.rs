@@ -60,6 +60,15 @@ pub fn cross_sell_with(
         request.now_ms,
         settings,
     )?;
+    cross_sell_in(catalog, request, &context)
+}
+
+/// [`cross_sell`] for a context already loaded.
+pub fn cross_sell_in(
+    catalog: &Catalog,
+    request: &CrossSellRequest,
+    context: &crate::recommend::UserContext,
+) -> Result<Vec<Recommendation>> {
     let settings_all = context.settings;
     let settings = settings_all.cross_sell;
     let filter = context.filter(request.filter.clone());

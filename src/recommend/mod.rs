@@ -13,6 +13,7 @@ pub mod personal;
 pub mod popularity;
 pub mod preferences;
 pub mod profile;
+pub mod rerank;
 pub mod similar;
 pub mod upsell;
 

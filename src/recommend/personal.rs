@@ -136,6 +136,16 @@ pub fn recommend_user_with(
     Ok(rank_for(catalog, &context, request))
 }
 
+/// [`recommend_user`] for a context already loaded (the API loads it once
+/// for the surface and the rerank stage).
+pub fn recommend_user_in(
+    catalog: &Catalog,
+    context: &UserContext,
+    request: &UserRequest,
+) -> Vec<Recommendation> {
+    rank_for(catalog, context, request)
+}
+
 /// The features of one candidate of personal picks, standardised over
 /// the candidates (`z`): what the blend weighs.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +231,14 @@ pub fn features_with(
                     .filter_map(|(id, _)| index.slot_of(id)),
             )
         });
+        // Rated low or sent back: seen, and not wanted again.
+        excluded.extend(
+            context
+                .profile
+                .pushed
+                .iter()
+                .filter_map(|id| index.slot_of(id)),
+        );
     }
     let query = context
         .profile

@@ -111,6 +111,11 @@ impl Popularity {
         self.order.insert((self.key(new), id));
     }
 
+    /// The time of `item`'s newest counted event, if any.
+    pub fn last_at(&self, item: &str) -> Option<i64> {
+        self.items.get(item).map(|d| d.at_ms)
+    }
+
     /// The decayed score of `item` at `now_ms` (0 for an unknown item).
     /// Events dated after `now_ms` count at full weight.
     pub fn score(&self, item: &str, now_ms: i64) -> f64 {

@@ -14,7 +14,10 @@
 //! over the parts that exist, where `U` is the user's stored vector and
 //! `f = 2^(-(now - newest session event) / session_half_life)` fades an old
 //! session out. Events dated after `now`, and events on items without a
-//! vector (not indexed), are left out. Everything takes `now` as an
+//! vector (not indexed), are left out. An event of negative weight (a
+//! dislike, a return, a rating below 3 stars) subtracts its item's vector
+//! from the sum but adds nothing to the total, so it pushes the average
+//! away from that item; a profile of negative events only is no profile. Everything takes `now` as an
 //! argument: tests and replays inject their clock.
 
 use std::collections::HashSet;
@@ -46,6 +49,10 @@ pub struct Profile {
     /// its relative, time-decayed weight (`collaborative::user_row`),
     /// whether or not the item has a vector.
     pub collaborative: Vec<(String, f64)>,
+    /// Items of the profile events the user did not like (disliked,
+    /// returned, rated 3 stars or fewer): personal picks leave them out
+    /// with the seen ones (`exclude_seen`).
+    pub pushed: Vec<String>,
     /// How many events the profile was computed from.
     pub events: usize,
 }
@@ -67,7 +74,7 @@ fn average<'a>(
     let mut total = 0.0f64;
     for event in events {
         let w = settings.weights.of(event.kind) * decay(now_ms - event.timestamp_ms, half_life_ms);
-        if w <= 0.0 {
+        if w == 0.0 {
             continue;
         }
         let Some(v) = vector_of(&event.item_id) else {
@@ -77,7 +84,12 @@ fn average<'a>(
         for (a, x) in acc.iter_mut().zip(&v) {
             *a += w * f64::from(*x);
         }
-        total += w;
+        // A negative weight (a dislike, a return, a low rating) pushes the
+        // average away from its item without adding to the total: the
+        // profile is what the user likes, minus what they do not.
+        if w > 0.0 {
+            total += w;
+        }
     }
     let sum = sum?;
     (total > 0.0 && total.is_normal()).then(|| sum.iter().map(|a| (a / total) as f32).collect())
@@ -165,7 +177,8 @@ pub fn profile(
     let mut cart = Vec::new();
     for event in &session_events {
         match event.kind {
-            EventKind::Purchase => {
+            // Bought, owned, disliked or sent back: not in the cart.
+            EventKind::Purchase | EventKind::Own | EventKind::Dislike | EventKind::Return => {
                 bought.insert(event.item_id.as_str());
             }
             EventKind::AddToCart => {
@@ -173,7 +186,7 @@ pub fn profile(
                     cart.push(event.item_id.clone());
                 }
             }
-            EventKind::View | EventKind::Click => {}
+            EventKind::View | EventKind::Click | EventKind::Rating(_) => {}
         }
     }
     let b = &settings.blend;
@@ -209,6 +222,17 @@ pub fn profile(
         }
     }
     weights.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut pushed: Vec<String> = events
+        .iter()
+        .filter(|e| match e.kind {
+            EventKind::Dislike | EventKind::Return => true,
+            EventKind::Rating(stars) => stars <= 3,
+            _ => false,
+        })
+        .map(|e| e.item_id.clone())
+        .collect();
+    pushed.sort();
+    pushed.dedup();
     let collaborative = crate::collaborative::user_row(
         events
             .iter()
@@ -227,6 +251,7 @@ pub fn profile(
         blended,
         history,
         cart,
+        pushed,
         events: events.len(),
     }
 }
@@ -266,6 +291,53 @@ mod tests {
             && a.iter()
                 .zip(b)
                 .all(|(x, y)| (f64::from(*x) - y).abs() < 1e-6)
+    }
+
+    /// A low rating pushes by `rating * (stars - 3) / 2` without adding to
+    /// the total; a profile of pushes only is none.
+    #[test]
+    fn negative_feedback_pushes_the_average_away() {
+        let s = BehaviourSettings::default();
+        let now = 10 * MIN;
+        // A purchase of a (+8), a one-star rating of b (-4), same moment.
+        let events = vec![
+            ev("b", EventKind::Rating(1), now, None),
+            ev("a", EventKind::Purchase, now, None),
+        ];
+        let p = profile(&events, None, now, &s, vectors);
+        // (8 * [1, 0] - 4 * [0, 1]) / 8.
+        assert!(close(p.session.as_ref().unwrap(), &[1.0, -0.5]), "{p:?}");
+        assert_eq!(p.pushed, ["b"]);
+        assert_eq!(s.weights.of(EventKind::Rating(5)), 4.0);
+        assert_eq!(s.weights.of(EventKind::Rating(4)), 2.0);
+        assert_eq!(s.weights.of(EventKind::Rating(3)), 0.0);
+        assert_eq!(s.weights.of(EventKind::Dislike), -4.0);
+        // Pushes only: no vector at all.
+        let only = profile(
+            &[
+                ev("a", EventKind::Dislike, now, None),
+                ev("b", EventKind::Return, now, None),
+            ],
+            None,
+            now,
+            &s,
+            vectors,
+        );
+        assert_eq!((only.session, only.long_term), (None, None));
+        assert_eq!(only.pushed, ["a", "b"]);
+        // Disliked, owned or returned: not in the cart.
+        let cart = profile(
+            &[
+                ev("a", EventKind::Dislike, now, Some("s")),
+                ev("a", EventKind::AddToCart, now - 1, Some("s")),
+                ev("b", EventKind::AddToCart, now - 2, Some("s")),
+            ],
+            None,
+            now,
+            &s,
+            vectors,
+        );
+        assert_eq!(cart.cart, ["b"]);
     }
 
     /// The exact vectors for a known sequence, by the documented formulas.

@@ -218,6 +218,38 @@ impl Store {
         Ok(())
     }
 
+    /// Calls `f` with each stored impression of a catalog shown in
+    /// `[from_ms, before_ms)`, oldest first. A value that does not decode
+    /// is skipped and counted (the training that reads them must not stop
+    /// at one bad record); the count is returned.
+    pub fn for_each_impression(
+        &self,
+        catalog_id: u32,
+        from_ms: i64,
+        before_ms: i64,
+        mut f: impl FnMut(Impression),
+    ) -> Result<u64> {
+        let from = keys::impression_key(catalog_id, from_ms, "");
+        let (_, to) = keys::impressions_before(catalog_id, before_ms);
+        let iter = self.db.iterator_cf(
+            &self.cf(CF_IMPRESSIONS),
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        let mut bad = 0;
+        for entry in iter {
+            let (key, value) = entry?;
+            if key.as_ref() >= to.as_slice() {
+                break;
+            }
+            let id = key.get(12..).and_then(|k| std::str::from_utf8(k).ok());
+            match id.map(|id| codec::decode_impression(id, &value)) {
+                Some(Ok(i)) => f(i),
+                _ => bad += 1,
+            }
+        }
+        Ok(bad)
+    }
+
     /// The stored impression with this recommendation id.
     pub fn impression(&self, catalog_id: u32, id: &str) -> Result<Option<Impression>> {
         let Some(key) = keys::impression_key_of(catalog_id, id) else {

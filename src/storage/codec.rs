@@ -14,8 +14,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    BehaviourSettings, Blend, CatalogConfig, CollaborativeSettings, CrossSellSettings, Event,
-    EventKind, EventWeights, Item, Metric, RepurchaseSettings, User, VectorSource, VectorType,
+    BehaviourSettings, Blend, CatalogConfig, CollaborativeSettings, CrossSellSettings,
+    EngagementSettings, Event, EventKind, EventWeights, FeedbackSettings, Item, Metric, RankBy,
+    RepurchaseSettings, User, VectorSource, VectorType,
 };
 
 const VERSION_1: u8 = 1;
@@ -305,16 +306,42 @@ struct EventV1 {
     recommendation_id: Option<String>,
 }
 
+/// An event kind's byte: the four of version 1, then 4 dislike, 5 own,
+/// 6 return and `8 + stars` for a rating (9..=13). Version 1 of the event
+/// value holds every kind: a reader that predates a kind refuses it as
+/// corruption rather than misreading it.
+fn event_kind_code(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::View => 0,
+        EventKind::Click => 1,
+        EventKind::AddToCart => 2,
+        EventKind::Purchase => 3,
+        EventKind::Dislike => 4,
+        EventKind::Own => 5,
+        EventKind::Return => 6,
+        EventKind::Rating(stars) => 8 + stars,
+    }
+}
+
+fn event_kind_of(code: u8) -> Option<EventKind> {
+    Some(match code {
+        0 => EventKind::View,
+        1 => EventKind::Click,
+        2 => EventKind::AddToCart,
+        3 => EventKind::Purchase,
+        4 => EventKind::Dislike,
+        5 => EventKind::Own,
+        6 => EventKind::Return,
+        c if (9..=13).contains(&c) => EventKind::Rating(c - 8),
+        _ => return None,
+    })
+}
+
 pub fn encode_event(event: &Event) -> Vec<u8> {
     let v1 = EventV1 {
         user_id: event.user_id.clone(),
         item_id: event.item_id.clone(),
-        kind: match event.kind {
-            EventKind::View => 0,
-            EventKind::Click => 1,
-            EventKind::AddToCart => 2,
-            EventKind::Purchase => 3,
-        },
+        kind: event_kind_code(event.kind),
         timestamp_ms: event.timestamp_ms,
         session_id: event.session_id.clone(),
         order_id: event.order_id.clone(),
@@ -333,13 +360,8 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event> {
     let body = check_version("event", bytes)?;
     let (v1, _): (EventV1, usize) = bincode::serde::decode_from_slice(body, bincode_config())
         .map_err(|e| corrupt("event", e.to_string()))?;
-    let kind = match v1.kind {
-        0 => EventKind::View,
-        1 => EventKind::Click,
-        2 => EventKind::AddToCart,
-        3 => EventKind::Purchase,
-        other => return Err(corrupt("event", format!("unknown event kind {other}"))),
-    };
+    let kind = event_kind_of(v1.kind)
+        .ok_or_else(|| corrupt("event", format!("unknown event kind {}", v1.kind)))?;
     Ok(Event {
         user_id: v1.user_id,
         item_id: v1.item_id,
@@ -419,6 +441,27 @@ struct BehaviourV3 {
 
 const BEHAVIOUR_VERSION_3: u8 = 3;
 
+/// Behaviour settings, version 4: version 3, then the weights of the
+/// explicit-feedback events, the feedback and the engagement settings.
+/// Version 3 values decode with those at their defaults.
+#[derive(Serialize, Deserialize)]
+struct BehaviourV4 {
+    v3: BehaviourV3,
+    /// rating, dislike, own, return.
+    feedback_weights: [f64; 4],
+    dislike_neighbours: u32,
+    return_min_purchases: u32,
+    return_max_rate: f64,
+    /// 0 score, 1 engagement.
+    rank_by: u8,
+    min_samples: u64,
+    min_positives: u64,
+    retrain_ms: i64,
+    retrain_min_outcomes: u64,
+}
+
+const BEHAVIOUR_VERSION_4: u8 = 4;
+
 pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
     let w = &s.weights;
     let b = &s.blend;
@@ -471,9 +514,26 @@ pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
         als_alpha: c.als_alpha,
         als_iterations: c.als_iterations,
     };
-    let mut out = vec![BEHAVIOUR_VERSION_3];
+    let f = &s.feedback;
+    let g = &s.engagement;
+    let v4 = BehaviourV4 {
+        v3,
+        feedback_weights: [w.rating, w.dislike, w.own, w.return_],
+        dislike_neighbours: f.dislike_neighbours,
+        return_min_purchases: f.return_min_purchases,
+        return_max_rate: f.return_max_rate,
+        rank_by: match g.rank_by {
+            RankBy::Score => 0,
+            RankBy::Engagement => 1,
+        },
+        min_samples: g.min_samples,
+        min_positives: g.min_positives,
+        retrain_ms: g.retrain_ms,
+        retrain_min_outcomes: g.retrain_min_outcomes,
+    };
+    let mut out = vec![BEHAVIOUR_VERSION_4];
     out.extend(
-        bincode::serde::encode_to_vec(&v3, bincode_config())
+        bincode::serde::encode_to_vec(&v4, bincode_config())
             .expect("encoding to a Vec cannot fail"),
     );
     out
@@ -481,6 +541,47 @@ pub fn encode_behaviour(s: &BehaviourSettings) -> Vec<u8> {
 
 pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
     let decode_err = |e: bincode::error::DecodeError| corrupt("behaviour settings", e.to_string());
+    if let Some((&BEHAVIOUR_VERSION_4, body)) = bytes.split_first() {
+        // Version 4 is version 3 plus fields: decode the version-3 part as
+        // a version-3 value (one path for every older field), then add.
+        let (v4, _): (BehaviourV4, usize) =
+            bincode::serde::decode_from_slice(body, bincode_config()).map_err(decode_err)?;
+        let mut v3 = vec![BEHAVIOUR_VERSION_3];
+        v3.extend(
+            bincode::serde::encode_to_vec(&v4.v3, bincode_config())
+                .expect("encoding to a Vec cannot fail"),
+        );
+        let mut s = decode_behaviour(&v3)?;
+        let [rating, dislike, own, return_] = v4.feedback_weights;
+        s.weights.rating = rating;
+        s.weights.dislike = dislike;
+        s.weights.own = own;
+        s.weights.return_ = return_;
+        s.feedback = FeedbackSettings {
+            dislike_neighbours: v4.dislike_neighbours,
+            return_min_purchases: v4.return_min_purchases,
+            return_max_rate: v4.return_max_rate,
+        };
+        s.engagement = EngagementSettings {
+            rank_by: match v4.rank_by {
+                0 => RankBy::Score,
+                1 => RankBy::Engagement,
+                other => {
+                    return Err(corrupt(
+                        "behaviour settings",
+                        format!("unknown rank_by {other}"),
+                    ))
+                }
+            },
+            min_samples: v4.min_samples,
+            min_positives: v4.min_positives,
+            retrain_ms: v4.retrain_ms,
+            retrain_min_outcomes: v4.retrain_min_outcomes,
+        };
+        s.validate()
+            .map_err(|e| corrupt("behaviour settings", e.to_string()))?;
+        return Ok(s);
+    }
     let (v1, blend_similarity, blend_collaborative, collaborative, repurchase, exclude_seen) =
         match bytes.split_first() {
             Some((&version @ (BEHAVIOUR_VERSION_2 | BEHAVIOUR_VERSION_3), body)) => {
@@ -551,12 +652,14 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
         };
     let [view, click, add_to_cart, purchase] = v1.weights;
     let [session, long_term, user_vector, popularity, category] = v1.blend;
+    let d = BehaviourSettings::default();
     let settings = BehaviourSettings {
         weights: EventWeights {
             view,
             click,
             add_to_cart,
             purchase,
+            ..d.weights
         },
         session_half_life_ms: v1.session_half_life_ms,
         long_term_half_life_ms: v1.long_term_half_life_ms,
@@ -581,6 +684,8 @@ pub fn decode_behaviour(bytes: &[u8]) -> Result<BehaviourSettings> {
         collaborative,
         repurchase,
         exclude_seen,
+        feedback: d.feedback,
+        engagement: d.engagement,
     };
     settings
         .validate()
@@ -679,6 +784,30 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode_event(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+        // Every kind, each rating value, round-trips; unknown codes are
+        // corruption.
+        let mut kinds = vec![
+            EventKind::View,
+            EventKind::Click,
+            EventKind::AddToCart,
+            EventKind::Purchase,
+            EventKind::Dislike,
+            EventKind::Own,
+            EventKind::Return,
+        ];
+        kinds.extend(crate::model::RATING_RANGE.map(EventKind::Rating));
+        let mut codes = std::collections::HashSet::new();
+        for kind in kinds {
+            let e = Event {
+                kind,
+                ..event.clone()
+            };
+            assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
+            assert!(codes.insert(event_kind_code(kind)));
+        }
+        for unknown in [7, 8, 14, 255] {
+            assert_eq!(event_kind_of(unknown), None);
+        }
     }
 
     #[test]
@@ -697,8 +826,28 @@ mod tests {
         settings.collaborative.fit_blend = false;
         settings.collaborative.als_lambda = 3.5;
         settings.collaborative.als_iterations = 4;
+        settings.weights.rating = 1.5;
+        settings.weights.return_ = 7.0;
+        settings.feedback.dislike_neighbours = 3;
+        settings.feedback.return_max_rate = 0.5;
+        settings.engagement.rank_by = RankBy::Engagement;
+        settings.engagement.min_samples = 77;
         let bytes = encode_behaviour(&settings);
+        assert_eq!(bytes[0], BEHAVIOUR_VERSION_4);
         assert_eq!(decode_behaviour(&bytes).unwrap(), settings);
+        // Version 3 (before feedback and engagement) decodes with them at
+        // their defaults.
+        let v4: BehaviourV4 = bincode::serde::decode_from_slice(&bytes[1..], bincode_config())
+            .unwrap()
+            .0;
+        let mut old3 = vec![BEHAVIOUR_VERSION_3];
+        old3.extend(bincode::serde::encode_to_vec(&v4.v3, bincode_config()).unwrap());
+        let decoded = decode_behaviour(&old3).unwrap();
+        let d = BehaviourSettings::default();
+        assert_eq!(decoded.feedback, d.feedback);
+        assert_eq!(decoded.engagement, d.engagement);
+        assert_eq!(decoded.weights.rating, d.weights.rating);
+        assert_eq!(decoded.collaborative.als_iterations, 4);
         // Version 2 (before the fitted blend) decodes with it on.
         let v3: BehaviourV3 = bincode::serde::decode_from_slice(&bytes[1..], bincode_config())
             .unwrap()

@@ -55,3 +55,42 @@ async fn simulated_shoppers_are_counted_exactly_and_a_holdout_loses() {
     assert!(truth[1] < truth[0], "{truth:?}");
     server.stop().await;
 }
+
+/// The engagement study (#19) run small: the score served to held-out
+/// simulated shoppers is calibrated and tells clicks apart better than
+/// the position alone, and the server's own held-out figures agree. The
+/// full study, with its A/B experiment, is in BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engagement_score_is_calibrated_on_held_out_shoppers() {
+    use recstore_shoppersim::engagement::{run_engagement, EngagementOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |s| {
+        s.index.model_check_secs = 0;
+        s.analytics.attribution_window_ms = 1_000;
+    })
+    .await;
+    let mut o = EngagementOptions::new(server.api.url.clone());
+    o.items = 400;
+    o.train_shoppers = 400;
+    o.test_shoppers = 250;
+    o.ab_shoppers = 0;
+    o.in_flight = 8;
+    o.window_secs = 1;
+    o.seed = 3;
+    let report = run_engagement(&o).await.expect("the study runs");
+    let m = &report.model;
+    assert_eq!(m["source"], "model", "{m}");
+    let server_auc = m["quality"]["auc"].as_f64().unwrap();
+    assert!(server_auc > m["baseline_auc"].as_f64().unwrap(), "{m}");
+    let served = &report.served;
+    assert!(served.hits > 5_000 && served.engaged > 300, "{served:?}");
+    assert!(served.ece < 0.03, "{served:?}");
+    assert!(
+        served.auc > report.position_auc + 0.05,
+        "{served:?} vs {}",
+        report.position_auc
+    );
+    // No score beats the truth; ours is not far from it.
+    assert!(served.auc <= report.oracle.auc + 0.01);
+    server.stop().await;
+}

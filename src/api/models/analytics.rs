@@ -448,6 +448,11 @@ pub struct OrdersPointView {
     /// Events citing an unknown recommendation_id or one that did not
     /// show the item.
     pub unattributed: u64,
+    /// Explicit feedback events of the bucket.
+    pub ratings: u64,
+    pub dislikes: u64,
+    pub owns: u64,
+    pub returns: u64,
 }
 
 /// `GET /v1/catalogs/{catalog}/analytics`.

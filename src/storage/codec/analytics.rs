@@ -183,24 +183,79 @@ struct ImpressionV1 {
     latency_us: u32,
 }
 
+/// Impressions, version 2: version 1, then what the engagement score
+/// needs: each hit's features (row-major, `feature_count` per hit), the
+/// score served, and the positions (0-based) engaged with so far.
+#[derive(Serialize, Deserialize)]
+struct ImpressionV2 {
+    v1: ImpressionV1,
+    feature_version: u16,
+    feature_count: u16,
+    features: Vec<f32>,
+    engagement: Vec<f32>,
+    engaged: Vec<u32>,
+}
+
+const IMPRESSION_VERSION_2: u8 = 2;
+
 pub fn encode_impression(i: &Impression) -> Vec<u8> {
-    encode(&ImpressionV1 {
-        surface: i.surface.code(),
-        user_id: i.user_id.clone(),
-        session_id: i.session_id.clone(),
-        experiment: exposure_ref(&i.experiment),
-        anchor: i.anchor.clone(),
-        items: i.items.iter().map(|s| s.to_string()).collect(),
-        at_ms: i.at_ms,
-        latency_us: i.latency_us,
-    })
+    let v2 = ImpressionV2 {
+        v1: ImpressionV1 {
+            surface: i.surface.code(),
+            user_id: i.user_id.clone(),
+            session_id: i.session_id.clone(),
+            experiment: exposure_ref(&i.experiment),
+            anchor: i.anchor.clone(),
+            items: i.items.iter().map(|s| s.to_string()).collect(),
+            at_ms: i.at_ms,
+            latency_us: i.latency_us,
+        },
+        feature_version: i.feature_version,
+        feature_count: i.feature_count,
+        features: i.features.clone(),
+        engagement: i.engagement.clone(),
+        engaged: i.engaged.clone(),
+    };
+    let mut out = vec![IMPRESSION_VERSION_2];
+    out.extend(
+        bincode::serde::encode_to_vec(&v2, bincode_config())
+            .expect("encoding to a Vec cannot fail"),
+    );
+    out
 }
 
 pub fn decode_impression(id: &str, bytes: &[u8]) -> Result<Impression> {
-    let v: ImpressionV1 = decode("impression", bytes)?;
+    const WHAT: &str = "impression";
+    let v2 = match bytes.split_first() {
+        Some((&IMPRESSION_VERSION_2, body)) => {
+            let (v2, _): (ImpressionV2, usize) =
+                bincode::serde::decode_from_slice(body, bincode_config())
+                    .map_err(|e| corrupt(WHAT, e.to_string()))?;
+            v2
+        }
+        _ => ImpressionV2 {
+            v1: decode(WHAT, bytes)?,
+            feature_version: 0,
+            feature_count: 0,
+            features: Vec::new(),
+            engagement: Vec::new(),
+            engaged: Vec::new(),
+        },
+    };
+    let v = v2.v1;
+    let n = v.items.len();
+    if v2.features.len() != n * usize::from(v2.feature_count)
+        || !(v2.engagement.is_empty() || v2.engagement.len() == n)
+        || v2.engaged.iter().any(|&p| p as usize >= n)
+    {
+        return Err(corrupt(
+            WHAT,
+            "features, scores or outcomes do not match its items",
+        ));
+    }
     Ok(Impression {
         id: id.to_string(),
-        surface: surface_of("impression", v.surface)?,
+        surface: surface_of(WHAT, v.surface)?,
         user_id: v.user_id,
         session_id: v.session_id,
         experiment: exposure_of(v.experiment),
@@ -208,6 +263,11 @@ pub fn decode_impression(id: &str, bytes: &[u8]) -> Result<Impression> {
         items: v.items.into_iter().map(Arc::from).collect(),
         at_ms: v.at_ms,
         latency_us: v.latency_us,
+        feature_version: v2.feature_version,
+        feature_count: v2.feature_count,
+        features: v2.features,
+        engagement: v2.engagement,
+        engaged: v2.engaged,
     })
 }
 
@@ -412,28 +472,57 @@ struct BucketV1 {
     latency: Vec<u64>,
 }
 
+/// Buckets, version 2: version 1, then the explicit-feedback events of
+/// the hour (ratings, dislikes, owns, returns).
+#[derive(Serialize, Deserialize)]
+struct BucketV2 {
+    v1: BucketV1,
+    feedback: [u64; 4],
+}
+
+const BUCKET_VERSION_2: u8 = 2;
+
 pub fn encode_bucket(b: &Bucket) -> Vec<u8> {
-    encode(&BucketV1 {
-        counts: [
-            b.impressions,
-            b.clicks,
-            b.add_to_carts,
-            b.purchases,
-            b.orders_with_recommendation,
-            b.orders_without_recommendation,
-            b.unattributed,
-        ],
-        attributed_revenue: b.attributed_revenue,
-        revenue: b.revenue,
-        revenue_with: b.revenue_with_recommendation,
-        revenue_without: b.revenue_without_recommendation,
-        latency: b.latency.clone(),
-    })
+    let v2 = BucketV2 {
+        v1: BucketV1 {
+            counts: [
+                b.impressions,
+                b.clicks,
+                b.add_to_carts,
+                b.purchases,
+                b.orders_with_recommendation,
+                b.orders_without_recommendation,
+                b.unattributed,
+            ],
+            attributed_revenue: b.attributed_revenue,
+            revenue: b.revenue,
+            revenue_with: b.revenue_with_recommendation,
+            revenue_without: b.revenue_without_recommendation,
+            latency: b.latency.clone(),
+        },
+        feedback: [b.ratings, b.dislikes, b.owns, b.returns],
+    };
+    let mut out = vec![BUCKET_VERSION_2];
+    out.extend(
+        bincode::serde::encode_to_vec(&v2, bincode_config())
+            .expect("encoding to a Vec cannot fail"),
+    );
+    out
 }
 
 pub fn decode_bucket(bytes: &[u8]) -> Result<Bucket> {
-    let v: BucketV1 = decode("analytics bucket", bytes)?;
+    const WHAT: &str = "analytics bucket";
+    let (v, feedback) = match bytes.split_first() {
+        Some((&BUCKET_VERSION_2, body)) => {
+            let (v2, _): (BucketV2, usize) =
+                bincode::serde::decode_from_slice(body, bincode_config())
+                    .map_err(|e| corrupt(WHAT, e.to_string()))?;
+            (v2.v1, v2.feedback)
+        }
+        _ => (decode::<BucketV1>(WHAT, bytes)?, [0; 4]),
+    };
     let [impressions, clicks, add_to_carts, purchases, with, without, unattributed] = v.counts;
+    let [ratings, dislikes, owns, returns] = feedback;
     Ok(Bucket {
         impressions,
         clicks,
@@ -447,6 +536,10 @@ pub fn decode_bucket(bytes: &[u8]) -> Result<Bucket> {
         orders_without_recommendation: without,
         revenue_without_recommendation: v.revenue_without,
         unattributed,
+        ratings,
+        dislikes,
+        owns,
+        returns,
     })
 }
 
@@ -470,8 +563,33 @@ mod tests {
             items: vec![Arc::from("x"), Arc::from("y")],
             at_ms: 1_700_000_000_000,
             latency_us: 1234,
+            feature_version: 1,
+            feature_count: 2,
+            features: vec![0.5, 1.0, -2.0, 3.0],
+            engagement: vec![0.1, 0.05],
+            engaged: vec![1],
         };
         assert_eq!(decode_impression("r-1", &encode_impression(&i)).unwrap(), i);
+        // Features that do not match the items are corruption.
+        let bad = Impression {
+            features: vec![1.0],
+            ..i.clone()
+        };
+        assert!(decode_impression("r-1", &encode_impression(&bad)).is_err());
+        // Version 1 (before the engagement score) decodes without them.
+        let v1 = encode(&ImpressionV1 {
+            surface: i.surface.code(),
+            user_id: i.user_id.clone(),
+            session_id: None,
+            experiment: exposure_ref(&i.experiment),
+            anchor: i.anchor.clone(),
+            items: vec!["x".into(), "y".into()],
+            at_ms: i.at_ms,
+            latency_us: i.latency_us,
+        });
+        let old = decode_impression("r-1", &v1).unwrap();
+        assert_eq!((old.feature_count, old.engaged.len()), (0, 0));
+        assert_eq!(old.items, i.items);
         let c = ClickRecord {
             at_ms: -5,
             attribution: Attribution {

@@ -105,6 +105,11 @@ struct Args {
     /// purchases).
     #[arg(long, default_value_t = 0.0)]
     view_share: f64,
+    /// latent: stars per interaction (`off`; `purchases`: recorded as
+    /// purchases; `ratings`: as `rating` events); with stars only 4- and
+    /// 5-star future interactions count as hits.
+    #[arg(long, default_value = "off")]
+    stars: String,
     /// latent: interactions per user.
     #[arg(long, default_value_t = 100)]
     per_user: usize,
@@ -552,11 +557,18 @@ fn main() -> Result<()> {
                     "SYNTHETIC latent-taste history: {} items, {} users, {} each, seed {}",
                     args.items, args.users, args.per_user, args.seed
                 );
+                let stars = match args.stars.as_str() {
+                    "off" => offline::Stars::Off,
+                    "purchases" => offline::Stars::Purchases,
+                    "ratings" => offline::Stars::Ratings,
+                    other => bail!("--stars must be off, purchases or ratings, not {other:?}"),
+                };
                 offline::latent(
                     args.items,
                     args.users,
                     args.per_user,
                     args.view_share,
+                    stars,
                     args.seed,
                 )
             }

@@ -44,6 +44,9 @@ pub struct Line {
     pub item: String,
     pub order: String,
     pub at_ms: i64,
+    /// Whether the line counts as a hit when it is in the future: every
+    /// line, except on a latent set with stars, the 4- and 5-star ones.
+    pub liked: bool,
 }
 
 impl Line {
@@ -116,6 +119,7 @@ pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
             item: code.to_string(),
             order: invoice.to_string(),
             at_ms: (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+            liked: true,
         });
     }
     let items = names
@@ -158,6 +162,7 @@ pub fn lines_of(orders: &[Order]) -> Vec<Line> {
                 item: p.clone(),
                 order: o.id.clone(),
                 at_ms: o.at_ms,
+                liked: true,
             })
         })
         .collect()
@@ -305,7 +310,7 @@ pub fn run(
         }
     }
     let mut future: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
-    for l in lines.iter().filter(|l| l.at_ms >= cutoff_ms) {
+    for l in lines.iter().filter(|l| l.at_ms >= cutoff_ms && l.liked) {
         if bought.contains_key(l.user.as_str()) && !l.user.starts_with("guest:") {
             future.entry(&l.user).or_default().insert(&l.item);
         }
@@ -621,6 +626,7 @@ pub fn train_cost(
                 item: format!("i{item}"),
                 order: String::new(),
                 at_ms: 0,
+                liked: true,
             };
             data.add(&line.event(), &weights);
         }
@@ -669,6 +675,31 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Whether a latent history carries stars, and how they are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stars {
+    /// None: every line counts (the shipped check).
+    Off,
+    /// Stars drawn; lines recorded as purchases (or views); only 4- and
+    /// 5-star future lines count as hits.
+    Purchases,
+    /// The same stars recorded as `rating` events with their value.
+    Ratings,
+}
+
+/// Stars by affinity rank (0 = the user's favourite): the top 40 % five,
+/// then 25 % four, 15 % three, 10 % two, 10 % one, roughly MovieLens's
+/// shape.
+fn star_of(rank_share: f64) -> u8 {
+    match rank_share {
+        r if r < 0.40 => 5,
+        r if r < 0.65 => 4,
+        r if r < 0.80 => 3,
+        r if r < 0.90 => 2,
+        _ => 1,
+    }
+}
+
 /// A synthetic history with known latent structure, shaped like a ratings
 /// set (`--format latent`): `items` items and `users` users in a 16-d
 /// taste space, each user interacting with `per_user` distinct items drawn
@@ -681,6 +712,7 @@ pub fn latent(
     users: usize,
     per_user: usize,
     view_share: f64,
+    stars: Stars,
     seed: u64,
 ) -> (Vec<Item>, Vec<Line>) {
     const D: usize = 16;
@@ -710,6 +742,7 @@ pub fn latent(
     let catalogue: Vec<Item> = (0..items)
         .map(|i| product(format!("m{i}"), noisy[i].clone(), 10.0))
         .collect();
+    let stars_as_ratings = stars == Stars::Ratings;
     let end = 1_609_372_800_000i64; // 2020-12-31
     let day = 86_400_000i64;
     let mut lines = Vec::new();
@@ -747,20 +780,37 @@ pub fn latent(
             }
         }
         let start = end - 365 * day + (r.below(180) as i64) * day;
+        // Stars by the user's own affinity order (no extra draws, so the
+        // history is the same with and without them).
+        let stars: Option<Vec<u8>> = (stars != Stars::Off).then(|| {
+            let affinity: Vec<f64> = chosen
+                .iter()
+                .map(|&i| taste.iter().zip(&latent[i]).map(|(a, b)| a * b).sum())
+                .collect();
+            let mut order: Vec<usize> = (0..chosen.len()).collect();
+            order.sort_by(|&a, &b| affinity[b].total_cmp(&affinity[a]));
+            let mut out = vec![0u8; chosen.len()];
+            for (rank, &k) in order.iter().enumerate() {
+                out[k] = star_of(rank as f64 / chosen.len().max(1) as f64);
+            }
+            out
+        });
+        let stars = stars.as_deref();
         for (n, i) in chosen.into_iter().enumerate() {
             // A share of the interactions are views (a "ratings set
             // replayed as purchases and views").
             let view = (r.next() % 1000) as f64 / 1000.0 < view_share;
             lines.push(Line {
-                kind: if view {
-                    EventKind::View
-                } else {
-                    EventKind::Purchase
+                kind: match stars {
+                    Some(s) if stars_as_ratings => EventKind::Rating(s[n]),
+                    _ if view => EventKind::View,
+                    _ => EventKind::Purchase,
                 },
                 user: format!("user{u}"),
                 item: format!("m{i}"),
                 order: format!("o{u}-{n}"),
                 at_ms: (start + n as i64 * day).min(end),
+                liked: stars.is_none_or(|s| s[n] >= 4),
             });
         }
     }

@@ -31,6 +31,7 @@
 //! `tests/it/shoppers.rs` runs it small in CI; the `recstore-shoppersim`
 //! binary runs the full study (EXPERIMENTS.md).
 
+pub mod engagement;
 pub mod world;
 
 use std::collections::{BTreeMap, HashSet};

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
+use recstore_shoppersim::engagement::{engagement_markdown, run_engagement, EngagementOptions};
 use recstore_shoppersim::{markdown, run, Options, Scenario};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -18,6 +19,9 @@ enum Kind {
     Ab,
     /// The treatment is a holdout that answers nothing.
     Holdout,
+    /// The engagement study (#19): calibration and AUC of the served
+    /// score on held-out shoppers, and an A/B of `rank_by: engagement`.
+    Engagement,
 }
 
 #[derive(Debug, Parser)]
@@ -62,6 +66,40 @@ struct Args {
     /// Also write the whole report (every look of every experiment) as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// `engagement`: items in the catalog.
+    #[arg(long, default_value_t = 2_000)]
+    items: usize,
+    /// `engagement`: shoppers of the logging, held-out and A/B phases.
+    #[arg(long, default_value_t = 3_000)]
+    train_shoppers: usize,
+    #[arg(long, default_value_t = 1_500)]
+    test_shoppers: usize,
+    #[arg(long, default_value_t = 3_000)]
+    ab_shoppers: usize,
+    /// `engagement`: the server's `--attribution-window-secs` (the study
+    /// waits it out before training).
+    #[arg(long, default_value_t = 2)]
+    window_secs: u64,
+}
+
+async fn engagement(args: &Args) -> anyhow::Result<()> {
+    let mut o = EngagementOptions::new(args.url.clone());
+    o.api_key = args.api_key.clone();
+    o.items = args.items;
+    o.train_shoppers = args.train_shoppers;
+    o.test_shoppers = args.test_shoppers;
+    o.ab_shoppers = args.ab_shoppers;
+    o.visits = args.visits;
+    o.in_flight = args.in_flight;
+    o.window_secs = args.window_secs;
+    o.seed = args.seed;
+    let report = run_engagement(&o).await?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", engagement_markdown(&report));
+    Ok(())
 }
 
 #[tokio::main]
@@ -71,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         Kind::Aa => Scenario::Aa,
         Kind::Ab => Scenario::Ab { lift: args.lift },
         Kind::Holdout => Scenario::Holdout,
+        Kind::Engagement => return engagement(&args).await,
     };
     let mut options = Options::new(args.url, scenario);
     options.api_key = args.api_key;
