@@ -95,6 +95,10 @@ impl Catalog {
         let mut shown = vec![[0u64; POSITIONS]; surfaces];
         let mut engaged = vec![[0u64; POSITIONS]; surfaces];
         let mut samples: std::collections::VecDeque<Sample> = std::collections::VecDeque::new();
+        // Items by index, for the item-record features.
+        let mut interned: std::collections::HashMap<Arc<str>, u32> =
+            std::collections::HashMap::new();
+        let mut names: Vec<Arc<str>> = Vec::new();
         let mut impressions = 0u64;
         let unreadable = self.store.for_each_impression(self.id, 0, watermark, |i| {
             impressions += 1;
@@ -114,8 +118,13 @@ impl Catalog {
                 if samples.len() == MAX_SAMPLES {
                     samples.pop_front();
                 }
+                let item = *interned.entry(Arc::clone(&i.items[p])).or_insert_with(|| {
+                    names.push(Arc::clone(&i.items[p]));
+                    (names.len() - 1) as u32
+                });
                 samples.push_back(Sample {
                     at_ms: i.at_ms,
+                    item,
                     surface: i.surface,
                     position: p,
                     x,
@@ -124,6 +133,11 @@ impl Catalog {
             }
         })?;
         let prior = Prior::fit(&shown, &engaged);
+        // What served hits see: every labelled hit up to the watermark.
+        let items = crate::engagement::train::item_counts(samples.make_contiguous())
+            .into_iter()
+            .map(|(i, c)| (names[i as usize].to_string(), c))
+            .collect();
         let trained = train(
             samples.into(),
             &prior,
@@ -141,6 +155,7 @@ impl Catalog {
             model,
             watermark_ms: watermark,
             trained_at_ms: now,
+            items,
         });
         match (&scorer.model, &not_enough) {
             (Some(m), _) => tracing::info!(

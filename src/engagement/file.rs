@@ -22,6 +22,8 @@ struct Stored {
     model: Option<Model>,
     watermark_ms: i64,
     trained_at_ms: i64,
+    /// Per item: id, hits shown, hits engaged.
+    items: Vec<(String, u32, u32)>,
 }
 
 fn config() -> impl bincode::config::Config {
@@ -35,6 +37,15 @@ pub fn encode(scorer: &Scorer) -> Vec<u8> {
         model: scorer.model.clone(),
         watermark_ms: scorer.watermark_ms,
         trained_at_ms: scorer.trained_at_ms,
+        items: {
+            let mut items: Vec<(String, u32, u32)> = scorer
+                .items
+                .iter()
+                .map(|(id, &(n, k))| (id.clone(), n, k))
+                .collect();
+            items.sort();
+            items
+        },
     };
     let mut out = vec![VERSION_1];
     out.extend(
@@ -71,6 +82,11 @@ pub fn decode(bytes: &[u8]) -> Result<Scorer, String> {
                 model: stored.model,
                 watermark_ms: stored.watermark_ms,
                 trained_at_ms: stored.trained_at_ms,
+                items: stored
+                    .items
+                    .into_iter()
+                    .map(|(id, n, k)| (id, (n, k)))
+                    .collect(),
             })
         }
         Some((v, _)) => Err(format!("unknown engagement model file version {v}")),
@@ -89,6 +105,7 @@ mod tests {
             model: None,
             watermark_ms: 42,
             trained_at_ms: 43,
+            items: [("a".to_string(), (3, 1))].into_iter().collect(),
         };
         let bytes = encode(&scorer);
         assert_eq!(decode(&bytes).unwrap(), scorer);

@@ -37,7 +37,7 @@ use crate::model::Surface;
 
 /// The features, in order (the version of the layout is
 /// [`FEATURE_VERSION`]): what `GET .../engagement-model` names.
-pub const FEATURES: [&str; 21] = [
+pub const FEATURES: [&str; 23] = [
     "similarity",
     "has_similarity",
     "profile_similarity",
@@ -59,6 +59,8 @@ pub const FEATURES: [&str; 21] = [
     "surface_upsell",
     "surface_user",
     "surface_cross_sell",
+    "item_engagement",
+    "item_shown",
 ];
 
 /// Number of features.
@@ -67,7 +69,24 @@ pub const FEATURE_COUNT: usize = FEATURES.len();
 /// Bumped whenever [`FEATURES`] changes: impressions logged with another
 /// layout are not trained on, and a stored model of another layout is
 /// dropped.
-pub const FEATURE_VERSION: u16 = 2;
+pub const FEATURE_VERSION: u16 = 3;
+
+/// Pseudo-hits at the base rate an item's own engaged share starts from
+/// (`item_engagement`): an item shown twenty times moves halfway.
+pub const ITEM_PRIOR_HITS: f64 = 20.0;
+
+/// The item's own record as features: the log-odds of its smoothed
+/// engaged share against the base rate (0 for an item never shown), and
+/// `ln(1 + times shown)`.
+pub fn item_features(shown: u32, engaged: u32, base_rate: f64) -> (f64, f64) {
+    let base = base_rate.clamp(1e-6, 1.0 - 1e-6);
+    let rate = (f64::from(engaged) + ITEM_PRIOR_HITS * base) / (f64::from(shown) + ITEM_PRIOR_HITS);
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    (
+        logit(rate.clamp(1e-6, 1.0 - 1e-6)) - logit(base),
+        f64::from(shown).ln_1p(),
+    )
+}
 
 /// Positions with their own logit offset; later ones share the last.
 pub const POSITIONS: usize = 11;
@@ -127,6 +146,9 @@ pub struct Features {
     /// Among the nearest neighbours of an item the user disliked.
     pub like_disliked: bool,
     pub surface: Option<Surface>,
+    /// The item's own engaged share when shown (see [`item_features`]).
+    pub item_engagement: f64,
+    pub item_shown: f64,
 }
 
 impl Features {
@@ -168,6 +190,8 @@ impl Features {
             s(Surface::Upsell),
             s(Surface::User),
             s(Surface::CrossSell),
+            f(self.item_engagement),
+            f(self.item_shown),
         ]
     }
 }
@@ -279,6 +303,9 @@ pub struct Model {
     pub weights: Vec<f64>,
     /// Logit offset per position slot (slot 0 is 0).
     pub positions: Vec<f64>,
+    /// The engaged share of the hits it was fitted on: what an item's own
+    /// share is smoothed toward.
+    pub item_base_rate: f64,
     pub info: TrainingInfo,
 }
 
@@ -332,6 +359,9 @@ pub struct Scorer {
     /// (with or without a model as the result).
     pub watermark_ms: i64,
     pub trained_at_ms: i64,
+    /// Per item: hits shown and engaged among the labelled impressions up
+    /// to the watermark (the `item_engagement` feature).
+    pub items: std::collections::HashMap<String, (u32, u32)>,
 }
 
 /// Where a score came from.
@@ -356,6 +386,15 @@ impl Scorer {
             Source::Model
         } else {
             Source::Prior
+        }
+    }
+
+    /// The item's own-record features (0 without a model: the prior
+    /// needs none).
+    pub fn item_features(&self, id: &str) -> (f64, f64) {
+        match (&self.model, self.items.get(id)) {
+            (Some(m), Some(&(shown, engaged))) => item_features(shown, engaged, m.item_base_rate),
+            _ => (0.0, 0.0),
         }
     }
 
@@ -416,6 +455,8 @@ mod tests {
                     return_rate: ret,
                     like_disliked: dis,
                     surface: Surface::ALL.get(s).copied(),
+                    item_engagement: pop,
+                    item_shown: cat,
                 },
             )
     }
@@ -441,6 +482,7 @@ mod tests {
                 intercept,
                 weights,
                 positions,
+                item_base_rate: 0.05,
                 info: train::tests_info(),
             };
             let surface = features.surface.unwrap_or(Surface::User);
@@ -509,6 +551,19 @@ mod tests {
         for (a, b) in none.position_factors.iter().zip(&default.position_factors) {
             assert!((a - b).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn an_items_own_record_moves_it_from_the_base_rate() {
+        assert_eq!(item_features(0, 0, 0.1), (0.0, 0.0));
+        // Shown 20 times, engaged 6: (6 + 2) / 40 = 0.2 against 0.1.
+        let (lift, shown) = item_features(20, 6, 0.1);
+        let logit = |p: f64| (p / (1.0 - p)).ln();
+        assert!((lift - (logit(0.2) - logit(0.1))).abs() < 1e-12);
+        assert!((shown - 21f64.ln()).abs() < 1e-12);
+        assert!(item_features(1_000, 0, 0.1).0 < -2.0);
+        let (l, s) = item_features(u32::MAX, u32::MAX, 0.0);
+        assert!(l.is_finite() && s.is_finite());
     }
 
     #[test]

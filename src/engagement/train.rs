@@ -29,6 +29,9 @@ const TOLERANCE: f64 = 1e-8;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub at_ms: i64,
+    /// The item, as an index the caller assigns (the item-record features
+    /// are computed here, from the training data).
+    pub item: u32,
     pub surface: Surface,
     /// 0-based position shown.
     pub position: usize,
@@ -99,7 +102,9 @@ pub fn train(
         });
     }
     let held = ((samples.len() as f64 * HELD_OUT_SHARE).ceil() as usize).max(1);
-    let (fit_on, judge) = samples.split_at(samples.len() - held);
+    let split = samples.len() - held;
+    let base_rate = set_item_features(&mut samples, split);
+    let (fit_on, judge) = samples.split_at(split);
     let (mean, scale) = standardisation(fit_on);
     let (coef, iterations) = fit(fit_on, &mean, &scale, &all_features());
     let model = model_of(&coef, &mean, &scale, &all_features());
@@ -122,6 +127,7 @@ pub fn train(
         .map(|s| baseline.probability(baseline.item_logit(&s.x), s.position))
         .collect();
     let mut model = model;
+    model.item_base_rate = base_rate;
     model.info = TrainingInfo {
         samples: fit_on.len() as u64,
         positives: fit_on.iter().filter(|s| s.engaged).count() as u64,
@@ -135,6 +141,45 @@ pub fn train(
         baseline_auc: super::quality::auc(&p_base, &y),
     };
     Ok(model)
+}
+
+/// Counts per item: (shown, engaged).
+pub fn item_counts(samples: &[Sample]) -> std::collections::HashMap<u32, (u32, u32)> {
+    let mut counts = std::collections::HashMap::new();
+    for s in samples {
+        let c: &mut (u32, u32) = counts.entry(s.item).or_default();
+        c.0 = c.0.saturating_add(1);
+        c.1 = c.1.saturating_add(u32::from(s.engaged));
+    }
+    counts
+}
+
+/// Overwrites the item-record features (`item_engagement`, `item_shown`)
+/// from the data itself, as a served hit would have seen them: each of
+/// the first `split` samples (the fit, in time order) sees the counts of
+/// the samples before it (ordered target statistics: a hit's own click
+/// never leaks into its feature, and leave-one-out's give-away, a lower
+/// share for exactly the engaged hits, cannot arise); the held-out ones
+/// see the fit's final counts, as served hits see the counts frozen at
+/// the last training. Returns the fit's base rate.
+fn set_item_features(samples: &mut [Sample], split: usize) -> f64 {
+    let positives = samples[..split].iter().filter(|s| s.engaged).count();
+    let base_rate = positives as f64 / split.max(1) as f64;
+    let at = |name: &str| FEATURES.iter().position(|f| *f == name).expect("a feature");
+    let (engagement, shown) = (at("item_engagement"), at("item_shown"));
+    let mut counts: std::collections::HashMap<u32, (u32, u32)> = std::collections::HashMap::new();
+    for (i, s) in samples.iter_mut().enumerate() {
+        let (n, k) = counts.get(&s.item).copied().unwrap_or((0, 0));
+        let (e, c) = super::item_features(n, k, base_rate);
+        s.x[engagement] = e as f32;
+        s.x[shown] = c as f32;
+        if i < split {
+            let c = counts.entry(s.item).or_default();
+            c.0 = c.0.saturating_add(1);
+            c.1 = c.1.saturating_add(u32::from(s.engaged));
+        }
+    }
+    base_rate
 }
 
 /// Mean and standard deviation of each feature (0 deviation: the
@@ -340,6 +385,7 @@ fn model_of(coef: &[f64], mean: &[f64], scale: &[f64], cols: &[usize]) -> Model 
         intercept: coef[0],
         weights,
         positions,
+        item_base_rate: 0.0,
         info: TrainingInfo {
             samples: 0,
             positives: 0,
@@ -385,6 +431,7 @@ mod tests {
                 let z = -3.0 + 2.0 * f64::from(x[0]) + f64::from(x[2]) - 0.2 * position as f64;
                 Sample {
                     at_ms: i as i64,
+                    item: (i % 500) as u32,
                     surface: Surface::Similar,
                     position,
                     x,
@@ -440,16 +487,61 @@ mod tests {
             Err(NotEnough::Positives { have: 0, .. })
         ));
         // Every feature constant, every position the same.
-        let mut flat = synthetic(2_000, 3);
-        for (i, s) in flat.iter_mut().enumerate() {
+        let mut flat = synthetic(4_000, 3);
+        let mut rng = Rng(5);
+        for s in flat.iter_mut() {
             s.x = [0.5; FEATURE_COUNT];
             s.position = 0;
-            s.engaged = i % 10 == 0;
+            // Independent draws: no pattern for the item's record to find.
+            s.engaged = rng.next() < 0.1;
+        }
+        for s in flat.iter_mut() {
+            s.item = 0;
         }
         let m = train(flat, &Prior::default(), 100, 5, 0, 0).unwrap();
-        assert!(m.weights.iter().all(|w| *w == 0.0));
-        let p = m.probability(m.item_logit(&[0.5; FEATURE_COUNT]), 0);
-        assert!((p - 0.1).abs() < 0.01, "{p}");
+        // One item whose record is its base rate all along: nothing to
+        // learn from any feature.
+        assert!(m.weights.iter().all(|w| w.abs() < 0.25), "{:?}", m.weights);
+        assert!((m.item_base_rate - 0.1).abs() < 0.02);
+        // Held out, it predicts the base rate.
+        let q = &m.info.quality;
+        let n: u64 = q.reliability.iter().map(|b| b.count).sum();
+        let mean: f64 = q
+            .reliability
+            .iter()
+            .map(|b| b.predicted * b.count as f64)
+            .sum::<f64>()
+            / n as f64;
+        assert!((mean - 0.1).abs() < 0.02, "{mean}");
+    }
+
+    #[test]
+    fn an_items_record_is_learned_without_its_own_outcome() {
+        // 200 items, each with a hidden appeal; every other feature is
+        // noise. Only the item's record (from earlier hits) can tell them
+        // apart, and it must help on the held-out hits.
+        let mut rng = Rng(11);
+        let appeal: Vec<f64> = (0..200).map(|_| 3.0 * rng.next() - 1.5).collect();
+        let samples: Vec<Sample> = (0..60_000)
+            .map(|i| {
+                let item = (rng.next() * 200.0) as usize;
+                let mut x = [0f32; FEATURE_COUNT];
+                x[0] = rng.next() as f32;
+                Sample {
+                    at_ms: i,
+                    item: item as u32,
+                    surface: Surface::User,
+                    position: 0,
+                    x,
+                    engaged: rng.next() < sigmoid(-2.0 + appeal[item]),
+                }
+            })
+            .collect();
+        let m = train(samples, &Prior::default(), 100, 10, 0, 0).unwrap();
+        let at = |n: &str| FEATURES.iter().position(|f| *f == n).unwrap();
+        assert!(m.weights[at("item_engagement")] > 0.3, "{:?}", m.weights);
+        assert!(m.info.quality.auc.unwrap() > 0.65, "{:?}", m.info.quality);
+        assert!(m.info.quality.ece < 0.02, "{:?}", m.info.quality);
     }
 
     #[test]
