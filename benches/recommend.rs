@@ -18,10 +18,14 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use recstore::catalog::registry::Catalogs;
 use recstore::config::IndexSettings;
+use recstore::engagement::train::{train, Sample};
+use recstore::engagement::{Prior, Scorer, FEATURE_COUNT};
 use recstore::index::filter::Filter;
 use recstore::model::{CatalogConfig, CatalogName, Event, EventKind, Item, Metric, VectorType};
+use recstore::model::{RankBy, Surface};
 use recstore::recommend::cross_sell::{cross_sell, CrossSellRequest};
 use recstore::recommend::personal::{recommend_user, trending, UserRequest};
+use recstore::recommend::rerank::{finish, Ask};
 use recstore::recommend::UserContext;
 use recstore::storage::Store;
 
@@ -128,6 +132,29 @@ fn setup() -> (tempfile::TempDir, Arc<Catalogs>) {
     (dir, catalogs)
 }
 
+/// A model fitted on synthetic labelled hits (its weights only need to be
+/// real numbers of a real fit for the timing).
+fn engagement_model() -> recstore::engagement::Model {
+    let mut rng = Rng(3);
+    let samples: Vec<Sample> = (0..20_000)
+        .map(|i| {
+            let mut x = [0f32; FEATURE_COUNT];
+            for v in x.iter_mut() {
+                *v = rng.unit() as f32;
+            }
+            Sample {
+                at_ms: i,
+                item: (rng.next() % 1_000) as u32,
+                surface: Surface::User,
+                position: (rng.next() % 10) as usize,
+                engaged: rng.unit() < 0.05 + 0.1 * f64::from(x[0]),
+                x,
+            }
+        })
+        .collect();
+    train(samples, &Prior::default(), 100, 10, 0, 0).unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let (_dir, catalogs) = setup();
     let catalog = catalogs.get("bench").unwrap();
@@ -165,6 +192,37 @@ fn bench(c: &mut Criterion) {
     group.bench_function("cross_sell/one_item", |b| {
         b.iter(|| cross_sell(&catalog, &cart).unwrap())
     });
+    // The rerank stage every surface ends with (#19): features and score
+    // for 20 candidates of personal picks, keeping 10, with a model
+    // trained on synthetic hits; with the surface's order and with the
+    // engagement order.
+    let context = UserContext::load(&catalog, "u17", NOW).unwrap();
+    let candidates = recommend_user(
+        &catalog,
+        &UserRequest {
+            k: 20,
+            ..user("u17")
+        },
+    )
+    .unwrap();
+    let scorer = Scorer {
+        model: Some(engagement_model()),
+        ..Scorer::default()
+    };
+    for rank_by in [RankBy::Score, RankBy::Engagement] {
+        let ask = Ask {
+            surface: Surface::User,
+            anchor: &[],
+            context: &context,
+            user_id: Some("u17"),
+            rank_by,
+            k: 10,
+            now_ms: NOW,
+        };
+        group.bench_function(format!("rerank/20_candidates_{}", rank_by.as_str()), |b| {
+            b.iter(|| finish(&catalog, &scorer, &ask, candidates.clone()))
+        });
+    }
     group.finish();
     let mut group = c.benchmark_group("collaborative");
     group.sample_size(10);

@@ -245,7 +245,11 @@ impl Prior {
         for (code, rate) in surface_rates.iter_mut().enumerate() {
             let n: u64 = shown.get(code).map_or(0, |s| s.iter().sum());
             let k: u64 = engaged.get(code).map_or(0, |s| s.iter().sum());
-            *rate = (k as f64 + PRIOR_STRENGTH * DEFAULT_RATE) / (n as f64 + PRIOR_STRENGTH);
+            // No data: the default exactly (not a rounding of it), so a
+            // training over nothing changes no answer.
+            if n > 0 {
+                *rate = (k as f64 + PRIOR_STRENGTH * DEFAULT_RATE) / (n as f64 + PRIOR_STRENGTH);
+            }
         }
         // Position factors: each slot's rate relative to the overall rate,
         // smoothed toward the default curve.
@@ -264,6 +268,9 @@ impl Prior {
         let position_factors = (0..POSITIONS)
             .map(|p| {
                 let (n, k) = by_slot[p];
+                if n == 0 {
+                    return default[p];
+                }
                 let expected = overall * default[p];
                 let rate = (k as f64 + PRIOR_STRENGTH * expected) / (n as f64 + PRIOR_STRENGTH);
                 rate / overall
@@ -544,13 +551,11 @@ mod tests {
             prior.surface_rates[Surface::Similar.code() as usize],
             DEFAULT_RATE
         );
-        // No data: the default curve.
-        let none = Prior::fit(&[], &[]);
-        let default = Prior::default();
-        assert_eq!(none.surface_rates, default.surface_rates);
-        for (a, b) in none.position_factors.iter().zip(&default.position_factors) {
-            assert!((a - b).abs() < 1e-12);
-        }
+        // No data: the default, exactly (a training over nothing must
+        // not change an answer in its last digit).
+        assert_eq!(Prior::fit(&[], &[]), Prior::default());
+        let nothing = vec![[0u64; POSITIONS]; Surface::ALL.len()];
+        assert_eq!(Prior::fit(&nothing, &nothing), Prior::default());
     }
 
     #[test]

@@ -467,7 +467,8 @@ async fn settings_are_validated_persisted_and_change_rankings() {
     let defaults = api.get_ok("/v1/catalogs/store/settings").await;
     assert_eq!(
         defaults["event_weights"],
-        json!({"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0})
+        json!({"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0,
+               "rating": 4.0, "dislike": 4.0, "own": 8.0, "return": 4.0})
     );
     assert_eq!(defaults["session_half_life_secs"], 1800.0);
     assert_eq!(defaults["long_term_half_life_secs"], 2_592_000.0);

@@ -184,14 +184,16 @@ struct ImpressionV1 {
 }
 
 /// Impressions, version 2: version 1, then what the engagement score
-/// needs: each hit's features (row-major, `feature_count` per hit), the
+/// needs: each hit's features (row-major, `feature_count` per hit, as the
+/// bits of f16 values: half the bytes, and the three significant digits a
+/// feature needs; values beyond f16's range are clamped to it), the
 /// score served, and the positions (0-based) engaged with so far.
 #[derive(Serialize, Deserialize)]
 struct ImpressionV2 {
     v1: ImpressionV1,
     feature_version: u16,
     feature_count: u16,
-    features: Vec<f32>,
+    features: Vec<u16>,
     engagement: Vec<f32>,
     engaged: Vec<u32>,
 }
@@ -212,7 +214,11 @@ pub fn encode_impression(i: &Impression) -> Vec<u8> {
         },
         feature_version: i.feature_version,
         feature_count: i.feature_count,
-        features: i.features.clone(),
+        features: i
+            .features
+            .iter()
+            .map(|&x| half::f16::from_f32(x.clamp(-65_504.0, 65_504.0)).to_bits())
+            .collect(),
         engagement: i.engagement.clone(),
         engaged: i.engaged.clone(),
     };
@@ -265,7 +271,11 @@ pub fn decode_impression(id: &str, bytes: &[u8]) -> Result<Impression> {
         latency_us: v.latency_us,
         feature_version: v2.feature_version,
         feature_count: v2.feature_count,
-        features: v2.features,
+        features: v2
+            .features
+            .iter()
+            .map(|&b| half::f16::from_bits(b).to_f32())
+            .collect(),
         engagement: v2.engagement,
         engaged: v2.engaged,
     })
@@ -565,11 +575,20 @@ mod tests {
             latency_us: 1234,
             feature_version: 1,
             feature_count: 2,
+            // Exact in f16, so the round trip is exact.
             features: vec![0.5, 1.0, -2.0, 3.0],
             engagement: vec![0.1, 0.05],
             engaged: vec![1],
         };
         assert_eq!(decode_impression("r-1", &encode_impression(&i)).unwrap(), i);
+        // Stored as f16: beyond its range, clamped (never infinite).
+        let big = Impression {
+            features: vec![1e9, -1e9, 0.1, 2.0],
+            ..i.clone()
+        };
+        let back = decode_impression("r-1", &encode_impression(&big)).unwrap();
+        assert_eq!(back.features[..2], [65_504.0, -65_504.0]);
+        assert!((back.features[2] - 0.1).abs() < 1e-4);
         // Features that do not match the items are corruption.
         let bad = Impression {
             features: vec![1.0],
