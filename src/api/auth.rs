@@ -124,6 +124,14 @@ mod tests {
         // Training takes a core for seconds to minutes: the admin key.
         assert_eq!(p(Method::POST, "/v1/catalogs/c/model/train"), Access::Write);
         assert_eq!(p(Method::GET, "/v1/catalogs/c/model"), Access::Read);
+        assert_eq!(
+            p(Method::POST, "/v1/catalogs/c/engagement-model/train"),
+            Access::Write
+        );
+        assert_eq!(
+            p(Method::GET, "/v1/catalogs/c/engagement-model"),
+            Access::Read
+        );
         assert_eq!(p(Method::DELETE, "/v1/catalogs/c"), Access::Write);
         // An item whose id ends in "/search" is still a write.
         assert_eq!(
