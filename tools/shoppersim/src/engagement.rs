@@ -547,7 +547,10 @@ fn score(seen: &[Seen], f: impl Fn(&Seen) -> f64) -> Scored {
     }
 }
 
-/// AUC with ties counted half (midranks).
+/// AUC with ties counted half (midranks). The study computes its own
+/// figures (this tool talks to the server over HTTP only and does not
+/// link recstore), so they check the server's `engagement::quality`
+/// rather than repeat it.
 fn auc(p: &[f64], y: &[bool]) -> f64 {
     let pos = y.iter().filter(|&&y| y).count() as f64;
     let neg = y.len() as f64 - pos;
