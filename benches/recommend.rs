@@ -128,7 +128,9 @@ fn setup() -> (tempfile::TempDir, Arc<Catalogs>) {
         })
         .collect();
     catalog.record_events(heavy).unwrap();
-    catalog.train_collaborative().unwrap();
+    catalog
+        .train_collaborative(recstore::recommend::blend::fit_for)
+        .unwrap();
     (dir, catalogs)
 }
 
@@ -227,7 +229,11 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("collaborative");
     group.sample_size(10);
     group.bench_function("train/item_knn_200k_events", |b| {
-        b.iter(|| catalog.train_collaborative().unwrap())
+        b.iter(|| {
+            catalog
+                .train_collaborative(recstore::recommend::blend::fit_for)
+                .unwrap()
+        })
     });
     group.finish();
 }

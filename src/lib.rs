@@ -19,6 +19,7 @@
 pub mod analytics;
 pub mod api;
 pub mod backup;
+pub mod behaviour;
 pub mod catalog;
 pub mod collaborative;
 pub mod config;

@@ -237,7 +237,7 @@ impl Trainer {
 /// check.
 fn train(catalog: &crate::catalog::Catalog) {
     let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        catalog.train_collaborative()
+        catalog.train_collaborative(crate::recommend::blend::fit_for)
     }));
     match trained {
         Ok(Ok(_)) => {}

@@ -91,6 +91,8 @@ pub struct Metrics {
     model_items: Family<CatalogLabels, Gauge>,
     model_trainings: Family<CatalogLabels, Gauge>,
     model_events_behind: Family<CatalogLabels, Gauge>,
+    engagement_model: Family<CatalogLabels, Gauge>,
+    engagement_trainings: Family<CatalogLabels, Gauge>,
     recommendation_events: Family<SurfaceLabels, Gauge>,
     attributed_revenue: Family<SurfaceLabels, FloatGauge>,
     impressions: Family<ImpressionLabels, Gauge>,
@@ -223,6 +225,16 @@ impl Metrics {
             "collaborative_model_events_behind",
             "Events added or removed since the collaborative model was trained (what the retrain rule counts)",
         );
+        let engagement_model = per_catalog(
+            &mut registry,
+            "engagement_model",
+            "1 when a trained model scores the catalog's hits, 0 while the prior does",
+        );
+        let engagement_trainings = per_catalog(
+            &mut registry,
+            "engagement_model_trainings",
+            "Trainings of the engagement model since the catalog opened (with or without a model as the result)",
+        );
         let recommendation_events = Family::<SurfaceLabels, Gauge>::default();
         registry.register(
             "recommendation_events",
@@ -337,6 +349,8 @@ impl Metrics {
             model_items,
             model_trainings,
             model_events_behind,
+            engagement_model,
+            engagement_trainings,
             recommendation_events,
             attributed_revenue,
             impressions,
@@ -474,6 +488,8 @@ fn collect(state: &AppState) {
         &m.model_items,
         &m.model_trainings,
         &m.model_events_behind,
+        &m.engagement_model,
+        &m.engagement_trainings,
     ] {
         // A deleted catalog's series disappear.
         family.clear();
@@ -597,6 +613,12 @@ fn collect(state: &AppState) {
         m.model_events_behind.get_or_create(&label).set(gauge(
             trained.map_or(model.events, |t| model.events.abs_diff(t.info.events)),
         ));
+        m.engagement_model
+            .get_or_create(&label)
+            .set(i64::from(catalog.engagement().model.is_some()));
+        m.engagement_trainings
+            .get_or_create(&label)
+            .set(gauge(catalog.engagement_trainings()));
         let plans = catalog.plan_counts();
         let name = catalog.name().to_string();
         for (path, n) in [

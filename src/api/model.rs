@@ -32,7 +32,7 @@ pub async fn train(
 ) -> Result<Json<ModelView>, ApiError> {
     let catalog = state.catalog(&catalog)?;
     blocking_exempt(move || {
-        catalog.train_collaborative()?;
+        catalog.train_collaborative(crate::recommend::blend::fit_for)?;
         Ok(Json(ModelView::new(&catalog.model_status())))
     })
     .await

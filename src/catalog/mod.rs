@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use crate::analytics::Analytics;
+use crate::behaviour::Behaviour;
 use crate::collaborative::factors::AlsSettings;
 use crate::collaborative::file::ModelDir;
 use crate::collaborative::train::{train, Interactions};
@@ -40,8 +41,6 @@ use crate::index::{Hit, IndexCounts, IndexState, ItemView, Plan, REBUILD_CHUNK};
 use crate::model::{
     BehaviourSettings, Blend, CatalogConfig, CatalogName, Event, EventKind, Item, User,
 };
-use crate::recommend::behaviour::Behaviour;
-use crate::recommend::blend;
 use crate::snapshot::{SnapshotDir, SnapshotError, Written};
 use crate::storage::{wait_durable, Batch, Store};
 use sequencer::Sequencer;
@@ -239,6 +238,11 @@ pub struct Catalog {
     engagement_marks: Mutex<[u64; 2]>,
     engagement_trainings: AtomicU64,
 }
+
+/// What fits the personal-picks blend at each training (see
+/// [`Catalog::train_collaborative`]): the catalog, its interactions, the
+/// settings; `None` when it cannot (the settings' weights are used).
+pub type BlendFit = fn(&Catalog, &Interactions, &BehaviourSettings) -> Option<FittedBlend>;
 
 /// The quiet rule's least model age (see [`Catalog::training_due`]).
 const QUIET_RETRAIN_MIN_AGE_MS: i64 = 60_000;
@@ -978,8 +982,10 @@ impl Catalog {
 
     /// Trains the collaborative model from every stored event now, puts it
     /// in use and persists it; waits for a training already running.
-    /// Blocking: call it from a background or blocking thread.
-    pub fn train_collaborative(&self) -> Result<Option<Arc<Model>>> {
+    /// Blocking: call it from a background or blocking thread. `fit` fits
+    /// the personal-picks blend on the events (`recommend::blend::fit_for`:
+    /// the ranking lives above the catalog, so it is handed in).
+    pub fn train_collaborative(&self, fit: BlendFit) -> Result<Option<Arc<Model>>> {
         let _training = self.training.lock();
         let settings = self.behaviour_settings();
         if !settings.collaborative.enabled {
@@ -1013,7 +1019,7 @@ impl Catalog {
         }
         if let Some(m) = model.as_mut().filter(|_| settings.collaborative.fit_blend) {
             let started = std::time::Instant::now();
-            m.info.blend = self.fit_blend(&data, &settings);
+            m.info.blend = fit(self, &data, &settings);
             // The fit is part of what a training costs (the quiet rule
             // waits ten of them).
             m.info.seconds += started.elapsed().as_secs_f64();
@@ -1058,47 +1064,6 @@ impl Catalog {
         }
         self.rebuild(Some(&|id: &str| learned_vector(&self.config, model, id)));
         self.rebuilding.store(false, Ordering::Release);
-    }
-
-    /// Fits the personal-picks blend on a leave-last-out validation of
-    /// `data` (see `recommend::blend`); `None` with too few users, or when
-    /// the fit failed (logged: the settings' blend is used).
-    fn fit_blend(&self, data: &Interactions, settings: &BehaviourSettings) -> Option<FittedBlend> {
-        let held = data.validation_users(blend::VALIDATION_USERS, blend::MIN_ITEMS);
-        if held.len() < blend::MIN_USERS {
-            return None;
-        }
-        let validation = train(&data.without(&held), &settings.collaborative, 0)?;
-        // Asked now, as personal picks are; or at the newest event when
-        // events are dated ahead of this clock (a skewed clock, or a
-        // replay), so that none of them lies in the future of the ask.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-            .max(data.newest_ms().unwrap_or(i64::MIN));
-        match blend::fit(self, &validation, &held, now_ms) {
-            Ok(fitted) => {
-                if let Some(f) = &fitted {
-                    tracing::info!(
-                        catalog = %self.name,
-                        users = f.users,
-                        similarity = f.similarity,
-                        collaborative = f.collaborative,
-                        popularity = f.popularity,
-                        category = f.category,
-                        held_out = f.held_out,
-                        recall = f.recall,
-                        settings_recall = f.settings_recall,
-                        "personal-picks blend fitted"
-                    );
-                }
-                fitted
-            }
-            Err(e) => {
-                tracing::warn!(catalog = %self.name, error = %e, "could not fit the blend (the settings' weights are used)");
-                None
-            }
-        }
     }
 
     /// The personal-picks blend in use: the settings' weights, with the

@@ -43,11 +43,11 @@
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
-use crate::collaborative::train::HeldOut;
+use crate::collaborative::train::{HeldOut, Interactions};
 use crate::collaborative::{FittedBlend, Model};
 use crate::error::Result;
 use crate::index::filter::Filter;
-use crate::model::Blend;
+use crate::model::{BehaviourSettings, Blend};
 use crate::recommend::personal::{features_with, Features, UserRequest};
 use crate::recommend::UserContext;
 
@@ -252,6 +252,53 @@ fn hits(asked: &[Asked], w: &[f64; 4]) -> usize {
         }
     }
     found
+}
+
+/// Fits the personal-picks blend of `catalog` on a leave-last-out
+/// validation of `data` (see the module documentation); `None` with too
+/// few users, or when the fit failed (logged: the settings' blend is
+/// used). What `Catalog::train_collaborative` is handed.
+pub fn fit_for(
+    catalog: &Catalog,
+    data: &Interactions,
+    settings: &BehaviourSettings,
+) -> Option<FittedBlend> {
+    let held = data.validation_users(VALIDATION_USERS, MIN_ITEMS);
+    if held.len() < MIN_USERS {
+        return None;
+    }
+    let validation =
+        crate::collaborative::train::train(&data.without(&held), &settings.collaborative, 0)?;
+    // Asked now, as personal picks are; or at the newest event when
+    // events are dated ahead of this clock (a skewed clock, or a
+    // replay), so that none of them lies in the future of the ask.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        .max(data.newest_ms().unwrap_or(i64::MIN));
+    match fit(catalog, &validation, &held, now_ms) {
+        Ok(fitted) => {
+            if let Some(f) = &fitted {
+                tracing::info!(
+                    catalog = %catalog.name(),
+                    users = f.users,
+                    similarity = f.similarity,
+                    collaborative = f.collaborative,
+                    popularity = f.popularity,
+                    category = f.category,
+                    held_out = f.held_out,
+                    recall = f.recall,
+                    settings_recall = f.settings_recall,
+                    "personal-picks blend fitted"
+                );
+            }
+            fitted
+        }
+        Err(e) => {
+            tracing::warn!(catalog = %catalog.name(), error = %e, "could not fit the blend (the settings' weights are used)");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

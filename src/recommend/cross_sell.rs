@@ -23,11 +23,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::behaviour::copurchase::PairStats;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::index::filter::{Condition, Filter, StringCondition};
 use crate::index::ItemView;
-use crate::recommend::copurchase::PairStats;
 use crate::recommend::{context_with, Reason, Recommendation};
 
 /// Most items a cross-sell cart may hold.

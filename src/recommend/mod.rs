@@ -5,17 +5,18 @@
 //!
 //! Must not: write anything, or know about HTTP.
 
-pub mod behaviour;
 pub mod blend;
-pub mod copurchase;
 pub mod cross_sell;
 pub mod personal;
-pub mod popularity;
 pub mod preferences;
 pub mod profile;
 pub mod rerank;
 pub mod similar;
 pub mod upsell;
+
+// What events imply lives below the catalog (`crate::behaviour`, which
+// `catalog` updates in commit order); the ranking code reads it here.
+pub use crate::behaviour::{self, copurchase, popularity};
 
 use std::sync::Arc;
 

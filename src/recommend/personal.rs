@@ -40,13 +40,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::behaviour::Behaviour;
 use crate::catalog::Catalog;
 use crate::collaborative::{Model, RowScores};
 use crate::error::Result;
 use crate::index::filter::{Condition, Filter, StringCondition};
 use crate::index::{IndexState, ItemMeta};
 use crate::model::Blend;
-use crate::recommend::behaviour::Behaviour;
 use crate::recommend::{standardise, Reason, Recommendation, UserContext};
 
 /// A personal-picks request, validated.

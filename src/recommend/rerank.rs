@@ -27,12 +27,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::behaviour::Behaviour;
 use crate::catalog::Catalog;
 use crate::engagement::{Features, Scorer, Source, FEATURE_COUNT};
 use crate::index::filter::Filter;
 use crate::index::IndexState;
 use crate::model::{RankBy, Surface};
-use crate::recommend::behaviour::Behaviour;
 use crate::recommend::{Recommendation, UserContext};
 
 /// Newest dislikes whose neighbours are demoted: each costs one search.

@@ -162,6 +162,13 @@ async fn the_score_starts_as_the_prior_and_learns_from_the_shops_clicks() {
     };
     // Cheaper than the anchor is what shoppers click.
     assert!(weight("price_vs_anchor") < -0.2, "{trained}");
+    let m = crate::support::scrape_metrics(&api.url).await;
+    let series = |name: &str| format!("recstore_{name}{{catalog=\"store\"}}");
+    assert_eq!(crate::support::metric(&m, &series("engagement_model")), 1.0);
+    assert_eq!(
+        crate::support::metric(&m, &series("engagement_model_trainings")),
+        2.0
+    );
     let offsets = trained["position_offsets"].as_array().unwrap();
     assert_eq!(offsets[0], json!(0.0));
 

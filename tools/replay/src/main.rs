@@ -504,7 +504,7 @@ fn replay(
         // As the server's background trainer would (without its quiet
         // rule: a replay never pauses).
         if catalog.training_due() {
-            catalog.train_collaborative()?;
+            catalog.train_collaborative(recstore::recommend::blend::fit_for)?;
         }
         seen_customers.insert(&order.customer);
     }

@@ -482,7 +482,7 @@ fn catalog_until(
     for chunk in train.chunks(5_000) {
         catalog.record_events(chunk.iter().map(|l| l.event()).collect())?;
     }
-    catalog.train_collaborative()?;
+    catalog.train_collaborative(recstore::recommend::blend::fit_for)?;
     Ok((catalogs, catalog))
 }
 

@@ -16,8 +16,11 @@ use std::sync::Arc;
 use crate::model::{
     BehaviourSettings, Event, EventKind, EventWeights, FeedbackSettings, RepurchaseSettings,
 };
-use crate::recommend::copurchase::CoPurchase;
-use crate::recommend::popularity::Popularity;
+pub mod copurchase;
+pub mod popularity;
+
+use copurchase::CoPurchase;
+use popularity::Popularity;
 
 /// The basket a purchase belongs to: its order, else its session, else
 /// whatever its user bought in the same millisecond.
