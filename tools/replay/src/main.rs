@@ -110,6 +110,10 @@ struct Args {
     /// 5-star future interactions count as hits.
     #[arg(long, default_value = "off")]
     stars: String,
+    /// online-retail: record the `C` (cancelled) invoices of known
+    /// customers as `return` events (otherwise they are left out).
+    #[arg(long)]
+    returns: bool,
     /// latent: interactions per user.
     #[arg(long, default_value_t = 100)]
     per_user: usize,
@@ -551,7 +555,7 @@ fn main() -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?;
         let (items, lines) = match args.format.as_str() {
-            "online-retail" => offline::online_retail(&args.data)?,
+            "online-retail" => offline::online_retail(&args.data, args.returns)?,
             "latent" => {
                 println!(
                     "SYNTHETIC latent-taste history: {} items, {} users, {} each, seed {}",

@@ -84,10 +84,12 @@ fn product(id: String, vector: Vec<f32>, price: f64) -> Item {
 
 /// Products and purchase lines of the Online Retail sample: guests'
 /// invoices count as one-off users (`guest:<invoice>`, real baskets for
-/// the model, never evaluated); returns (`C` invoices) and lines without a
-/// positive quantity are left out. Product vectors are hashed bags of the
-/// name's words (128-d): a content signal from names alone.
-pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
+/// the model, never evaluated); returns (`C` invoices) are left out, or
+/// with `returns` recorded as `return` events of their customer (never a
+/// hit); other lines without a positive quantity are left out. Product
+/// vectors are hashed bags of the name's words (128-d): a content signal
+/// from names alone.
+pub fn online_retail(data: &Path, returns: bool) -> Result<(Vec<Item>, Vec<Line>)> {
     let mut reader = csv::Reader::from_path(data.join("transactions.csv"))
         .with_context(|| format!("reading {}", data.display()))?;
     let mut names: BTreeMap<String, (String, f64)> = BTreeMap::new();
@@ -97,7 +99,12 @@ pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
         let (invoice, code, name) = (&r[0], r[1].trim(), r[2].trim());
         let quantity: f64 = r[3].parse().unwrap_or(0.0);
         let price: f64 = r[5].parse().unwrap_or(0.0);
-        if invoice.starts_with('C') || quantity <= 0.0 || code.is_empty() {
+        let returned = invoice.starts_with('C');
+        let customer_known = !r[6].trim().is_empty();
+        if code.is_empty()
+            || (returned && !(returns && customer_known))
+            || (!returned && quantity <= 0.0)
+        {
             continue;
         }
         names
@@ -110,7 +117,11 @@ pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
         .with_context(|| format!("bad date {:?}", &r[4]))?;
         let customer = r[6].trim();
         lines.push(Line {
-            kind: EventKind::Purchase,
+            kind: if returned {
+                EventKind::Return
+            } else {
+                EventKind::Purchase
+            },
             user: if customer.is_empty() {
                 format!("guest:{invoice}")
             } else {
@@ -119,7 +130,7 @@ pub fn online_retail(data: &Path) -> Result<(Vec<Item>, Vec<Line>)> {
             item: code.to_string(),
             order: invoice.to_string(),
             at_ms: (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64,
-            liked: true,
+            liked: !returned,
         });
     }
     let items = names
@@ -317,7 +328,7 @@ pub fn run(
     }
     // Popularity rank of every product by training purchases.
     let mut counts: HashMap<&str, usize> = HashMap::new();
-    for l in &train {
+    for l in train.iter().filter(|l| l.kind != EventKind::Return) {
         *counts.entry(&l.item).or_default() += 1;
     }
     let mut order: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
