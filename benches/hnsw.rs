@@ -5,6 +5,10 @@
 //! bench prints each ef's recall@10 against brute force over the same
 //! data, so every time has its recall next to it.
 //!
+//! The f32 graph is also frozen (`index::frozen`, #20) and searched by
+//! our own beam over the same vectors and kernel, at the same ef, with its
+//! recall printed the same way: what the frozen walk saves.
+//!
 //! Run: `cargo bench --bench hnsw`
 
 mod support;
@@ -13,6 +17,7 @@ use support::{unit_length, Rng};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use recstore::config::IndexSettings;
+use recstore::index::frozen::FrozenGraph;
 use recstore::index::graph::Graph;
 use recstore::model::{Metric, VectorType};
 
@@ -86,6 +91,40 @@ fn hnsw(c: &mut Criterion) {
                 b.iter(|| {
                     q = (q + 1) % QUERIES;
                     graph.search(&queries[q], 10, ef).0.len()
+                })
+            });
+        }
+        if vector_type != VectorType::F32 {
+            continue;
+        }
+        let frozen = FrozenGraph::freeze(&graph);
+        let dot = recstore::index::kernels::active().dot_f32;
+        let search = |q: &[f32], ef: usize| {
+            frozen
+                .search(
+                    10,
+                    ef,
+                    usize::MAX,
+                    |s| 1.0 - dot(q, &base[s as usize]),
+                    |_| true,
+                )
+                .0
+        };
+        for ef in EFS {
+            let found: usize = queries
+                .iter()
+                .zip(&truth)
+                .map(|(q, t)| search(q, ef).iter().filter(|(s, _)| t.contains(s)).count())
+                .sum();
+            eprintln!(
+                "frozen ef {ef}: recall@10 {:.4} (brute force, {QUERIES} queries)",
+                found as f64 / (10 * QUERIES) as f64
+            );
+            let mut q = 0;
+            group.bench_with_input(BenchmarkId::new("frozen_f32", ef), &ef, |b, &ef| {
+                b.iter(|| {
+                    q = (q + 1) % QUERIES;
+                    search(&queries[q], ef).len()
                 })
             });
         }

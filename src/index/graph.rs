@@ -141,6 +141,36 @@ impl Graph {
         }
     }
 
+    /// Calls `f` with every point's slot, its level (0 = layer 0 only) and
+    /// its neighbours' slots on each layer from 0 to its level. Holds
+    /// hnsw_rs's point lock like [`Graph::for_each_point`]: not while
+    /// points are being inserted (what `index::frozen` copies the graph
+    /// with).
+    pub fn for_each_link(&self, f: &mut dyn FnMut(u32, usize, &[Vec<u32>])) {
+        if self.is_empty() {
+            return;
+        }
+        fn visit<T: Element>(
+            h: &Hnsw<'static, T, GraphDistance>,
+            f: &mut dyn FnMut(u32, usize, &[Vec<u32>]),
+        ) {
+            for point in h.get_point_indexation() {
+                let level = usize::from(point.get_point_id().0);
+                let layers: Vec<Vec<u32>> = point
+                    .get_neighborhood_id()
+                    .into_iter()
+                    .take(level + 1)
+                    .map(|layer| layer.into_iter().map(|n| n.d_id as u32).collect())
+                    .collect();
+                f(point.get_origin_id() as u32, level, &layers);
+            }
+        }
+        match self {
+            Graph::F32(h) => visit(h, f),
+            Graph::F16(h) => visit(h, f),
+        }
+    }
+
     /// Points on layer 1 and above (tests check that levels are drawn at
     /// the right scale after a reload).
     pub fn upper_layer_points(&self) -> usize {

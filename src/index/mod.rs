@@ -22,6 +22,7 @@
 pub mod attributes;
 pub mod distance;
 pub mod filter;
+pub mod frozen;
 pub mod graph;
 pub mod kernels;
 pub mod tiers;
