@@ -374,13 +374,8 @@ mod tests {
         ] {
             let mut total = 0.0;
             for q in &queries {
-                let (found, walk) = frozen.search(
-                    10,
-                    64,
-                    usize::MAX,
-                    |s| l2(&points[s as usize], q),
-                    |s| accept(s),
-                );
+                let (found, walk) =
+                    frozen.search(10, 64, usize::MAX, |s| l2(&points[s as usize], q), accept);
                 assert!(found.iter().all(|(s, _)| accept(*s)), "{name}");
                 assert!(found.windows(2).all(|w| w[0].1 <= w[1].1), "{name}");
                 assert!(!walk.cut_short);

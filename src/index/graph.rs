@@ -35,6 +35,9 @@ const DESCRIPTION_MAGIC_V4: u32 = 0x002a_6779;
 /// dump mode (u8), max connections (u8), then the scale (f64, native endian).
 const LEVEL_SCALE_OFFSET: u64 = 6;
 
+/// What [`Graph::for_each_link`] calls: slot, level, links per layer.
+pub type LinkVisitor<'a> = dyn FnMut(u32, usize, &[Vec<u32>]) + 'a;
+
 /// A graph over vectors of one element type.
 pub enum Graph {
     F32(Hnsw<'static, f32, GraphDistance>),
@@ -146,14 +149,11 @@ impl Graph {
     /// hnsw_rs's point lock like [`Graph::for_each_point`]: not while
     /// points are being inserted (what `index::frozen` copies the graph
     /// with).
-    pub fn for_each_link(&self, f: &mut dyn FnMut(u32, usize, &[Vec<u32>])) {
+    pub fn for_each_link(&self, f: &mut LinkVisitor<'_>) {
         if self.is_empty() {
             return;
         }
-        fn visit<T: Element>(
-            h: &Hnsw<'static, T, GraphDistance>,
-            f: &mut dyn FnMut(u32, usize, &[Vec<u32>]),
-        ) {
+        fn visit<T: Element>(h: &Hnsw<'static, T, GraphDistance>, f: &mut LinkVisitor<'_>) {
             for point in h.get_point_indexation() {
                 let level = usize::from(point.get_point_id().0);
                 let layers: Vec<Vec<u32>> = point
