@@ -33,6 +33,8 @@ pub mod recommend;
 pub mod server;
 pub mod snapshot;
 pub mod storage;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 
 pub use error::{Error, Result};

@@ -267,6 +267,11 @@ impl Behaviour {
         out
     }
 
+    /// Whether `user` disliked anything (the rerank stage's cheap check).
+    pub fn has_disliked(&self, user: &str) -> bool {
+        self.marks.get(user).is_some_and(|m| !m.disliked.is_empty())
+    }
+
     /// The items `user` disliked, newest first, at most `n`.
     pub fn disliked(&self, user: &str, n: usize) -> Vec<Arc<str>> {
         let Some(marks) = self.marks.get(user) else {
@@ -420,6 +425,7 @@ mod tests {
         );
         assert_eq!(ids(b.purchased("u", 10_000, Some(1))), ["gone", "later"]);
         assert_eq!(ids(b.disliked("u", 1)), ["later"]);
+        assert!(b.has_disliked("u") && !b.has_disliked("v"));
         assert!(!b.has_bought("u", "mine"), "owning is not buying");
         assert!(b.purchased("v", 10_000, None).is_empty());
         // Negative events add no popularity.

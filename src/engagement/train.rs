@@ -404,18 +404,7 @@ fn model_of(coef: &[f64], mean: &[f64], scale: &[f64], cols: &[usize]) -> Model 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A seeded generator (SplitMix64), so the test data is fixed.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::testing::Rng;
 
     /// Hits whose true log-odds are `-3 + 2 * similarity + popularity -
     /// 0.2 * position`; the other features are noise.

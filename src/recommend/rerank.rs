@@ -93,7 +93,7 @@ pub struct Ask<'a> {
 pub fn fetch(catalog: &Catalog, ask: &Ask) -> usize {
     let reorders = ask.rank_by == RankBy::Engagement
         || catalog.with_behaviour(|b| {
-            b.demoted_items() > 0 || ask.user_id.is_some_and(|u| !b.disliked(u, 1).is_empty())
+            b.demoted_items() > 0 || ask.user_id.is_some_and(|u| b.has_disliked(u))
         });
     if reorders {
         ask.k.saturating_mul(2)

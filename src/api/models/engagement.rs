@@ -8,16 +8,7 @@ use crate::engagement::quality::Bin;
 use crate::engagement::{Quality, Scorer, FEATURES};
 use crate::model::Surface;
 
-/// An RFC 3339 time of milliseconds since the epoch.
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+use super::analytics::rfc3339;
 
 /// One feature of the model: its weight per standard deviation, and the
 /// mean and deviation it is standardised with.

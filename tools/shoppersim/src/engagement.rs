@@ -276,32 +276,13 @@ pub async fn run_engagement(o: &EngagementOptions) -> anyhow::Result<EngagementR
     let world = Arc::new(World::generate(o));
     let o = Arc::new(o.clone());
     let base = format!("/v1/catalogs/engagement-sim-{}", o.seed);
-    let (status, _) = client.send(reqwest::Method::GET, &base, None).await?;
-    if status == 200 {
-        client.must(reqwest::Method::DELETE, &base, None).await?;
-    }
-    client
-        .must(
-            reqwest::Method::PUT,
-            &base,
-            Some(&json!({"dimension": o.dimension, "metric": "cosine"})),
-        )
-        .await?;
-    for start in (0..o.items).step_by(500) {
-        let items: Vec<Value> = (start..(start + 500).min(o.items))
-            .map(|i| {
-                json!({"id": world.ids[i], "vector": world.vectors[i],
-                       "price": world.prices[i], "category": format!("c{}", i % 12)})
-            })
-            .collect();
-        client
-            .must(
-                reqwest::Method::POST,
-                &format!("{base}/items"),
-                Some(&json!({ "items": items })),
-            )
-            .await?;
-    }
+    let items: Vec<Value> = (0..o.items)
+        .map(|i| {
+            json!({"id": world.ids[i], "vector": world.vectors[i],
+                   "price": world.prices[i], "category": format!("c{}", i % 12)})
+        })
+        .collect();
+    crate::fresh_catalog(&client, &base, o.dimension, &items).await?;
     // Phase 1: logging under today's ranking.
     crowd(&client, &world, &o, &base, 0, o.train_shoppers, false).await?;
     // Phase 2: train once every logged hit's outcome is final.

@@ -434,32 +434,13 @@ async fn run_slot(
 ) -> anyhow::Result<SlotOutcome> {
     let name = format!("sim-{}-{}-{slot}", options.scenario.label(), options.seed);
     let base = format!("/v1/catalogs/{name}");
-    let (status, _) = client.send(reqwest::Method::GET, &base, None).await?;
-    if status == 200 {
-        client.must(reqwest::Method::DELETE, &base, None).await?;
-    }
-    client
-        .must(
-            reqwest::Method::PUT,
-            &base,
-            Some(&json!({"dimension": options.dimension, "metric": "cosine"})),
-        )
-        .await?;
-    for start in (0..catalog.ids.len()).step_by(500) {
-        let items: Vec<Value> = (start..(start + 500).min(catalog.ids.len()))
-            .map(|i| {
-                json!({"id": catalog.ids[i], "vector": catalog.vectors[i],
-                       "price": catalog.prices[i], "category": catalog.categories[i]})
-            })
-            .collect();
-        client
-            .must(
-                reqwest::Method::POST,
-                &format!("{base}/items"),
-                Some(&json!({ "items": items })),
-            )
-            .await?;
-    }
+    let items: Vec<Value> = (0..catalog.ids.len())
+        .map(|i| {
+            json!({"id": catalog.ids[i], "vector": catalog.vectors[i],
+                   "price": catalog.prices[i], "category": catalog.categories[i]})
+        })
+        .collect();
+    fresh_catalog(client, &base, options.dimension, &items).await?;
     // Some past traffic, so that a new shopper's picks (popular items)
     // are never empty.
     let mut rng = Rng::derive(options.seed, 0x5EED_0000 + slot as u64);
@@ -489,6 +470,37 @@ async fn run_slot(
     }
     client.must(reqwest::Method::DELETE, &base, None).await?;
     Ok(outcome)
+}
+
+/// Deletes the catalog at `base` if it exists, creates it (cosine, of
+/// `dimension`) and uploads `items` in batches of 500.
+pub(crate) async fn fresh_catalog(
+    client: &Client,
+    base: &str,
+    dimension: usize,
+    items: &[Value],
+) -> anyhow::Result<()> {
+    let (status, _) = client.send(reqwest::Method::GET, base, None).await?;
+    if status == 200 {
+        client.must(reqwest::Method::DELETE, base, None).await?;
+    }
+    client
+        .must(
+            reqwest::Method::PUT,
+            base,
+            Some(&json!({"dimension": dimension, "metric": "cosine"})),
+        )
+        .await?;
+    for batch in items.chunks(500) {
+        client
+            .must(
+                reqwest::Method::POST,
+                &format!("{base}/items"),
+                Some(&json!({ "items": batch })),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 async fn run_experiment(
