@@ -37,7 +37,7 @@ use crate::model::Surface;
 
 /// The features, in order (the version of the layout is
 /// [`FEATURE_VERSION`]): what `GET .../engagement-model` names.
-pub const FEATURES: [&str; 23] = [
+pub const FEATURES: [&str; 22] = [
     "similarity",
     "has_similarity",
     "profile_similarity",
@@ -60,7 +60,6 @@ pub const FEATURES: [&str; 23] = [
     "surface_user",
     "surface_cross_sell",
     "item_engagement",
-    "item_shown",
 ];
 
 /// Number of features.
@@ -69,23 +68,23 @@ pub const FEATURE_COUNT: usize = FEATURES.len();
 /// Bumped whenever [`FEATURES`] changes: impressions logged with another
 /// layout are not trained on, and a stored model of another layout is
 /// dropped.
-pub const FEATURE_VERSION: u16 = 3;
+pub const FEATURE_VERSION: u16 = 4;
 
 /// Pseudo-hits at the base rate an item's own engaged share starts from
 /// (`item_engagement`): an item shown twenty times moves halfway.
 pub const ITEM_PRIOR_HITS: f64 = 20.0;
 
-/// The item's own record as features: the log-odds of its smoothed
-/// engaged share against the base rate (0 for an item never shown), and
-/// `ln(1 + times shown)`.
-pub fn item_features(shown: u32, engaged: u32, base_rate: f64) -> (f64, f64) {
+/// The item's own record as a feature: the log-odds of its smoothed
+/// engaged share against the base rate (0 for an item never shown).
+/// (How often it was shown is deliberately not a feature: in training it
+/// grows with each hit's place in the log, when serving it is frozen at
+/// the last training's total, so the model would learn time, not the
+/// item. The smoothing already weighs the record by its size.)
+pub fn item_features(shown: u32, engaged: u32, base_rate: f64) -> f64 {
     let base = base_rate.clamp(1e-6, 1.0 - 1e-6);
     let rate = (f64::from(engaged) + ITEM_PRIOR_HITS * base) / (f64::from(shown) + ITEM_PRIOR_HITS);
     let logit = |p: f64| (p / (1.0 - p)).ln();
-    (
-        logit(rate.clamp(1e-6, 1.0 - 1e-6)) - logit(base),
-        f64::from(shown).ln_1p(),
-    )
+    logit(rate.clamp(1e-6, 1.0 - 1e-6)) - logit(base)
 }
 
 /// Positions with their own logit offset; later ones share the last.
@@ -148,7 +147,6 @@ pub struct Features {
     pub surface: Option<Surface>,
     /// The item's own engaged share when shown (see [`item_features`]).
     pub item_engagement: f64,
-    pub item_shown: f64,
 }
 
 impl Features {
@@ -191,7 +189,6 @@ impl Features {
             s(Surface::User),
             s(Surface::CrossSell),
             f(self.item_engagement),
-            f(self.item_shown),
         ]
     }
 }
@@ -396,12 +393,12 @@ impl Scorer {
         }
     }
 
-    /// The item's own-record features (0 without a model: the prior
-    /// needs none).
-    pub fn item_features(&self, id: &str) -> (f64, f64) {
+    /// The item's own-record feature (0 without a model: the prior needs
+    /// none).
+    pub fn item_features(&self, id: &str) -> f64 {
         match (&self.model, self.items.get(id)) {
             (Some(m), Some(&(shown, engaged))) => item_features(shown, engaged, m.item_base_rate),
-            _ => (0.0, 0.0),
+            _ => 0.0,
         }
     }
 
@@ -463,7 +460,6 @@ mod tests {
                     like_disliked: dis,
                     surface: Surface::ALL.get(s).copied(),
                     item_engagement: pop,
-                    item_shown: cat,
                 },
             )
     }
@@ -560,15 +556,12 @@ mod tests {
 
     #[test]
     fn an_items_own_record_moves_it_from_the_base_rate() {
-        assert_eq!(item_features(0, 0, 0.1), (0.0, 0.0));
+        assert_eq!(item_features(0, 0, 0.1), 0.0);
         // Shown 20 times, engaged 6: (6 + 2) / 40 = 0.2 against 0.1.
-        let (lift, shown) = item_features(20, 6, 0.1);
         let logit = |p: f64| (p / (1.0 - p)).ln();
-        assert!((lift - (logit(0.2) - logit(0.1))).abs() < 1e-12);
-        assert!((shown - 21f64.ln()).abs() < 1e-12);
-        assert!(item_features(1_000, 0, 0.1).0 < -2.0);
-        let (l, s) = item_features(u32::MAX, u32::MAX, 0.0);
-        assert!(l.is_finite() && s.is_finite());
+        assert!((item_features(20, 6, 0.1) - (logit(0.2) - logit(0.1))).abs() < 1e-12);
+        assert!(item_features(1_000, 0, 0.1) < -2.0);
+        assert!(item_features(u32::MAX, u32::MAX, 0.0).is_finite());
     }
 
     #[test]

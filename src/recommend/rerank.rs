@@ -140,7 +140,7 @@ pub fn finish(
                         demoted.push(Demotion::LikeDisliked);
                     }
                     let mut f = features(index, b, ask, &reference, &pick);
-                    (f.item_engagement, f.item_shown) = scorer.item_features(id);
+                    f.item_engagement = scorer.item_features(id);
                     f.like_disliked = like_disliked;
                     f.return_rate = if counted { returns.rate() } else { 0.0 };
                     let x = f.to_vec();
@@ -326,6 +326,5 @@ fn features(
         like_disliked: false,
         surface: Some(ask.surface),
         item_engagement: 0.0,
-        item_shown: 0.0,
     }
 }

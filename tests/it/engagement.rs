@@ -154,7 +154,7 @@ async fn the_score_starts_as_the_prior_and_learns_from_the_shops_clicks() {
     );
     assert_eq!(trained["held_out"], q["samples"]);
     let features = trained["features"].as_array().unwrap();
-    assert_eq!(features.len(), 23);
+    assert_eq!(features.len(), 22);
     let weight = |name: &str| {
         features.iter().find(|f| f["name"] == json!(name)).unwrap()["weight"]
             .as_f64()
