@@ -17,7 +17,7 @@ use support::{unit_length, Rng};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use recstore::config::IndexSettings;
-use recstore::index::frozen::FrozenGraph;
+use recstore::index::frozen::{Beam, FrozenGraph, Space};
 use recstore::index::graph::Graph;
 use recstore::model::{Metric, VectorType};
 
@@ -48,6 +48,22 @@ fn exact_top10(base: &[Vec<f32>], q: &[f32]) -> Vec<u32> {
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     scored.into_iter().take(10).map(|(_, i)| i).collect()
+}
+
+/// The frozen walk's view of the bench's vectors: cosine distance, no filter.
+struct Cosine<'a> {
+    base: &'a [Vec<f32>],
+    query: &'a [f32],
+    dot: fn(&[f32], &[f32]) -> f32,
+}
+
+impl Space for Cosine<'_> {
+    fn distance(&self, slot: u32) -> f32 {
+        1.0 - (self.dot)(self.query, &self.base[slot as usize])
+    }
+    fn accept(&self, _slot: u32) -> bool {
+        true
+    }
 }
 
 fn hnsw(c: &mut Criterion) {
@@ -97,18 +113,15 @@ fn hnsw(c: &mut Criterion) {
         if vector_type != VectorType::F32 {
             continue;
         }
-        let frozen = FrozenGraph::freeze(&graph);
+        let frozen = FrozenGraph::freeze(&graph, N);
         let dot = recstore::index::kernels::active().dot_f32;
         let search = |q: &[f32], ef: usize| {
-            frozen
-                .search(
-                    10,
-                    ef,
-                    usize::MAX,
-                    |s| 1.0 - dot(q, &base[s as usize]),
-                    |_| true,
-                )
-                .0
+            let space = Cosine {
+                base: &base,
+                query: q,
+                dot,
+            };
+            frozen.search(&Beam::new(10, ef), &space).0
         };
         for ef in EFS {
             let found: usize = queries

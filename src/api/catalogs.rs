@@ -42,6 +42,8 @@ fn view(name: &str, config: CatalogConfig, status: CatalogStatus) -> CatalogView
                     open_seconds: c.open_seconds,
                     snapshot_watermark: c.snapshot_watermark,
                     changes_since_snapshot: c.changes_since_snapshot,
+                    delta: c.index.delta,
+                    freezes: c.freezes,
                 }),
             )
         }

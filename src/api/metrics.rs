@@ -81,6 +81,9 @@ pub struct Metrics {
     tombstones: Family<CatalogLabels, Gauge>,
     rebuilds: Family<CatalogLabels, Gauge>,
     rebuilding: Family<CatalogLabels, Gauge>,
+    delta: Family<CatalogLabels, Gauge>,
+    freezes: Family<CatalogLabels, Gauge>,
+    frozen_bytes: Family<CatalogLabels, Gauge>,
     rebuild_chunks: Family<RebuildPoolLabels, Gauge>,
     changes_since_snapshot: Family<CatalogLabels, Gauge>,
     snapshot_age: Family<CatalogLabels, FloatGauge>,
@@ -197,6 +200,21 @@ impl Metrics {
             &mut registry,
             "index_rebuilding",
             "1 while a background graph rebuild runs",
+        );
+        let delta = per_catalog(
+            &mut registry,
+            "index_delta_points",
+            "Graph points written since the graph was last frozen: every graph search scans them exactly",
+        );
+        let freezes = per_catalog(
+            &mut registry,
+            "index_freezes",
+            "Background freezes of the live graph since the catalog opened",
+        );
+        let frozen_bytes = per_catalog(
+            &mut registry,
+            "index_frozen_graph_bytes",
+            "Bytes of the frozen graph's link tables",
         );
         let rebuild_chunks = Family::<RebuildPoolLabels, Gauge>::default();
         registry.register(
@@ -339,6 +357,9 @@ impl Metrics {
             tombstones,
             rebuilds,
             rebuilding,
+            delta,
+            freezes,
+            frozen_bytes,
             rebuild_chunks,
             changes_since_snapshot,
             snapshot_age,
@@ -481,6 +502,9 @@ fn collect(state: &AppState) {
         &m.tombstones,
         &m.rebuilds,
         &m.rebuilding,
+        &m.delta,
+        &m.freezes,
+        &m.frozen_bytes,
         &m.changes_since_snapshot,
         &m.escalations,
         &m.graph_searches,
@@ -528,6 +552,9 @@ fn collect(state: &AppState) {
         set(&m.tombstones, counts.index.tombstones);
         set(&m.rebuilds, counts.rebuilds);
         set(&m.rebuilding, u64::from(counts.rebuilding));
+        set(&m.delta, counts.index.delta);
+        set(&m.freezes, counts.freezes);
+        set(&m.frozen_bytes, counts.index.frozen_bytes);
         for (pool, chunks) in [
             ("idle", counts.rebuild_chunks.idle),
             ("urgent", counts.rebuild_chunks.urgent),

@@ -252,6 +252,11 @@ pub struct IndexView {
     /// The change number the newest snapshot reflects.
     pub snapshot_watermark: Option<u64>,
     pub changes_since_snapshot: u64,
+    /// Graph points written since the graph was last frozen: every graph
+    /// search scans them exactly until a background freeze takes them in.
+    pub delta: u64,
+    /// Background freezes of the live graph since the catalog opened.
+    pub freezes: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

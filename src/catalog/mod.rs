@@ -52,6 +52,9 @@ pub struct CatalogCounts {
     pub users: u64,
     pub rebuilds: u64,
     pub rebuilding: bool,
+    /// Background freezes of the live graph installed since the catalog
+    /// opened (see `Catalog::maybe_freeze`).
+    pub freezes: u64,
     /// Chunks of rebuild graph inserts run on the idle pool and on the
     /// urgent one since the catalog opened (see `rebuild_pool`). Urgent
     /// chunks mean the server gave its rebuilds too little idle time.
@@ -186,6 +189,9 @@ pub struct Catalog {
     users: Mutex<HashSet<String>>,
     sequencer: Sequencer,
     rebuilding: AtomicBool,
+    /// A background freeze of the live graph is running (`maybe_freeze`).
+    freezing: AtomicBool,
+    freezes: AtomicU64,
     rebuilds: AtomicU64,
     /// Rebuild chunks run on the idle pool (0) and the urgent one (1).
     rebuild_chunks: [AtomicU64; 2],
@@ -400,6 +406,8 @@ impl Catalog {
             users: Mutex::new(users),
             sequencer: Sequencer::starting_after(last),
             rebuilding: AtomicBool::new(false),
+            freezing: AtomicBool::new(false),
+            freezes: AtomicU64::new(0),
             rebuilds: AtomicU64::new(0),
             rebuild_chunks: Default::default(),
             snapshots,
@@ -590,6 +598,7 @@ impl Catalog {
             users: self.users.lock().len() as u64,
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
             rebuilding: self.rebuilding.load(Ordering::Relaxed),
+            freezes: self.freezes.load(Ordering::Relaxed),
             rebuild_chunks: RebuildChunks {
                 idle: self.rebuild_chunks[0].load(Ordering::Relaxed),
                 urgent: self.rebuild_chunks[1].load(Ordering::Relaxed),
@@ -641,6 +650,7 @@ impl Catalog {
         drop(_turn);
         self.note_changes(n as u64);
         self.maybe_rebuild();
+        self.maybe_freeze();
         Ok(n)
     }
 
@@ -1143,6 +1153,49 @@ impl Catalog {
         self.start_rebuild();
     }
 
+    /// Starts a background freeze of the live graph when its delta (points
+    /// written since the last freeze, scanned exactly by every search) is
+    /// due one (`IndexState::freeze_due`) and none is running.
+    ///
+    /// The copy runs without any lock of ours, beside the writers that go
+    /// on inserting into the same graph (`Graph::for_each_link`); it takes
+    /// in the slots published when it started, and is installed under the
+    /// write lock only if no rebuild has replaced the graph meanwhile. On a
+    /// thread of normal priority: a freeze is short (it copies links, it
+    /// does not build), and on the idle pool a saturated server would let
+    /// the delta, and the cost of every search, grow without bound.
+    pub fn maybe_freeze(self: &Arc<Self>) {
+        if !self.state.read().freeze_due() || self.freezing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let catalog = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("freeze-{}", self.name))
+            .spawn(move || {
+                loop {
+                    let job = catalog.state.read().freeze_job();
+                    let started = Instant::now();
+                    let slots = job.slots();
+                    let frozen = job.run();
+                    let installed = catalog.state.write().install_frozen(frozen);
+                    if installed {
+                        catalog.freezes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::debug!(catalog = %catalog.name, slots, installed, seconds = started.elapsed().as_secs_f64(), "graph frozen");
+                    // Writes that came during the copy may have made the
+                    // next one due already.
+                    if !installed || !catalog.state.read().freeze_due() {
+                        break;
+                    }
+                }
+                catalog.freezing.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(catalog = %self.name, error = %e, "could not start a freeze thread");
+            self.freezing.store(false, Ordering::Release);
+        }
+    }
+
     /// Starts a background rebuild unless one is running; returns whether
     /// it started.
     pub fn start_rebuild(self: &Arc<Self>) -> bool {
@@ -1245,6 +1298,11 @@ impl Catalog {
             if self.catch_up(&mut fresh, Some(&pool)) <= CATCH_UP_UNDER_TURN {
                 break;
             }
+        }
+        // The catch-up's points are the fresh graph's delta: frozen in
+        // here, off the writers' turn, when there are enough of them.
+        if fresh.freeze_due() {
+            fresh.freeze();
         }
         // Take a turn so no write applies between catching up and swapping.
         let turn = self.sequencer.wait_turn(self.sequencer.ticket());
@@ -1407,13 +1465,17 @@ fn open_from_snapshot(
         state.graph().insert(&prepared.new_points());
         state.publish_upsert(prepared);
     }
+    let replay_time = t.elapsed();
+    let t = Instant::now();
+    state.freeze();
     tracing::info!(
         catalog_id = id,
         read_snapshot = read_time.as_secs_f64(),
         scan_store = scan_time.as_secs_f64(),
         build_index = build_time.as_secs_f64(),
         check_graph = check_time.as_secs_f64(),
-        replay = t.elapsed().as_secs_f64(),
+        replay = replay_time.as_secs_f64(),
+        freeze = t.elapsed().as_secs_f64(),
         total = started.elapsed().as_secs_f64(),
         "snapshot load phases (seconds; the read and the scan overlap)"
     );

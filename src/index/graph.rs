@@ -145,16 +145,28 @@ impl Graph {
     }
 
     /// Calls `f` with every point's slot, its level (0 = layer 0 only) and
-    /// its neighbours' slots on each layer from 0 to its level. Holds
-    /// hnsw_rs's point lock like [`Graph::for_each_point`]: not while
-    /// points are being inserted (what `index::frozen` copies the graph
-    /// with).
+    /// its neighbours' slots on each layer from 0 to its level (what
+    /// `index::frozen` copies the graph with).
+    ///
+    /// Safe while points are being inserted, unlike
+    /// [`Graph::for_each_point`]: the points are first collected layer by
+    /// layer, each layer's read lock held only while its `Arc`s are
+    /// cloned, and the links are then read point by point under each
+    /// point's own lock. (hnsw_rs's all-layer iterator takes its layers'
+    /// read lock a second time while holding it, which deadlocks against a
+    /// waiting insert under parking_lot's fair locks.) A point inserted
+    /// meanwhile may or may not be seen, and its links may be partial: the
+    /// caller drops what it did not publish.
     pub fn for_each_link(&self, f: &mut LinkVisitor<'_>) {
-        if self.is_empty() {
-            return;
-        }
         fn visit<T: Element>(h: &Hnsw<'static, T, GraphDistance>, f: &mut LinkVisitor<'_>) {
-            for point in h.get_point_indexation() {
+            let indexation = h.get_point_indexation();
+            let mut points = Vec::with_capacity(h.get_nb_point());
+            // `get_layer_nb_point` answers 0 beyond the last layer, where
+            // `get_layer_iterator` would index out of bounds.
+            for layer in (0..MAX_LAYERS).filter(|&l| indexation.get_layer_nb_point(l) > 0) {
+                points.extend(indexation.get_layer_iterator(layer));
+            }
+            for point in points {
                 let level = usize::from(point.get_point_id().0);
                 let layers: Vec<Vec<u32>> = point
                     .get_neighborhood_id()

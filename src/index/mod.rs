@@ -41,6 +41,7 @@ use crate::config::IndexSettings;
 use crate::model::{CatalogConfig, Item};
 use attributes::AttributeIndex;
 use filter::{Condition, Filter, PriceRange};
+use frozen::{Beam, FrozenGraph, Navigation, Space};
 use graph::Graph;
 use vectors::VectorArena;
 
@@ -160,7 +161,10 @@ pub struct PlanCounts {
 }
 
 /// What a graph search costs on this catalog's data, learned from the
-/// searches themselves: distances evaluated per unit of beam width.
+/// searches themselves: distances evaluated per unit of beam width, for
+/// each decade of filter selectivity (a filtered walk evaluates more of
+/// the graph the fewer slots match, and how many more depends on whether
+/// the matches lie near the query).
 ///
 /// How much of the graph a search visits depends on the data far more
 /// than on its size. On clustered embeddings (what embedding models
@@ -171,6 +175,12 @@ pub struct PlanCounts {
 /// two apart; the count can.
 #[derive(Debug, Default)]
 struct GraphCost {
+    buckets: [BucketCost; SELECTIVITY_BUCKETS],
+}
+
+/// [`GraphCost`] for one decade of selectivity.
+#[derive(Debug, Default)]
+struct BucketCost {
     /// Moving average of evaluations per unit of beam width, as `f64`
     /// bits; 0 until the first graph search.
     per_beam: AtomicU64,
@@ -181,6 +191,16 @@ struct GraphCost {
     skipped: AtomicU64,
 }
 
+/// Decades of selectivity told apart by [`GraphCost`]: above 10 %,
+/// 1-10 %, 0.1-1 %, below 0.1 %.
+const SELECTIVITY_BUCKETS: usize = 4;
+
+/// Which [`GraphCost`] bucket a selectivity falls in.
+fn selectivity_bucket(selectivity: f64) -> usize {
+    let decades = -selectivity.max(1e-12).log10();
+    (decades.max(0.0) as usize).min(SELECTIVITY_BUCKETS - 1)
+}
+
 /// One in this many searches that the learned cost sends to an exact scan
 /// runs on the graph instead, to keep measuring it.
 const PROBE_EVERY: u64 = 64;
@@ -189,32 +209,34 @@ const PROBE_EVERY: u64 = 64;
 /// searches count.
 const COST_SMOOTHING: f64 = 1.0 / 32.0;
 
-/// What one graph evaluation costs beyond reading its vector, in bytes of
-/// exact scan: hnsw_rs's bookkeeping per evaluation (its visited set,
-/// candidate heaps, a neighbour-list lock and pointer per point) and the
+/// What one evaluation of the frozen walk costs beyond reading its vector,
+/// in bytes of exact scan: the heap operations, the visited stamp and the
 /// cache miss of a vector read at a random place instead of the next one.
-/// Measured on this machine (BENCHMARKS.md, "Planner constants"): a graph
-/// evaluation took 530 ns at 128-d and 950 ns at 384-d, where the scan
-/// read a vector in 41 ns and 229 ns, i.e. 6.1 KB and 4.8 KB beyond the
-/// vector; the lower figure, so that a close call goes to the graph,
-/// whose cost does not grow with the catalog.
-const GRAPH_EVAL_OVERHEAD_BYTES: u64 = 4_800;
+/// Measured on this machine (BENCHMARKS.md, "Issue #20").
+const GRAPH_EVAL_OVERHEAD_BYTES: u64 = 1_024;
+
+/// Distances a graph search evaluates per unit of beam width before the
+/// catalog's own searches have been measured: ~600 for a beam of 64 on
+/// clustered 100k data (above), divided by the share of slots that match
+/// (an unmeasured filtered walk is assumed to pay in full for what it
+/// skips).
+const PRIOR_EVALUATIONS_PER_BEAM: f64 = 10.0;
 
 impl GraphCost {
-    fn per_beam(&self) -> Option<f64> {
-        let bits = self.per_beam.load(Relaxed);
+    fn per_beam(&self, bucket: usize) -> Option<f64> {
+        let bits = self.buckets[bucket].per_beam.load(Relaxed);
         (bits != 0).then(|| f64::from_bits(bits))
     }
 
-    fn record(&self, evaluations: u64, beam: usize) {
+    fn record(&self, evaluations: u64, beam: usize, bucket: usize) {
         let sample = evaluations as f64 / beam.max(1) as f64;
-        let next = match self.per_beam() {
+        let next = match self.per_beam(bucket) {
             // Racing updates may lose a sample: an estimate, not a count.
             Some(old) => old + (sample - old) * COST_SMOOTHING,
             None => sample,
         };
         if next > 0.0 && next.is_finite() {
-            self.per_beam.store(next.to_bits(), Relaxed);
+            self.buckets[bucket].per_beam.store(next.to_bits(), Relaxed);
         }
     }
 }
@@ -238,14 +260,23 @@ impl PlanCounts {
     }
 }
 
-/// Bytes of vectors an exact scan reads in the time a graph search spends
-/// per unit of beam width (ef), for a catalog whose graph has not been
-/// measured yet (see [`GraphCost`]). Measured on this machine at 100k x 384 f32
-/// (cosine): the graph at ef 64 took 0.62 ms, i.e. 9.7 us per unit of ef,
-/// while an exact scan reads 384-d f32 vectors at ~148 ns each (1,536
-/// bytes, from memory): 9.7 us / 148 ns x 1,536 B = ~100 KB. See
-/// BENCHMARKS.md, "Planner constants".
-const EXACT_SCAN_BYTES_PER_BEAM: u64 = 96 * 1024;
+/// A filter matching less than this share of the live items walks the
+/// graph through matches only ([`Navigation::Matching`]); a broader one
+/// walks through every slot. See BENCHMARKS.md, "Issue #20".
+const MATCHING_WALK_BELOW: f64 = 0.3;
+
+/// Members of a filter's match set that seed a matching-only walk beside
+/// the descent's entry (see `index::frozen`).
+const SEEDS: u64 = 32;
+
+/// The delta (slots written since the last freeze, searched exactly) is
+/// frozen into the graph once its vectors pass this many bytes...
+const FREEZE_DELTA_BYTES: usize = 1 << 20;
+
+/// ... or this fraction of the frozen graph's, whichever is larger: a
+/// freeze copies the whole graph, so a large catalog freezes less often
+/// (at 1M x 128 f32: every 3,900 new slots, a delta that scans in ~0.2 ms).
+const FREEZE_DELTA_SHARE: usize = 256;
 
 /// Above this many estimated matches a broad price condition is not turned
 /// into a set of slots: the graph checks each candidate's price instead.
@@ -320,6 +351,35 @@ impl PreparedUpsert {
     }
 }
 
+/// A freeze to run off the index's lock (see [`IndexState::freeze_job`]).
+pub struct FreezeJob {
+    graph: Arc<Graph>,
+    limit: usize,
+}
+
+impl FreezeJob {
+    /// Copies the graph's links for the published slots. Safe while
+    /// writers insert later points into the same graph.
+    pub fn run(self) -> Frozen {
+        let frozen = FrozenGraph::freeze(&self.graph, self.limit);
+        Frozen {
+            graph: self.graph,
+            frozen,
+        }
+    }
+
+    /// Slots the freeze covers.
+    pub fn slots(&self) -> usize {
+        self.limit
+    }
+}
+
+/// A finished freeze, for [`IndexState::install_frozen`].
+pub struct Frozen {
+    graph: Arc<Graph>,
+    frozen: FrozenGraph,
+}
+
 /// Counts shown on a catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexCounts {
@@ -329,6 +389,10 @@ pub struct IndexCounts {
     /// Live items without a learned vector (catalogs with learned
     /// vectors; 0 elsewhere).
     pub unlearned: u64,
+    /// Graph points written since the last freeze (searched exactly).
+    pub delta: u64,
+    /// Bytes of the frozen graph's link tables.
+    pub frozen_bytes: u64,
 }
 
 /// The whole in-memory index of one catalog.
@@ -336,7 +400,12 @@ pub struct IndexState {
     config: CatalogConfig,
     settings: IndexSettings,
     arena: VectorArena,
+    /// hnsw_rs's graph: where new points are inserted, and what is frozen.
     graph: Arc<Graph>,
+    /// What searches walk: `graph` as of the last freeze, covering slots
+    /// `0..frozen.covered()`; the slots after it (the delta) are scanned
+    /// exactly until the next freeze takes them in.
+    frozen: Arc<FrozenGraph>,
     metas: Vec<Option<Arc<ItemMeta>>>,
     tiers: Vec<Option<u8>>,
     ids: HashMap<Arc<str>, u32>,
@@ -366,6 +435,7 @@ impl IndexState {
                 &settings.hnsw,
                 capacity,
             )),
+            frozen: Arc::default(),
             metas: Vec::with_capacity(capacity),
             tiers: Vec::with_capacity(capacity),
             ids: HashMap::with_capacity(capacity),
@@ -404,12 +474,14 @@ impl IndexState {
         }
         state.publish_upsert(prepared);
         state.attrs.refresh_price_order();
+        state.freeze();
         state
     }
 
     /// An index over a loaded graph whose `slots` points are `placed`
     /// (slot, item) and otherwise dead: a snapshot joined with the store.
-    /// The caller has checked that each item's slot holds its vector.
+    /// The caller checks that each item's slot holds its vector
+    /// ([`IndexState::check_graph`]) and then freezes it.
     pub fn from_parts(
         config: CatalogConfig,
         settings: IndexSettings,
@@ -422,6 +494,7 @@ impl IndexState {
             settings,
             arena: VectorArena::zeros(config.vector_type, config.dimension, slots),
             graph: Arc::new(graph),
+            frozen: Arc::default(),
             metas: vec![None; slots],
             tiers: vec![None; slots],
             ids: HashMap::with_capacity(placed.len()),
@@ -511,6 +584,62 @@ impl IndexState {
         Arc::clone(&self.graph)
     }
 
+    /// Slots written since the last freeze (dead ones included): what
+    /// every graph search scans exactly.
+    pub fn delta(&self) -> usize {
+        self.metas.len() - self.frozen.covered()
+    }
+
+    /// Bytes of the frozen graph's link tables.
+    pub fn frozen_bytes(&self) -> usize {
+        self.frozen.memory_bytes()
+    }
+
+    /// Whether the delta has grown past [`FREEZE_DELTA_BYTES`] or
+    /// [`FREEZE_DELTA_SHARE`]; with `exact_scan_threshold` 0 (tests and
+    /// benchmarks that want the graph), whether there is any delta.
+    pub fn freeze_due(&self) -> bool {
+        let delta = self.delta();
+        if delta == 0 {
+            return false;
+        }
+        if self.settings.exact_scan_threshold == 0 {
+            return true;
+        }
+        let bytes = self.arena.vector_bytes();
+        delta * bytes >= FREEZE_DELTA_BYTES.max(self.frozen.covered() * bytes / FREEZE_DELTA_SHARE)
+    }
+
+    /// What a freeze of the published slots needs, to run without any
+    /// lock on this state ([`FreezeJob::run`], then
+    /// [`IndexState::install_frozen`]).
+    pub fn freeze_job(&self) -> FreezeJob {
+        FreezeJob {
+            graph: Arc::clone(&self.graph),
+            limit: self.metas.len(),
+        }
+    }
+
+    /// Makes a finished freeze the one searches walk, unless this state
+    /// no longer has the graph it was taken from (a rebuild replaced it)
+    /// or already walks a newer one. Returns whether it did.
+    pub fn install_frozen(&mut self, frozen: Frozen) -> bool {
+        if !Arc::ptr_eq(&self.graph, &frozen.graph)
+            || frozen.frozen.covered() < self.frozen.covered()
+        {
+            return false;
+        }
+        self.frozen = Arc::new(frozen.frozen);
+        true
+    }
+
+    /// Freezes the published slots now (states not yet shared: built,
+    /// loaded, rebuilt).
+    pub fn freeze(&mut self) {
+        let frozen = self.freeze_job().run();
+        self.install_frozen(frozen);
+    }
+
     pub fn counts(&self) -> IndexCounts {
         let items = self.live.len();
         let graph_points = self.metas.len() as u64;
@@ -519,6 +648,8 @@ impl IndexState {
             graph_points,
             tombstones: graph_points - items,
             unlearned: self.unlearned.len(),
+            delta: self.delta() as u64,
+            frozen_bytes: self.frozen.memory_bytes() as u64,
         }
     }
 
@@ -922,69 +1053,119 @@ impl IndexState {
             k
         };
         let live = self.live.len().max(1) as f64;
-        let selectivity = matches.max(1) as f64 / live;
-        let dead_factor = self.metas.len() as f64 / live;
-        let graph_points = self.metas.len();
-        let mut fetch = ((k as f64 / selectivity) * dead_factor * 1.2).ceil() as usize
-            + 10
-            + excluded.len() as usize;
+        let selectivity = (matches.max(1) as f64 / live).min(1.0);
+        let beam_width = self.settings.hnsw.ef_search.max(k);
         // Few matches (a selective filter, or a small catalog): an exact
         // scan costs less than a graph search and is exact.
-        if self.exact_is_cheaper(matches, fetch) {
+        if self.exact_is_cheaper(matches, selectivity, beam_width) {
             return (
                 self.exact_over(&candidates, &excluded, query, k),
                 Plan::Exact,
             );
         }
-        let mut rounds = 0;
-        loop {
-            fetch = fetch.min(graph_points);
-            rounds += 1;
-            let (slots, evaluations) =
-                self.graph
-                    .search(query, fetch, self.settings.hnsw.ef_search);
-            self.record_graph_search(evaluations, fetch);
-            let mut top = TopK::new(k);
-            for slot in slots
-                .into_iter()
-                .filter(|s| self.accepts(&candidates, &excluded, *s))
-            {
-                top.push(
-                    slot,
-                    self.arena.score(self.config.metric, query, slot),
-                    || self.id_of(slot),
-                );
+        let covered = self.frozen.covered();
+        let navigation = match candidates {
+            Candidates::All => Navigation::All,
+            _ if selectivity >= MATCHING_WALK_BELOW => Navigation::All,
+            _ => Navigation::Matching,
+        };
+        let seeds = match (&candidates, navigation) {
+            (Candidates::Set(set), Navigation::Matching) => seeds_from(set, covered),
+            _ => Vec::new(),
+        };
+        let beam = Beam {
+            k,
+            ef: beam_width,
+            max_visits: self.visit_budget(matches),
+            seeds: &seeds,
+            navigation,
+        };
+        let space = IndexSpace {
+            state: self,
+            query,
+            candidates: &candidates,
+            excluded: &excluded,
+        };
+        let (found, walk) = self.frozen.search(&beam, &space);
+        self.record_graph_search(&walk, beam_width, selectivity);
+        let mut top = TopK::new(k);
+        if !walk.cut_short {
+            for (slot, distance) in found {
+                top.push(slot, -distance, || self.id_of(slot));
             }
-            if top.len() >= want {
-                return (self.hits(top), Plan::Graph { rounds });
-            }
-            // Escalate while a graph search is still cheaper than scanning
-            // every match; then finish exactly. Post-filtering fails like
-            // this when the filter and the query's neighbourhood disagree
-            // (a price band of other categories than the query's).
-            let next = fetch.saturating_mul(4);
-            if fetch >= graph_points
-                || next as u64 >= matches
-                || rounds >= 3
-                || self.exact_is_cheaper(matches, next)
-            {
-                break;
-            }
-            fetch = next;
+            self.scan_delta(&candidates, &excluded, query, covered, &mut top);
         }
-        (
-            self.exact_over(&candidates, &excluded, query, k),
-            Plan::GraphThenExact,
-        )
+        // Cut short (almost nothing matched within reach), or the walk ran
+        // out of graph before it found enough: finish exactly.
+        if walk.cut_short || top.len() < want {
+            return (
+                self.exact_over(&candidates, &excluded, query, k),
+                Plan::GraphThenExact,
+            );
+        }
+        (self.hits(top), Plan::Graph { rounds: 1 })
     }
 
-    fn record_graph_search(&self, evaluations: u64, fetch: usize) {
+    /// Offers every accepted slot of the delta (`covered..`) to `top`.
+    fn scan_delta(
+        &self,
+        candidates: &Candidates,
+        excluded: &RoaringBitmap,
+        query: &[f32],
+        covered: usize,
+        top: &mut TopK,
+    ) {
+        let end = self.metas.len() as u32;
+        let start = covered as u32;
+        if start >= end {
+            return;
+        }
+        let mut offer = |slot: u32| {
+            top.push(
+                slot,
+                self.arena.score(self.config.metric, query, slot),
+                || self.id_of(slot),
+            );
+        };
+        match candidates {
+            Candidates::Set(set) => set.range(start..end).for_each(&mut offer),
+            Candidates::All => self
+                .live
+                .range(start..end)
+                .filter(|s| !excluded.contains(*s))
+                .for_each(&mut offer),
+            Candidates::Priced { .. } => self
+                .live
+                .range(start..end)
+                .filter(|&s| self.accepts(candidates, excluded, s))
+                .for_each(&mut offer),
+        }
+    }
+
+    /// Most distances a graph search may evaluate before an exact scan of
+    /// the `matches` would have been cheaper (then it gives up and the
+    /// scan runs: at worst twice the scan's cost, never unbounded).
+    /// Unbounded with exact-first planning off (tests that want the
+    /// graph's answers, whatever they cost).
+    fn visit_budget(&self, matches: u64) -> usize {
+        if self.settings.exact_scan_threshold == 0 {
+            return usize::MAX;
+        }
+        let bytes = self.arena.vector_bytes() as u64;
+        let budget = matches.saturating_mul(bytes) / (bytes + GRAPH_EVAL_OVERHEAD_BYTES);
+        (budget as usize).max(4 * self.settings.hnsw.ef_search)
+    }
+
+    fn record_graph_search(&self, walk: &frozen::Walk, beam: usize, selectivity: f64) {
         let counts = &self.plan_counts;
         counts.graph_searches.fetch_add(1, Relaxed);
-        counts.graph_evaluations.fetch_add(evaluations, Relaxed);
+        counts
+            .graph_evaluations
+            .fetch_add(walk.evaluations, Relaxed);
+        let cost = walk.evaluations + walk.checks / frozen::CHECKS_PER_VISIT as u64;
         counts
             .cost
-            .record(evaluations, fetch.max(self.settings.hnsw.ef_search));
+            .record(cost, beam, selectivity_bucket(selectivity));
     }
 
     /// Exact top-k over `candidates`.
@@ -1035,17 +1216,18 @@ impl IndexState {
     }
 
     /// Whether scanning `matches` vectors exactly costs less than a graph
-    /// search fetching `fetch` candidates. Both costs are in bytes of
-    /// vectors read: the exact scan reads `matches` vectors; the graph
-    /// evaluates what [`GraphCost`] learned per unit of beam width, each
-    /// evaluation costing its vector plus [`GRAPH_EVAL_OVERHEAD_BYTES`]
-    /// (before the first graph search, [`EXACT_SCAN_BYTES_PER_BEAM`] per
-    /// unit of beam). The overhead does not shrink with the vectors, so the
-    /// rule leans to the graph at low dimensions, where it is right to.
-    /// Also exact at or below `exact_scan_threshold` matches; a threshold
-    /// of 0 turns exact-first planning off (the graph always, exact only as
-    /// a fallback), which tests use to exercise the graph on small data.
-    fn exact_is_cheaper(&self, matches: u64, fetch: usize) -> bool {
+    /// search with a beam of `beam` at this `selectivity`. Both costs are
+    /// in bytes of vectors read: the exact scan reads `matches` vectors;
+    /// the graph evaluates what [`GraphCost`] learned per unit of beam
+    /// width for this decade of selectivity (before that,
+    /// [`PRIOR_EVALUATIONS_PER_BEAM`] divided by the selectivity), each
+    /// evaluation costing its vector plus [`GRAPH_EVAL_OVERHEAD_BYTES`].
+    /// The overhead does not shrink with the vectors, so the rule leans to
+    /// the graph at low dimensions, where it is right to. Also exact at or
+    /// below `exact_scan_threshold` matches; a threshold of 0 turns
+    /// exact-first planning off (the graph always, exact only as a
+    /// fallback), which tests use to exercise the graph on small data.
+    fn exact_is_cheaper(&self, matches: u64, selectivity: f64, beam: usize) -> bool {
         let threshold = self.settings.exact_scan_threshold;
         if threshold == 0 {
             return false;
@@ -1053,24 +1235,25 @@ impl IndexState {
         if matches <= threshold as u64 {
             return true;
         }
-        let beam = fetch.max(self.settings.hnsw.ef_search) as u64;
+        let bucket = selectivity_bucket(selectivity);
         let bytes = self.arena.vector_bytes() as u64;
         let scanned = matches.saturating_mul(bytes);
-        let graph = match self.plan_counts.cost.per_beam() {
-            // Until the graph has been measured on this data: the constant.
-            None => EXACT_SCAN_BYTES_PER_BEAM.saturating_mul(beam),
-            Some(per_beam) => {
-                let evaluations = per_beam * beam as f64;
-                (evaluations * (bytes + GRAPH_EVAL_OVERHEAD_BYTES) as f64) as u64
-            }
-        };
-        if scanned > graph {
+        let per_beam = self
+            .plan_counts
+            .cost
+            .per_beam(bucket)
+            .unwrap_or(PRIOR_EVALUATIONS_PER_BEAM / selectivity);
+        let graph = per_beam * beam as f64 * (bytes + GRAPH_EVAL_OVERHEAD_BYTES) as f64;
+        if scanned as f64 > graph {
             return false;
         }
-        // The learned cost chose the scan; now and then measure the graph
-        // again (see `GraphCost::skipped`).
-        self.plan_counts.cost.per_beam().is_none()
-            || self.plan_counts.cost.skipped.fetch_add(1, Relaxed) % PROBE_EVERY != PROBE_EVERY - 1
+        // The estimate chose the scan; now and then measure the graph
+        // again (see `BucketCost::skipped`).
+        self.plan_counts.cost.buckets[bucket]
+            .skipped
+            .fetch_add(1, Relaxed)
+            % PROBE_EVERY
+            != PROBE_EVERY - 1
     }
 
     /// Exact top-k over `slots`.
@@ -1230,8 +1413,53 @@ impl IndexState {
         }
         state.refresh_tiers(categories);
         state.attrs.refresh_price_order();
+        state.freeze();
         state
     }
+}
+
+/// The frozen walk's view of one planned search.
+struct IndexSpace<'a> {
+    state: &'a IndexState,
+    query: &'a [f32],
+    candidates: &'a Candidates,
+    excluded: &'a RoaringBitmap,
+}
+
+impl Space for IndexSpace<'_> {
+    #[inline]
+    fn distance(&self, slot: u32) -> f32 {
+        -self
+            .state
+            .arena
+            .score(self.state.config.metric, self.query, slot)
+    }
+
+    #[inline]
+    fn accept(&self, slot: u32) -> bool {
+        self.state.accepts(self.candidates, self.excluded, slot)
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        self.state.arena.prefetch(slot);
+    }
+}
+
+/// Up to [`SEEDS`] members of `set` below `covered`, spread evenly over
+/// it: where a matching-only walk starts besides the descent's end.
+fn seeds_from(set: &RoaringBitmap, covered: usize) -> Vec<u32> {
+    let n = match covered {
+        0 => 0,
+        c => set.rank(c as u32 - 1),
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    let take = n.min(SEEDS);
+    (0..take)
+        .filter_map(|i| set.select((i * n / take) as u32))
+        .collect()
 }
 
 fn condition_holds(condition: &Condition, meta: &ItemMeta, tier: Option<u8>) -> bool {

@@ -646,7 +646,7 @@ fn the_planner_learns_what_the_graph_costs() {
     let ef = IndexSettings::default().hnsw.ef_search as f64;
     // Graph always (threshold 0): the first search is measured as it is.
     let (mut index, model) = build(&s, 0);
-    assert_eq!(index.plan_counts.cost.per_beam(), None);
+    assert_eq!(index.plan_counts.cost.per_beam(0), None);
     let (_, plan) = index.search(&q, s.k, &unfiltered, &[]);
     assert_eq!(plan, Plan::Graph { rounds: 1 });
     let counts = &index.plan_counts;
@@ -655,23 +655,21 @@ fn the_planner_learns_what_the_graph_costs() {
     // A beam of 64 evaluates at least its own width, and not the whole
     // catalog on this well-spread 4-d data.
     assert!((64..2000).contains(&evaluations), "{evaluations}");
-    assert_eq!(counts.cost.per_beam(), Some(evaluations as f64 / ef));
+    assert_eq!(counts.cost.per_beam(0), Some(evaluations as f64 / ef));
 
     // Cost-based planning (threshold 1): a graph measured as cheap stays
     // the path; 2,000 4-d vectors are 32 KB to scan.
     index.settings.exact_scan_threshold = 1;
     let set = |per_beam: f64| {
-        index
-            .plan_counts
-            .cost
+        index.plan_counts.cost.buckets[0]
             .per_beam
             .store(per_beam.to_bits(), Relaxed)
     };
-    set(0.05); // 3.2 evaluations x (16 + 4,800) bytes = 15.4 KB
+    set(0.05); // 3.2 evaluations x (16 + 1,024) bytes = 3.3 KB
     let (_, plan) = index.search(&q, s.k, &unfiltered, &[]);
     assert_eq!(plan, Plan::Graph { rounds: 1 });
     // ...and the estimate moved toward what that search measured.
-    let after = index.plan_counts.cost.per_beam().unwrap();
+    let after = index.plan_counts.cost.per_beam(0).unwrap();
     assert!(after > 0.05, "{after}");
 
     // Measured as dear: the exact scan, with the brute-force answers, and
@@ -680,7 +678,7 @@ fn the_planner_learns_what_the_graph_costs() {
     let graph_before = index.plan_counts.graph.load(Relaxed);
     let mut plans = BTreeMap::new();
     for _ in 0..2 * super::PROBE_EVERY {
-        set(1.0); // 64 x 4,816 bytes = 308 KB, more than the scan
+        set(1.0); // 64 x 1,040 bytes = 67 KB, more than the scan
         let (hits, plan) = index.search(&q, s.k, &unfiltered, &[]);
         *plans.entry(format!("{plan:?}")).or_insert(0) += 1;
         if plan == Plan::Exact {

@@ -178,6 +178,21 @@ async fn graph_searches_are_counted_as_graph() {
         .map(|i| json!({ "id": format!("i{i}"), "vector": rng.vector(8) }))
         .collect();
     api.upsert_items("g", &items).await;
+    // The write is searched at once (exactly, as the delta); the
+    // background freeze then takes it into the graph, and the delta
+    // shown falls to 0.
+    let mut m = scrape_metrics(&api.url).await;
+    let started = std::time::Instant::now();
+    while metric(&m, r#"recstore_index_delta_points{catalog="g"}"#) > 0.0 {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the delta was never frozen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        m = scrape_metrics(&api.url).await;
+    }
+    assert_eq!(metric(&m, r#"recstore_index_freezes{catalog="g"}"#), 1.0);
+    assert!(metric(&m, r#"recstore_index_frozen_graph_bytes{catalog="g"}"#) > 400.0 * 4.0);
     for _ in 0..4 {
         api.search("g", json!({ "vector": rng.vector(8), "k": 5 }))
             .await;
