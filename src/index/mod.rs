@@ -10,12 +10,12 @@
 //!
 //! **The filter planner** ([`IndexState::search`]). The attribute index
 //! gives the exact set of matching slots. Small sets are scanned exactly;
-//! otherwise the graph is searched with an over-fetch scaled by the
-//! filter's selectivity and the share of dead points, candidates are
-//! filtered, and the search escalates (larger fetch, then an exact scan)
-//! until `min(k, matches)` hits are found. hnsw_rs's own filtered search is
-//! not used: it disables the early stop and is 25-75x slower at 10-1 %
-//! selectivity (../shared/DEPENDENCIES.md).
+//! otherwise the frozen graph (`frozen`) is walked once with the filter
+//! inside the walk (through matches only, with seeds from the match set,
+//! when the filter is selective), the delta written since the last freeze
+//! is scanned exactly, and a walk that cannot find `min(k, matches)` hits
+//! within what an exact scan would cost ends in one. hnsw_rs's own search
+//! is not used (ARCHITECTURE.md, "The frozen graph and the delta").
 //!
 //! Must not: touch RocksDB, or know about HTTP.
 
@@ -136,7 +136,7 @@ pub enum Plan {
     Empty,
     /// Exact scan of the matching slots.
     Exact,
-    /// Graph search with post-filtering; `rounds` counts escalations + 1.
+    /// The frozen walk (filter inside it) plus the delta; `rounds` is 1.
     Graph { rounds: u32 },
     /// The graph did not yield enough hits; finished by an exact scan.
     GraphThenExact,
