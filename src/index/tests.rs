@@ -282,6 +282,18 @@ fn build(s: &Scenario, exact_scan_threshold: usize) -> (IndexState, BTreeMap<Str
     let prepared = index.prepare_upsert(updates);
     index.graph().insert(&prepared.new_points());
     index.publish_upsert(prepared);
+    // Half the scenarios freeze the updates into the walked graph; in the
+    // other half they stay the exactly scanned delta (both must answer
+    // the same).
+    if s.updates.len() % 2 == 0 {
+        index.freeze();
+        assert_eq!(index.delta(), 0);
+    } else {
+        assert_eq!(
+            index.delta(),
+            index.counts().graph_points as usize - s.initial.len()
+        );
+    }
     let deletes: Vec<String> = s.deletes.iter().map(|i| format!("i{i}")).collect();
     for d in &deletes {
         model.remove(d);
